@@ -1,0 +1,3 @@
+from hsmcert.cli.main import main
+
+main()

@@ -1,0 +1,125 @@
+"""Entry point of the ``hsmcert`` command."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from typing import Annotated
+
+import typer
+
+import hsmcert
+from hsmcert.cli._common import OutputFormat, error, state
+from hsmcert.errors import EXIT_FAILURE, EXIT_USAGE, HsmcertError
+
+app = typer.Typer(
+    name="hsmcert",
+    help="Certificates, CSRs and keyless TLS with private keys that never leave Azure Managed HSM or Key Vault.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    context_settings={"auto_envvar_prefix": "HSMCERT", "help_option_names": ["-h", "--help"]},
+)
+
+# Global options may stand anywhere before "--": `hsmcert --output json key list` and
+# `hsmcert key list --output json` mean the same.
+_GLOBAL_FLAGS = {"--quiet", "-q", "--verbose", "-v"}
+_GLOBAL_VALUED = {"--output"}
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"hsmcert {hsmcert.__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    output: Annotated[
+        OutputFormat, typer.Option("--output", help="Result format on stdout.", envvar="HSMCERT_OUTPUT")
+    ] = OutputFormat.text,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.", envvar="HSMCERT_QUIET")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Details and tracebacks on stderr.", envvar="HSMCERT_VERBOSE")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    state.output = output
+    state.quiet = quiet
+    state.verbose = verbose
+
+
+def _register_commands() -> None:
+    import hsmcert.cli as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name.startswith("_") or info.name == "main":
+            continue
+        module = importlib.import_module(f"hsmcert.cli.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+_register_commands()
+
+
+def _hoist_global_options(argv: list[str]) -> list[str]:
+    """Move global options found after the subcommand to the front, stopping at ``--``."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg in _GLOBAL_FLAGS:
+            front.append(arg)
+        elif arg in _GLOBAL_VALUED and i + 1 < len(argv):
+            front.extend(argv[i : i + 2])
+            i += 1
+        elif any(arg.startswith(f"{name}=") for name in _GLOBAL_VALUED):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; exit with the documented code. Expected failures print one line, never a traceback."""
+    args = _hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    try:
+        code = app(args=args, prog_name="hsmcert", standalone_mode=False)
+    except HsmcertError as exc:
+        if state.verbose:
+            import traceback
+
+            traceback.print_exc()
+        error(exc.message, exc.remedy)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and aborts, without importing click at start-up
+        show = getattr(exc, "show", None)
+        exit_code = getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)
+        if type(exc).__name__ == "Abort":
+            error("aborted")
+            sys.exit(EXIT_FAILURE)
+        if state.verbose:
+            raise
+        error(f"unexpected error: {type(exc).__name__}: {exc}", "This is a bug in hsmcert; run with --verbose for details.")
+        sys.exit(EXIT_FAILURE)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+__all__ = ["EXIT_USAGE", "app", "main"]

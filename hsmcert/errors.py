@@ -1,0 +1,69 @@
+"""The one error type hsmcert raises for expected failures.
+
+Every failure a user can cause or fix (a bad reference, a missing role, an unreachable HSM, an existing
+output file) is an :class:`HsmcertError`. It carries a one-line ``message`` saying what went wrong and a
+``remedy`` saying what to do about it. The CLI prints both and exits with ``exit_code``; library callers
+catch :class:`HsmcertError` (or one of the few subclasses below when they care about the kind).
+
+Anything else that escapes is a bug in hsmcert.
+"""
+
+from __future__ import annotations
+
+# Exit codes documented in docs/cli.md.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_PERMISSION = 4
+EXIT_UNREACHABLE = 5
+EXIT_VERIFY_FAILED = 6
+
+
+class HsmcertError(Exception):
+    """An expected failure, with the sentence to show and what the user can do about it."""
+
+    exit_code: int = EXIT_FAILURE
+
+    def __init__(self, message: str, remedy: str | None = None, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.remedy = remedy
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def diagnostics(self) -> str:
+        """The message followed by the remedy, as shown to a user."""
+        if self.remedy:
+            return f"{self.message}\n{self.remedy}"
+        return self.message
+
+
+class UsageError(HsmcertError):
+    """The input itself is wrong: a malformed reference, subject, SAN or option value."""
+
+    exit_code = EXIT_USAGE
+
+
+class NotFoundError(HsmcertError):
+    """A key, version, file or service that was named does not exist."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class PermissionDeniedError(HsmcertError):
+    """The HSM refused the caller (401/403): the remedy names the role, the scope and the grant command."""
+
+    exit_code = EXIT_PERMISSION
+
+
+class UnreachableError(HsmcertError):
+    """The HSM, the emulator or the agent could not be reached in time."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class VerificationError(HsmcertError):
+    """A signature, certificate or chain did not verify."""
+
+    exit_code = EXIT_VERIFY_FAILED

@@ -1,0 +1,44 @@
+"""Writing output files the way users expect: atomically, and never over an existing file unless asked."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from hsmcert.errors import HsmcertError
+
+
+def write_output(path: str | os.PathLike[str], data: bytes, *, force: bool = False, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically; ``-`` means standard output.
+
+    The bytes go to a temporary file in the same directory that is renamed into place, so a reader never
+    sees half a file and a failure leaves nothing behind. An existing file is an error unless ``force``.
+    """
+    if str(path) == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    if target.exists() and not force:
+        raise HsmcertError(f"{target} already exists.", "Choose another path, or pass --force to replace it.")
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise HsmcertError(f"The directory {directory} does not exist.", "Create it first, or choose another path.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        if not force and target.exists():
+            raise HsmcertError(f"{target} already exists.", "Choose another path, or pass --force to replace it.")
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
