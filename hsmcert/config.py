@@ -81,22 +81,22 @@ def emulator_dir(config: dict[str, Any] | None = None) -> Path | None:
     return Path(data_dir) if data_dir else None
 
 
-def resolve_endpoint(
-    ref: KeyRef, *, endpoint: str | None = None, ca_bundle: str | None = None
-) -> Endpoint:
+def resolve_endpoint(ref: KeyRef, *, endpoint: str | None = None, ca_bundle: str | None = None) -> Endpoint:
     """Find the service URL and CA bundle for ``ref`` (see the module docs for the order)."""
     if endpoint:
         return Endpoint(endpoint.rstrip("/"), ca_bundle, "flag")
     env_url = os.environ.get("HSMCERT_ENDPOINT")
     if env_url:
-        return Endpoint(env_url.rstrip("/"), ca_bundle or os.environ.get("HSMCERT_CA_BUNDLE") or None, "environment")
+        return Endpoint(
+            env_url.rstrip("/"), ca_bundle or os.environ.get("HSMCERT_CA_BUNDLE") or None, "environment"
+        )
     if os.environ.get("HSMCERT_EMULATOR"):
         return _emulator_endpoint(Path(os.environ["HSMCERT_EMULATOR"]), ref)
     config = load_config()
     section = config.get("endpoints", {}).get(f"{ref.kind}:{ref.service}")
     if section:
         if "url" not in section:
-            raise UsageError(f"The config entry endpoints.\"{ref.kind}:{ref.service}\" has no url.")
+            raise UsageError(f'The config entry endpoints."{ref.kind}:{ref.service}" has no url.')
         return Endpoint(str(section["url"]).rstrip("/"), ca_bundle or section.get("ca_bundle"), "config")
     data_dir = emulator_dir(config)
     if data_dir is not None:

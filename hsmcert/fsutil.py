@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -10,7 +11,9 @@ from pathlib import Path
 from hsmcert.errors import HsmcertError
 
 
-def write_output(path: str | os.PathLike[str], data: bytes, *, force: bool = False, mode: int = 0o644) -> None:
+def write_output(
+    path: str | os.PathLike[str], data: bytes, *, force: bool = False, mode: int = 0o644
+) -> None:
     """Write ``data`` to ``path`` atomically; ``-`` means standard output.
 
     The bytes go to a temporary file in the same directory that is renamed into place, so a reader never
@@ -25,7 +28,9 @@ def write_output(path: str | os.PathLike[str], data: bytes, *, force: bool = Fal
         raise HsmcertError(f"{target} already exists.", "Choose another path, or pass --force to replace it.")
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
-        raise HsmcertError(f"The directory {directory} does not exist.", "Create it first, or choose another path.")
+        raise HsmcertError(
+            f"The directory {directory} does not exist.", "Create it first, or choose another path."
+        )
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -34,11 +39,11 @@ def write_output(path: str | os.PathLike[str], data: bytes, *, force: bool = Fal
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         if not force and target.exists():
-            raise HsmcertError(f"{target} already exists.", "Choose another path, or pass --force to replace it.")
+            raise HsmcertError(
+                f"{target} already exists.", "Choose another path, or pass --force to replace it."
+            )
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise

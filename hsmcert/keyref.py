@@ -87,7 +87,9 @@ class KeyRef:
     @property
     def azure_url(self) -> str:
         """The service's URL in Azure (``https://<service>.managedhsm.azure.net``)."""
-        suffix = self.host_suffix or ("managedhsm.azure.net" if self.kind == "managedhsm" else "vault.azure.net")
+        suffix = self.host_suffix or (
+            "managedhsm.azure.net" if self.kind == "managedhsm" else "vault.azure.net"
+        )
         return f"https://{self.service}.{suffix}"
 
 
@@ -158,7 +160,9 @@ def _parse_url(text: str) -> KeyRef:
         raise _bad("a key identifier URL has no port, query, fragment or user name")
     service, _, suffix = host.partition(".")
     if suffix not in _HOST_SUFFIXES:
-        raise _bad(f"{host!r} is not a Managed HSM or Key Vault host (*.managedhsm.azure.net, *.vault.azure.net)")
+        raise _bad(
+            f"{host!r} is not a Managed HSM or Key Vault host (*.managedhsm.azure.net, *.vault.azure.net)"
+        )
     segments = [s for s in parts.path.split("/") if s]
     if len(segments) not in (2, 3) or segments[0] != "keys":
         raise _bad("the URL path must be /keys/<key> or /keys/<key>/<version>")

@@ -29,15 +29,22 @@ state = State()
 
 # Options shared by many commands. Every option is also read from HSMCERT_<COMMAND>_<OPTION>
 # (click's auto_envvar_prefix); the ones below also have a short, command-independent variable.
-KeyOpt = Annotated[str, typer.Option("--key", "-k", help="Key reference, e.g. managedhsm:HSM:KEY.", envvar="HSMCERT_KEY")]
+KeyOpt = Annotated[
+    str, typer.Option("--key", "-k", help="Key reference, e.g. managedhsm:HSM:KEY.", envvar="HSMCERT_KEY")
+]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
 OutFileOpt = Annotated[str, typer.Option("--out", "-o", help="Output file; - for standard output.")]
 EndpointOpt = Annotated[
     str | None,
-    typer.Option("--endpoint", help="Service URL instead of Azure's (see docs/configuration.md).", envvar="HSMCERT_ENDPOINT"),
+    typer.Option(
+        "--endpoint",
+        help="Service URL instead of Azure's (see docs/configuration.md).",
+        envvar="HSMCERT_ENDPOINT",
+    ),
 ]
 CaBundleOpt = Annotated[
-    str | None, typer.Option("--ca-bundle", help="CA bundle to trust for --endpoint.", envvar="HSMCERT_CA_BUNDLE")
+    str | None,
+    typer.Option("--ca-bundle", help="CA bundle to trust for --endpoint.", envvar="HSMCERT_CA_BUNDLE"),
 ]
 
 

@@ -40,9 +40,12 @@ def _root(
     output: Annotated[
         OutputFormat, typer.Option("--output", help="Result format on stdout.", envvar="HSMCERT_OUTPUT")
     ] = OutputFormat.text,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.", envvar="HSMCERT_QUIET")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors on stderr.", envvar="HSMCERT_QUIET")
+    ] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Details and tracebacks on stderr.", envvar="HSMCERT_VERBOSE")
+        bool,
+        typer.Option("--verbose", "-v", help="Details and tracebacks on stderr.", envvar="HSMCERT_VERBOSE"),
     ] = False,
     version: Annotated[
         bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
@@ -117,7 +120,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(EXIT_FAILURE)
         if state.verbose:
             raise
-        error(f"unexpected error: {type(exc).__name__}: {exc}", "This is a bug in hsmcert; run with --verbose for details.")
+        error(
+            f"unexpected error: {type(exc).__name__}: {exc}",
+            "This is a bug in hsmcert; run with --verbose for details.",
+        )
         sys.exit(EXIT_FAILURE)
     sys.exit(code if isinstance(code, int) else 0)
 
