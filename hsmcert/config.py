@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hsmcert.errors import UsageError
-from hsmcert.keyref import KeyRef
+from hsmcert.keyref import KeyRef, Kind
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,6 +83,20 @@ def emulator_dir(config: dict[str, Any] | None = None) -> Path | None:
 
 def resolve_endpoint(ref: KeyRef, *, endpoint: str | None = None, ca_bundle: str | None = None) -> Endpoint:
     """Find the service URL and CA bundle for ``ref`` (see the module docs for the order)."""
+    return resolve_service(
+        ref.kind, ref.service, endpoint=endpoint, ca_bundle=ca_bundle, azure_url=ref.azure_url
+    )
+
+
+def resolve_service(
+    kind: Kind,
+    service: str,
+    *,
+    endpoint: str | None = None,
+    ca_bundle: str | None = None,
+    azure_url: str | None = None,
+) -> Endpoint:
+    """Find the URL and CA bundle of one Managed HSM or Key Vault by kind and name."""
     if endpoint:
         return Endpoint(endpoint.rstrip("/"), ca_bundle, "flag")
     env_url = os.environ.get("HSMCERT_ENDPOINT")
@@ -91,21 +105,23 @@ def resolve_endpoint(ref: KeyRef, *, endpoint: str | None = None, ca_bundle: str
             env_url.rstrip("/"), ca_bundle or os.environ.get("HSMCERT_CA_BUNDLE") or None, "environment"
         )
     if os.environ.get("HSMCERT_EMULATOR"):
-        return _emulator_endpoint(Path(os.environ["HSMCERT_EMULATOR"]), ref)
+        return _emulator_endpoint(Path(os.environ["HSMCERT_EMULATOR"]), kind, service)
     config = load_config()
-    section = config.get("endpoints", {}).get(f"{ref.kind}:{ref.service}")
+    section = config.get("endpoints", {}).get(f"{kind}:{service}")
     if section:
         if "url" not in section:
-            raise UsageError(f'The config entry endpoints."{ref.kind}:{ref.service}" has no url.')
+            raise UsageError(f'The config entry endpoints."{kind}:{service}" has no url.')
         return Endpoint(str(section["url"]).rstrip("/"), ca_bundle or section.get("ca_bundle"), "config")
     data_dir = emulator_dir(config)
     if data_dir is not None:
-        return _emulator_endpoint(data_dir, ref)
-    return Endpoint(ref.azure_url, ca_bundle, "default")
+        return _emulator_endpoint(data_dir, kind, service)
+    if azure_url is None:
+        azure_url = KeyRef(kind, service, "-").azure_url
+    return Endpoint(azure_url, ca_bundle, "default")
 
 
-def _emulator_endpoint(data_dir: Path, ref: KeyRef) -> Endpoint:
+def _emulator_endpoint(data_dir: Path, kind: Kind, service: str) -> Endpoint:
     from hsmcert.emulator.control import service_endpoint
 
-    url, ca = service_endpoint(data_dir, ref.kind, ref.service)
+    url, ca = service_endpoint(data_dir, kind, service)
     return Endpoint(url, str(ca), "emulator")
