@@ -49,7 +49,7 @@ CaBundleOpt = Annotated[
 
 
 def _console_kwargs() -> dict[str, Any]:
-    return {"stderr": True, "no_color": bool(os.environ.get("NO_COLOR")), "highlight": False}
+    return {"stderr": True, "no_color": bool(os.environ.get("NO_COLOR")), "highlight": False, "soft_wrap": True}
 
 
 def log(message: str) -> None:

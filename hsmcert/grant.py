@@ -1,0 +1,226 @@
+"""Give an identity (a VM's managed identity, a service principal) exactly the access it needs to HSM keys.
+
+Managed HSM keeps its own role assignments (local RBAC); hsmcert makes them through
+azure-keyvault-administration. Two modes:
+
+- permissive: the built-in role (Managed HSM Crypto User by default) at ``/keys/<key>``, or ``/keys``;
+- granular: a custom role "hsmcert Key Signer" with only ``keys/read/action`` and ``keys/sign/action``,
+  created once per HSM and assigned at ``/keys/<key>``: the identity can read that key's public part and
+  sign with it, nothing else.
+
+:func:`plan_grant` computes what to do, :func:`az_commands` prints it as Azure CLI commands (``--dry-run``),
+:func:`apply_grant` does it and skips what already exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from hsmcert import roles
+from hsmcert.errors import HsmcertError, NotFoundError, UsageError
+
+ARM_URL = "https://management.azure.com"
+_VM_API = "2024-07-01"
+_ARC_API = "2024-07-10"
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine whose system-assigned identity should get access."""
+
+    kind: str  # "vm" (Microsoft.Compute) or "arc" (Microsoft.HybridCompute)
+    name: str
+    resource_group: str
+    subscription: str
+
+    @property
+    def resource_id(self) -> str:
+        provider = (
+            "Microsoft.Compute/virtualMachines" if self.kind == "vm" else "Microsoft.HybridCompute/machines"
+        )
+        return f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/{provider}/{self.name}"
+
+    def az_principal_query(self) -> str:
+        if self.kind == "vm":
+            cmd = ["az", "vm", "show", "-g", self.resource_group, "-n", self.name]
+        else:
+            cmd = ["az", "connectedmachine", "show", "-g", self.resource_group, "-n", self.name]
+        cmd += ["--subscription", self.subscription, "--query", "identity.principalId", "-o", "tsv"]
+        return shlex.join(cmd)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    scope: str
+    role_name: str
+    role_id: str | None  # None: the custom role, whose id is known once it exists
+
+
+@dataclass
+class GrantPlan:
+    hsm: str
+    principal_id: str | None  # None in a dry run for a machine that was not looked up
+    machine: Machine | None
+    assignments: list[Assignment]
+    custom_role: bool = False
+    done: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hsm": self.hsm,
+            "principal_id": self.principal_id,
+            "machine": self.machine.resource_id if self.machine else None,
+            "custom_role": roles.SIGNER_ROLE_NAME if self.custom_role else None,
+            "assignments": [{"scope": a.scope, "role": a.role_name} for a in self.assignments],
+            "done": self.done,
+        }
+
+
+def plan_grant(
+    hsm: str,
+    *,
+    principal_id: str | None,
+    machine: Machine | None = None,
+    key: str | None = None,
+    scope: str | None = None,
+    role: str = "crypto-user",
+    granular: bool = False,
+) -> GrantPlan:
+    """Work out the role assignments that give the identity access (no network)."""
+    if principal_id is not None:
+        try:
+            uuid.UUID(principal_id)
+        except ValueError:
+            raise UsageError(f"{principal_id!r} is not an object id (a GUID).") from None
+    if key and scope:
+        raise UsageError("--key and --scope both name a scope; give one.")
+    if scope is not None and scope not in ("/", "/keys") and not scope.startswith("/keys/"):
+        raise UsageError(f"{scope!r} is not a Managed HSM scope.", "Use /, /keys or /keys/<name>.")
+    target = scope or roles.key_scope(key)
+    if granular:
+        if not key:
+            raise UsageError("--granular needs --key: the custom role is assigned for one key.")
+        return GrantPlan(hsm, principal_id, machine, [Assignment(target, roles.SIGNER_ROLE_NAME, None)], True)
+    found = roles.role_by_slug(role)
+    if found is None:
+        slugs = ", ".join(r.slug for r in roles.BUILTIN_ROLES)
+        raise UsageError(f"Unknown role {role!r}.", f"Use one of: {slugs} (or the Azure role name).")
+    return GrantPlan(hsm, principal_id, machine, [Assignment(target, found.name, found.id)])
+
+
+def az_commands(plan: GrantPlan) -> list[str]:
+    """The Azure CLI commands that do what :func:`apply_grant` would do."""
+    commands: list[str] = []
+    if plan.principal_id:
+        assignee = shlex.quote(plan.principal_id)
+    elif plan.machine:
+        assignee = f'"$({plan.machine.az_principal_query()})"'
+    else:
+        raise UsageError("Name the identity: --principal OBJECT_ID or --vm NAME.")
+    if plan.custom_role:
+        definition = {
+            "roleName": roles.SIGNER_ROLE_NAME,
+            "description": "Read the public key and sign with it; nothing else (made by hsmcert grant).",
+            "actions": [],
+            "dataActions": list(roles.SIGNER_ROLE_ACTIONS),
+        }
+        commands.append(
+            shlex.join(
+                [
+                    "az", "keyvault", "role", "definition", "create", "--hsm-name", plan.hsm,
+                    "--role-definition", json.dumps(definition, separators=(",", ":")),
+                ]
+            )
+        )  # fmt: skip
+    for a in plan.assignments:
+        commands.append(
+            f"az keyvault role assignment create --hsm-name {shlex.quote(plan.hsm)} --role {shlex.quote(a.role_name)}"
+            f" --scope {shlex.quote(a.scope)} --assignee-object-id {assignee} --assignee-principal-type ServicePrincipal"
+        )
+    return commands
+
+
+def machine_principal_id(machine: Machine, credential: Any, arm_url: str | None = None) -> str:
+    """Look up the object id of a machine's system-assigned identity through Azure Resource Manager."""
+    from azure.core import PipelineClient
+    from azure.core.exceptions import AzureError, HttpResponseError
+    from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy
+    from azure.core.rest import HttpRequest
+
+    base = (arm_url or os.environ.get("HSMCERT_ARM_URL") or ARM_URL).rstrip("/")
+    api = _VM_API if machine.kind == "vm" else _ARC_API
+    policy = BearerTokenCredentialPolicy(credential, f"{ARM_URL}/.default")
+    client: PipelineClient[Any, Any] = PipelineClient(base_url=base, policies=[RetryPolicy(), policy])
+    try:
+        response = client.send_request(HttpRequest("GET", f"{base}{machine.resource_id}?api-version={api}"))
+        if response.status_code == 404:
+            raise NotFoundError(
+                f"{machine.kind} {machine.name!r} not found in resource group {machine.resource_group}."
+            )
+        response.raise_for_status()
+        body = response.json()
+    except HttpResponseError as exc:
+        raise HsmcertError(
+            f"Azure Resource Manager refused the look-up of {machine.name}: {exc.message}"
+        ) from exc
+    except AzureError as exc:
+        raise HsmcertError(f"Cannot reach Azure Resource Manager: {exc}") from exc
+    principal = (body.get("identity") or {}).get("principalId")
+    if not principal:
+        raise HsmcertError(
+            f"{machine.name} has no system-assigned managed identity.",
+            f"Enable it: az vm identity assign -g {machine.resource_group} -n {machine.name}",
+        )
+    return str(principal)
+
+
+def apply_grant(plan: GrantPlan, client: Any) -> GrantPlan:
+    """Create the custom role (once) and the role assignments, skipping those that already exist.
+
+    ``client`` is an ``azure.keyvault.administration.KeyVaultAccessControlClient`` for the HSM.
+    """
+    from azure.keyvault.administration import KeyVaultDataAction, KeyVaultPermission, KeyVaultRoleScope
+
+    if plan.principal_id is None:
+        raise UsageError("The identity's object id is unknown.")
+    custom_id: str | None = None
+    if plan.custom_role:
+        for definition in client.list_role_definitions(KeyVaultRoleScope.GLOBAL):
+            if definition.role_name == roles.SIGNER_ROLE_NAME:
+                custom_id = definition.id
+                break
+        if custom_id is None:
+            created = client.set_role_definition(
+                KeyVaultRoleScope.GLOBAL,
+                role_name=roles.SIGNER_ROLE_NAME,
+                description="Read the public key and sign with it; nothing else (made by hsmcert grant).",
+                permissions=[
+                    KeyVaultPermission(
+                        data_actions=[KeyVaultDataAction(a) for a in roles.SIGNER_ROLE_ACTIONS]
+                    )
+                ],
+            )
+            custom_id = created.id
+            plan.done.append({"action": "created role", "role": roles.SIGNER_ROLE_NAME})
+    for a in plan.assignments:
+        definition_id = custom_id if a.role_id is None else roles.role_by_slug(a.role_id).definition_id  # type: ignore[union-attr]
+        existing = [
+            x
+            for x in client.list_role_assignments(a.scope)
+            if x.properties.principal_id == plan.principal_id
+            and x.properties.scope == a.scope
+            and str(x.properties.role_definition_id)
+            .lower()
+            .endswith(str(definition_id).rsplit("/", 1)[-1].lower())
+        ]
+        if existing:
+            plan.done.append({"action": "already assigned", "scope": a.scope, "role": a.role_name})
+            continue
+        client.create_role_assignment(a.scope, definition_id, plan.principal_id)
+        plan.done.append({"action": "assigned", "scope": a.scope, "role": a.role_name})
+    return plan
