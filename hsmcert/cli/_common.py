@@ -49,7 +49,12 @@ CaBundleOpt = Annotated[
 
 
 def _console_kwargs() -> dict[str, Any]:
-    return {"stderr": True, "no_color": bool(os.environ.get("NO_COLOR")), "highlight": False, "soft_wrap": True}
+    return {
+        "stderr": True,
+        "no_color": bool(os.environ.get("NO_COLOR")),
+        "highlight": False,
+        "soft_wrap": True,
+    }
 
 
 def log(message: str) -> None:
@@ -85,3 +90,14 @@ def error(message: str, remedy: str | None = None) -> None:
     console.print(f"error: {message}", style="bold red", markup=False)
     if remedy:
         console.print(remedy, markup=False)
+
+
+# The identity to use (hsmcert.credentials); shared by every command that talks to an HSM.
+CredentialOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--credential",
+        help="Which identity: auto, env-token, service-principal, workload-identity, managed-identity, azure-cli.",
+        envvar="HSMCERT_CREDENTIAL",
+    ),
+]

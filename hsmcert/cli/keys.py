@@ -1,0 +1,166 @@
+"""hsmcert key create | list | show | rotate: keys in a Managed HSM or Key Vault."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+import typer
+
+from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, KeyOpt, emit, log
+
+key_app = typer.Typer(
+    name="key",
+    help="Create, list, show and rotate HSM keys (non-exportable).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def _when(ts: Any) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts)) if ts else "-"
+
+
+def _details_text(data: dict[str, Any]) -> str:
+    shape = (
+        f"{data['kty']} {data['size']}" if data["kty"] == "RSA" else f"{data['kty']} {data['curve'] or ''}"
+    )
+    if data["kty"] == "oct":
+        shape = "AES (oct)"
+    lines = [
+        f"key:        {data['ref']}",
+        f"type:       {shape.strip()} ({data['key_type']})",
+        f"operations: {', '.join(data['key_ops'])}",
+        f"enabled:    {data['enabled']}",
+        f"created:    {_when(data['created'])}",
+    ]
+    if data["not_before"]:
+        lines.append(f"not before: {_when(data['not_before'])}")
+    if data["expires_on"]:
+        lines.append(f"expires:    {_when(data['expires_on'])}")
+    if data["label"]:
+        lines.append(f"label:      {data['label']}")
+    for name, value in sorted(data["tags"].items()):
+        lines.append(f"tag:        {name}={value}")
+    if data["spki_sha256"]:
+        lines.append(f"spki sha256: {data['spki_sha256']}")
+        lines.append(data["public_key_pem"].rstrip("\n"))
+    return "\n".join(lines)
+
+
+@key_app.command("create")
+def create(
+    key: KeyOpt,
+    kty: Annotated[str, typer.Option("--kty", help="Key type: RSA, EC or oct (AES, Managed HSM only).")],
+    size: Annotated[
+        int | None, typer.Option("--size", help="RSA: 2048, 3072 (default), 4096; oct: 128, 192, 256.")
+    ] = None,
+    curve: Annotated[
+        str | None, typer.Option("--curve", help="EC: P-256 (default), P-384, P-521, P-256K.")
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            "--label", help="PKCS#11 CKA_LABEL, stored as tags that Azure's TLS offload library reads."
+        ),
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag name=value (repeatable).")] = None,
+    ops: Annotated[
+        str | None,
+        typer.Option(
+            "--ops", help="Comma-separated key operations (default: by type, e.g. sign,verify for EC)."
+        ),
+    ] = None,
+    endpoint: EndpointOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    credential: CredentialOpt = None,
+) -> None:
+    """Create a non-exportable HSM key. Refuses if the key exists (use `key rotate` for a new version).
+
+    Example: hsmcert key create --key managedhsm:contoso:tls-key --kty EC --curve P-256 --label tlsKey
+    """
+    from hsmcert.keys import create_key, parse_tags
+
+    details = create_key(
+        key,
+        kty,
+        size=size,
+        curve=curve,
+        label=label,
+        tags=parse_tags(tag),
+        ops=[o.strip() for o in ops.split(",") if o.strip()] if ops else None,
+        endpoint=endpoint,
+        ca_bundle=ca_bundle,
+        credential=credential,
+    )
+    data = details.to_json()
+    log(f"created {data['ref']}")
+    emit(data, lambda: _details_text(data))
+
+
+@key_app.command("show")
+def show(
+    key: KeyOpt,
+    endpoint: EndpointOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    credential: CredentialOpt = None,
+) -> None:
+    """Show a key version (the latest unless the reference names one): type, operations, tags, public key."""
+    from hsmcert.keys import show_key
+
+    data = show_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential).to_json()
+    emit(data, lambda: _details_text(data))
+
+
+@key_app.command("rotate")
+def rotate(
+    key: KeyOpt,
+    endpoint: EndpointOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    credential: CredentialOpt = None,
+) -> None:
+    """Make a new version of a key (same type, operations and tags); older versions keep working."""
+    from hsmcert.keys import rotate_key
+
+    data = rotate_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential).to_json()
+    log(f"new version {data['version']} of {data['service']}:{data['name']}")
+    emit(data, lambda: _details_text(data))
+
+
+@key_app.command("list")
+def list_(
+    hsm: Annotated[str | None, typer.Option("--hsm", help="Managed HSM name.", envvar="HSMCERT_HSM")] = None,
+    vault: Annotated[str | None, typer.Option("--vault", help="Key Vault name.")] = None,
+    label: Annotated[str | None, typer.Option("--label", help="Only keys with this PKCS#11 label.")] = None,
+    endpoint: EndpointOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    credential: CredentialOpt = None,
+) -> None:
+    """List the keys of a Managed HSM (--hsm) or a Key Vault (--vault)."""
+    from hsmcert.errors import UsageError
+    from hsmcert.keys import list_keys
+
+    if bool(hsm) == bool(vault):
+        raise UsageError("Name one service: --hsm NAME or --vault NAME.")
+    kind: Literal["managedhsm", "vault"] = "managedhsm" if hsm else "vault"
+    name = str(hsm or vault)
+    keys = list_keys(kind, name, label=label, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+    data = {"service": f"{kind}:{name.lower()}", "keys": [k.to_json() for k in keys]}
+
+    def text() -> str:
+        if not keys:
+            return ""
+        rows = []
+        for k in keys:
+            state = "enabled" if k.enabled else "disabled"
+            extra = f"  label={k.to_json()['label']}" if k.to_json()["label"] else ""
+            rows.append(f"{k.ref}  {state}  {_when(k.created)}{extra}")
+        return "\n".join(rows)
+
+    if not keys:
+        log(f"no keys in {data['service']}")
+    emit(data, text)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(key_app, name="key")

@@ -1,0 +1,364 @@
+"""Which Azure identity hsmcert uses, chosen explicitly or found by one printable chain.
+
+azure-identity does the work; this module only chooses, names and explains. The chain, in order (the
+first credential whose configuration is present and that returns a token wins):
+
+==================  ===========================================================================
+name                configured by
+==================  ===========================================================================
+env-token           ``HSMCERT_ACCESS_TOKEN``, or ``AZURE_CLI_ACCESS_TOKEN`` (compatibility with
+                    Azure's OpenSSL provider): a bearer token used as it is
+service-principal   ``AZURE_CLIENT_ID`` + ``AZURE_CLIENT_SECRET`` (or ``AZURE_CLIENT_CERTIFICATE_PATH``)
+                    + ``AZURE_TENANT_ID``; or ``MHSM_CLIENT_ID`` + ``MHSM_CLIENT_SECRET`` (+
+                    ``MHSM_TENANT_ID`` or ``AZURE_TENANT_ID``), the variables of Azure's PKCS#11 library
+workload-identity   ``AZURE_FEDERATED_TOKEN_FILE`` + ``AZURE_CLIENT_ID`` + ``AZURE_TENANT_ID`` (CI)
+managed-identity    the machine's identity (IMDS, App Service ``IDENTITY_ENDPOINT``); a user-assigned
+                    identity by ``HSMCERT_MANAGED_IDENTITY_CLIENT_ID`` (or ``AZURE_CLIENT_ID``)
+azure-cli           ``az login``
+==================  ===========================================================================
+
+``--credential NAME`` or ``HSMCERT_CREDENTIAL=NAME`` picks one (``auto``, the default, walks the chain).
+Tokens are never printed or logged; :func:`describe` decodes only the claims that say who you are.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hsmcert.errors import PermissionDeniedError, UsageError
+
+CREDENTIAL_NAMES = ("env-token", "service-principal", "workload-identity", "managed-identity", "azure-cli")
+AUTO = "auto"
+
+# The token audience of each service kind (a challenge from the service may name another, e.g. the emulator).
+MANAGED_HSM_SCOPE = "https://managedhsm.azure.net/.default"
+VAULT_SCOPE = "https://vault.azure.net/.default"
+
+_REMEDY = (
+    "Sign in with one of: az login; a managed identity; AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID; "
+    "HSMCERT_ACCESS_TOKEN. Choose one with --credential or HSMCERT_CREDENTIAL; "
+    "see docs/authentication.md and run hsmcert doctor."
+)
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def decode_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT access token (not verified: for display and error messages only).
+
+    >>> import base64, json
+    >>> body = base64.urlsafe_b64encode(json.dumps({"oid": "x"}).encode()).decode().rstrip("=")
+    >>> decode_claims(f"e30.{body}.sig")["oid"]
+    'x'
+    >>> decode_claims("not a jwt")
+    {}
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+class StaticTokenCredential:
+    """A bearer token taken from the environment, used as it is (its ``exp`` claim, else one hour)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.strip()
+        exp = decode_claims(self._token).get("exp")
+        self._expires_on = int(exp) if isinstance(exp, (int, float)) else int(time.time()) + 3600
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self._token, self._expires_on)
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class Credential:
+    """The credential hsmcert hands to the Azure SDKs: one or a chain of azure-identity credentials.
+
+    It remembers which credential answered (``answered``) and the claims of the last token it gave out
+    (``claims``), so that ``whoami`` and error messages can say who was refused. It caches tokens per
+    scope until five minutes before they expire.
+    """
+
+    name: str
+    candidates: list[tuple[str, Any]]
+    answered: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict)
+    _tokens: dict[tuple[str, ...], Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        cache_key = tuple(scopes)
+        use_cache = not kwargs.get("claims")
+        with self._lock:
+            cached = self._tokens.get(cache_key)
+            if use_cache and cached is not None and cached.expires_on - time.time() > 300:
+                return cached
+        failures: list[str] = []
+        for name, credential in self.candidates:
+            try:
+                token = credential.get_token(*scopes, **kwargs)
+            except ClientAuthenticationError as exc:
+                failures.append(f"{name}: {_first_line(exc)}")
+                continue
+            with self._lock:
+                self.answered = name
+                self.claims = decode_claims(token.token)
+                self._tokens[cache_key] = token
+            return token
+        raise ClientAuthenticationError(
+            message="no credential could get a token (" + "; ".join(failures or ["none configured"]) + ")"
+        )
+
+    def close(self) -> None:
+        for _, credential in self.candidates:
+            close = getattr(credential, "close", None)
+            if callable(close):
+                close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+
+
+def _service_principal() -> Any | None:
+    from azure.identity import CertificateCredential, ClientSecretCredential
+
+    tenant = _env("AZURE_TENANT_ID")
+    client_id = _env("AZURE_CLIENT_ID")
+    if client_id and tenant and _env("AZURE_CLIENT_SECRET"):
+        return ClientSecretCredential(tenant, client_id, os.environ["AZURE_CLIENT_SECRET"])
+    if client_id and tenant and _env("AZURE_CLIENT_CERTIFICATE_PATH"):
+        return CertificateCredential(
+            tenant,
+            client_id,
+            os.environ["AZURE_CLIENT_CERTIFICATE_PATH"],
+            password=_env("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+        )
+    mhsm_id, mhsm_secret = _env("MHSM_CLIENT_ID"), _env("MHSM_CLIENT_SECRET")
+    mhsm_tenant = _env("MHSM_TENANT_ID", "AZURE_TENANT_ID")
+    if mhsm_id and mhsm_secret and mhsm_tenant:
+        return ClientSecretCredential(mhsm_tenant, mhsm_id, mhsm_secret)
+    return None
+
+
+def _workload_identity() -> Any | None:
+    from azure.identity import WorkloadIdentityCredential
+
+    if _env("AZURE_FEDERATED_TOKEN_FILE") and _env("AZURE_CLIENT_ID") and _env("AZURE_TENANT_ID"):
+        return WorkloadIdentityCredential()
+    return None
+
+
+def _managed_identity(client_id: str | None, in_chain: bool) -> Any:
+    from azure.identity import ManagedIdentityCredential
+
+    client_id = client_id or _env("HSMCERT_MANAGED_IDENTITY_CLIENT_ID")
+    if client_id is None and not _env("AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
+        client_id = _env("AZURE_CLIENT_ID")
+    kwargs: dict[str, Any] = {"client_id": client_id} if client_id else {}
+    if in_chain:
+        # In the automatic chain, probe IMDS with a short timeout instead of retrying for a minute.
+        try:
+            return ManagedIdentityCredential(_enable_imds_probe=True, **kwargs)
+        except TypeError:  # pragma: no cover - an azure-identity without the private switch
+            pass
+    return ManagedIdentityCredential(**kwargs)
+
+
+def _build(name: str, client_id: str | None, in_chain: bool) -> Any | None:
+    """One credential by name, or None when its configuration is absent."""
+    if name == "env-token":
+        token = _env("HSMCERT_ACCESS_TOKEN", "AZURE_CLI_ACCESS_TOKEN")
+        return StaticTokenCredential(token) if token else None
+    if name == "service-principal":
+        return _service_principal()
+    if name == "workload-identity":
+        return _workload_identity()
+    if name == "managed-identity":
+        return _managed_identity(client_id, in_chain)
+    if name == "azure-cli":
+        import shutil
+
+        from azure.identity import AzureCliCredential
+
+        if in_chain and shutil.which("az") is None:
+            return None
+        return AzureCliCredential()
+    raise UsageError(f"Unknown credential {name!r}.", f"Use one of: {AUTO}, {', '.join(CREDENTIAL_NAMES)}.")
+
+
+_MISSING = {
+    "env-token": "set HSMCERT_ACCESS_TOKEN (or AZURE_CLI_ACCESS_TOKEN) to a bearer token",
+    "service-principal": "set AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_TENANT_ID "
+    "(or MHSM_CLIENT_ID, MHSM_CLIENT_SECRET and MHSM_TENANT_ID)",
+    "workload-identity": "set AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID and AZURE_TENANT_ID",
+    "azure-cli": "install the Azure CLI and run az login",
+}
+
+_NULL_HANDLER = logging.NullHandler()
+_cache: dict[tuple[str, ...], Credential] = {}
+_cache_lock = threading.Lock()
+
+# Environment variables that change what get_credential builds (part of its cache key).
+_ENV_KEYS = (
+    "HSMCERT_CREDENTIAL",
+    "HSMCERT_ACCESS_TOKEN",
+    "AZURE_CLI_ACCESS_TOKEN",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "MHSM_CLIENT_ID",
+    "MHSM_CLIENT_SECRET",
+    "MHSM_TENANT_ID",
+    "HSMCERT_MANAGED_IDENTITY_CLIENT_ID",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "MSI_ENDPOINT",
+)
+
+
+def selected_name(name: str | None = None) -> str:
+    """The credential asked for: ``name``, else ``$HSMCERT_CREDENTIAL``, else ``auto``."""
+    chosen = (name or _env("HSMCERT_CREDENTIAL") or AUTO).strip().lower()
+    if chosen != AUTO and chosen not in CREDENTIAL_NAMES:
+        raise UsageError(
+            f"Unknown credential {chosen!r}.", f"Use one of: {AUTO}, {', '.join(CREDENTIAL_NAMES)}."
+        )
+    return chosen
+
+
+def get_credential(name: str | None = None, *, client_id: str | None = None) -> Credential:
+    """The credential to use: ``name`` (one of :data:`CREDENTIAL_NAMES` or ``auto``), else
+    ``$HSMCERT_CREDENTIAL``, else the automatic chain.
+
+    The same object is returned for the same choice and environment within a process, so its token cache
+    and the SDK clients built on it (see :mod:`hsmcert.hsm`) are shared.
+    """
+    chosen = selected_name(name)
+    # azure-identity logs each failed credential as a warning; hsmcert reports failures itself, and
+    # without a handler Python would print those warnings on stderr.
+    logging.getLogger("azure").addHandler(_NULL_HANDLER)
+    key = (chosen, client_id or "", *(os.environ.get(k, "") for k in _ENV_KEYS))
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is not None:
+            return found
+        if chosen == AUTO:
+            candidates = [(n, c) for n in CREDENTIAL_NAMES if (c := _build(n, client_id, True)) is not None]
+        else:
+            single = _build(chosen, client_id, False)
+            if single is None:
+                raise PermissionDeniedError(
+                    f"The {chosen} credential is not configured.", f"To use it, {_MISSING[chosen]}."
+                )
+            candidates = [(chosen, single)]
+        credential = Credential(chosen, candidates)
+        _cache[key] = credential
+        return credential
+
+
+def configured() -> list[str]:
+    """The names of the credentials whose configuration is present (for doctor)."""
+    present = []
+    if _env("HSMCERT_ACCESS_TOKEN", "AZURE_CLI_ACCESS_TOKEN"):
+        present.append("env-token")
+    if (_env("AZURE_CLIENT_ID") and _env("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH")) or (
+        _env("MHSM_CLIENT_ID") and _env("MHSM_CLIENT_SECRET")
+    ):
+        present.append("service-principal")
+    if _env("AZURE_FEDERATED_TOKEN_FILE"):
+        present.append("workload-identity")
+    if _env("IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
+        present.append("managed-identity")
+    import shutil
+
+    if shutil.which("az"):
+        present.append("azure-cli")
+    return present
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a credential is, from the claims of a token it obtained (never the token itself)."""
+
+    credential: str
+    tenant_id: str | None
+    object_id: str | None
+    app_id: str | None
+    name: str | None
+    expires_on: int | None
+    scope: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "credential": self.credential,
+            "tenant_id": self.tenant_id,
+            "object_id": self.object_id,
+            "app_id": self.app_id,
+            "name": self.name,
+            "expires_on": self.expires_on,
+            "scope": self.scope,
+        }
+
+
+def describe(credential: Credential, scope: str = MANAGED_HSM_SCOPE) -> Identity:
+    """Get a token for ``scope`` and say who it belongs to (raises PermissionDeniedError when none)."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    try:
+        token = credential.get_token(scope)
+    except ClientAuthenticationError as exc:
+        raise PermissionDeniedError(f"Cannot get a token: {_first_line(exc)}.", _REMEDY) from exc
+    claims = decode_claims(token.token)
+    name = claims.get("upn") or claims.get("unique_name") or claims.get("preferred_username")
+    return Identity(
+        credential=credential.answered or credential.name,
+        tenant_id=claims.get("tid"),
+        object_id=claims.get("oid"),
+        app_id=claims.get("appid") or claims.get("azp"),
+        name=str(name) if name else None,
+        expires_on=int(token.expires_on),
+        scope=scope,
+    )
+
+
+def last_object_id() -> str | None:
+    """The object id of the most recent token any hsmcert credential obtained in this process."""
+    with _cache_lock:
+        for credential in _cache.values():
+            oid = credential.claims.get("oid")
+            if oid:
+                return str(oid)
+    return None
+
+
+AUTH_REMEDY = _REMEDY

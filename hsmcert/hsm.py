@@ -1,0 +1,766 @@
+"""Talk to one key in a Managed HSM or Key Vault: fetch its public part once, sign digests, decrypt.
+
+>>> ALGORITHMS["PS384"]
+Algorithm(name='PS384', kty='RSA', hash='SHA384', pss=True, curve=None)
+
+:func:`open_key` returns an :class:`HsmKey` whose version is pinned: every operation goes to the version
+that was current when the key was opened, so all signatures of one certificate come from one key.
+Each signature is verified locally with the public key before it is returned.
+
+Connections: the Azure SDK clients, their HTTPS connection pool and the token cache are shared per
+(endpoint, CA bundle, credential) within a process.
+
+Public-key cache (why one CSR costs two requests, the public key and the sign, and one when cached):
+
+- in memory, per process: a pinned version's public key forever, "the latest version" of a key for
+  ``HSMCERT_KEY_CACHE_TTL`` seconds (default 300); :func:`forget` drops a key (rotate and create call it);
+- on disk, for pinned versions only (a version's public key never changes): one JSON file per
+  (endpoint, key, version) in ``$HSMCERT_CACHE_DIR`` or ``<user cache dir>/hsmcert/public-keys``.
+  Only public keys are stored. ``HSMCERT_KEY_CACHE=off`` disables both caches.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from hsmcert import roles
+from hsmcert.errors import (
+    HsmcertError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnreachableError,
+    UsageError,
+    VerificationError,
+)
+from hsmcert.keyref import KeyRef, parse_keyref
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+    from hsmcert.config import Endpoint
+
+
+class Algorithm(NamedTuple):
+    """A JWA signature algorithm as Key Vault names it."""
+
+    name: str
+    kty: str
+    hash: str
+    pss: bool
+    curve: str | None
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    a.name: a
+    for a in (
+        Algorithm("RS256", "RSA", "SHA256", False, None),
+        Algorithm("RS384", "RSA", "SHA384", False, None),
+        Algorithm("RS512", "RSA", "SHA512", False, None),
+        Algorithm("PS256", "RSA", "SHA256", True, None),
+        Algorithm("PS384", "RSA", "SHA384", True, None),
+        Algorithm("PS512", "RSA", "SHA512", True, None),
+        Algorithm("ES256", "EC", "SHA256", False, "P-256"),
+        Algorithm("ES384", "EC", "SHA384", False, "P-384"),
+        Algorithm("ES512", "EC", "SHA512", False, "P-521"),
+        Algorithm("ES256K", "EC", "SHA256", False, "P-256K"),
+    )
+}
+DIGEST_SIZES = {"SHA256": 32, "SHA384": 48, "SHA512": 64}
+CURVE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66, "P-256K": 32}
+DECRYPT_ALGORITHMS = ("RSA-OAEP", "RSA-OAEP-256", "RSA1_5")
+
+# ---------------------------------------------------------------------------------------------------------
+# Error translation
+
+
+def _target(target: KeyRef | str) -> tuple[str, str, str | None]:
+    """(kind, service, key or None) of a reference, or of ``kind:service`` text."""
+    if isinstance(target, KeyRef):
+        return target.kind, target.service, target.key
+    try:
+        ref = parse_keyref(target)
+        return ref.kind, ref.service, ref.key
+    except UsageError:
+        kind, _, rest = target.partition(":")
+        service, _, key = rest.partition(":")
+        return kind or "managedhsm", service or target, key or None
+
+
+def _service_error_code(exc: Any) -> str:
+    """The error code and inner code Key Vault put in the body ("Forbidden/ForbiddenByRbac")."""
+    codes: list[str] = []
+    error = getattr(exc, "error", None)
+    while error is not None and len(codes) < 4:
+        code = getattr(error, "code", None)
+        if code:
+            codes.append(str(code))
+        error = getattr(error, "innererror", None) or getattr(error, "inner_error", None)
+        if isinstance(error, dict):
+            if error.get("code"):
+                codes.append(str(error["code"]))
+            break
+    return "/".join(codes)
+
+
+def _service_message(exc: Any) -> str:
+    error = getattr(exc, "error", None)
+    message = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
+    text = str(message).strip()
+    # azure-core prefixes "(Code) message" and appends "Code: ..." lines: keep the first sentence.
+    first = text.splitlines()[0] if text else ""
+    if first.startswith("(") and ") " in first:
+        first = first.split(") ", 1)[1]
+    return first.rstrip(".")
+
+
+def permission_remedy(kind: str, service: str, key: str | None, operation: str) -> str:
+    """The role, scope and command that would let the caller do ``operation`` on ``key``."""
+    principal = _principal_hint()
+    if operation == "role management":
+        role = roles.role_by_slug("policy-administrator") or roles.BUILTIN_ROLES[0]
+        return (
+            f"Role management needs the {role.name!r} role at scope '/'; ask an administrator of "
+            f"{service} to assign it: az keyvault role assignment create --hsm-name {service} "
+            f"--role {role.name!r} --scope / --assignee-object-id {principal}"
+        )
+    if kind == "vault":
+        return (
+            "Key Vault uses Azure RBAC: assign 'Key Vault Crypto User' (sign, decrypt) or 'Key Vault Crypto "
+            f"Officer' (create, rotate) on the vault {service} to {principal} with az role assignment create."
+        )
+    role = roles.role_for_operation(operation)
+    scope = roles.key_scope(key)
+    action = roles.PREFIX + roles.OPERATION_ACTIONS.get(operation, "keys/read/action")
+    key_opt = f"--key {key}" if key else "--scope /keys"
+    return (
+        f"The caller needs {action}, which the role {role.name!r} gives at scope {scope}. Grant it: "
+        f"hsmcert grant --hsm {service} --principal {principal} {key_opt} --role {role.slug}"
+    )
+
+
+def _principal_hint() -> str:
+    from hsmcert.credentials import last_object_id
+
+    return last_object_id() or "<object id from hsmcert whoami>"
+
+
+@contextlib.contextmanager
+def translate_azure_errors(target: KeyRef | str, operation: str, url: str | None = None) -> Iterator[None]:
+    """Turn azure-core exceptions raised inside the block into hsmcert errors with a remedy.
+
+    ``target`` is a key reference (or ``kind:service`` text), ``operation`` the REST operation name
+    (``get``, ``sign``, ``create``, ... as in :data:`hsmcert.roles.OPERATION_ACTIONS`) or
+    ``"role management"``; ``url`` the endpoint, for unreachable errors.
+    """
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    kind, service, key = _target(target)
+    where = f"{kind}:{service}"
+    what = f"the key {key} in {where}" if key else where
+    try:
+        yield
+    except HsmcertError:
+        raise
+    except ResourceNotFoundError as exc:
+        code = _service_error_code(exc)
+        if key and ("KeyNotFound" in code or "key" in _service_message(exc).lower() or not code):
+            raise NotFoundError(
+                f"There is no key {key} in {where}" + (f" ({_service_message(exc)})." if code else "."),
+                f"List the keys with: hsmcert key list --{'hsm' if kind == 'managedhsm' else 'vault'} {service}",
+            ) from exc
+        raise NotFoundError(f"{where}: {_service_message(exc)}.") from exc
+    except ClientAuthenticationError as exc:
+        # A 401 from the service, or no credential could get a token.
+        from hsmcert.credentials import AUTH_REMEDY
+
+        status = getattr(exc, "status_code", None)
+        if status == 403:
+            raise _forbidden(exc, kind, service, key, operation, what) from exc
+        raise PermissionDeniedError(
+            f"Not signed in to {where}: {_service_message(exc)}.", AUTH_REMEDY
+        ) from exc
+    except HttpResponseError as exc:
+        status = exc.status_code
+        if status == 403:
+            raise _forbidden(exc, kind, service, key, operation, what) from exc
+        if status == 401:
+            from hsmcert.credentials import AUTH_REMEDY
+
+            raise PermissionDeniedError(
+                f"{where} did not accept the token: {_service_message(exc)}.", AUTH_REMEDY
+            ) from exc
+        if status == 429:
+            raise HsmcertError(
+                f"{where} is throttling requests (429) and the retries ran out.",
+                "Wait and retry; spread the load or use the agent, which pools and paces requests.",
+            ) from exc
+        if status == 409:
+            raise HsmcertError(
+                f"{what}: {_service_message(exc)}.",
+                "A deleted key with this name may exist: recover or purge it, or choose another name.",
+            ) from exc
+        if status is not None and 400 <= status < 500:
+            raise UsageError(f"{where} refused {operation} on {what}: {_service_message(exc)}.") from exc
+        raise HsmcertError(
+            f"{where} failed {operation} on {what} (HTTP {status}): {_service_message(exc)}.",
+            "Retry later; if it persists, check the service health.",
+        ) from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        reason = _network_reason(exc)
+        if "certificate" in reason.lower():
+            raise UnreachableError(
+                f"The TLS certificate of {where}"
+                + (f" at {url}" if url else "")
+                + f" is not trusted: {reason}.",
+                "Give the CA of that endpoint with --ca-bundle or HSMCERT_CA_BUNDLE (the emulator's: "
+                "$HSMCERT_EMULATOR_CA).",
+            ) from exc
+        raise UnreachableError(
+            f"Cannot reach {where}" + (f" at {url}" if url else "") + f": {reason}.",
+            "Check the network, the endpoint (hsmcert doctor) and, for the emulator, that it runs: "
+            'eval "$(hsmcert emulator start)"',
+        ) from exc
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def _network_reason(exc: BaseException) -> str:
+    """A short cause ("Connection refused", "certificate verify failed ...") from a requests/urllib3 error."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        found = re.search(r"certificate verify failed: ([^(')\]]+)", text)
+        return "certificate verify failed" + (f" ({found.group(1).strip()})" if found else "")
+    found = _ERRNO.search(text)
+    if found:
+        return found.group(1).strip().rstrip(".")
+    if "timed out" in text.lower():
+        return "timed out"
+    return _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+
+
+def _forbidden(exc: Any, kind: str, service: str, key: str | None, operation: str, what: str) -> HsmcertError:
+    message = _service_message(exc)
+    lowered = message.lower()
+    code = _service_error_code(exc)
+    if "disabled" in lowered or "KeyDisabled" in code:
+        return PermissionDeniedError(f"{what} is disabled.", _enable_remedy(kind, service, key))
+    if "expired" in lowered or "not yet valid" in lowered or "KeyExpired" in code:
+        return PermissionDeniedError(
+            f"{what} is outside its validity period ({message}).",
+            "Use a valid key version or change its dates: az keyvault key set-attributes "
+            f"--{'hsm-name' if kind == 'managedhsm' else 'vault-name'} {service} --name {key} --expires ...",
+        )
+    if "not allowed" in lowered and ("operation" in lowered or "key_ops" in lowered):
+        return PermissionDeniedError(
+            f"{what} does not allow {operation}: {message}.",
+            "The key's permitted operations (key_ops) exclude it; create a key for this purpose.",
+        )
+    return PermissionDeniedError(
+        f"{service} refused {operation} on {what}: permission denied (403{', ' + code if code else ''}).",
+        permission_remedy(kind, service, key, operation),
+    )
+
+
+def _enable_remedy(kind: str, service: str, key: str | None) -> str:
+    flag = "--hsm-name" if kind == "managedhsm" else "--vault-name"
+    return f"Enable it if it should be used: az keyvault key set-attributes {flag} {service} --name {key} --enabled true"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared SDK clients
+
+
+@dataclass
+class _Service:
+    """The SDK clients of one (endpoint, CA bundle, credential), sharing one HTTPS connection pool."""
+
+    url: str
+    ca_bundle: str | None
+    credential: Any
+    transport: Any
+    key_client: Any
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return {"transport": self.transport, **_RETRY}
+
+
+_RETRY = {"retry_total": 4, "retry_backoff_factor": 0.4, "retry_backoff_max": 8}
+_services: dict[tuple[str, str | None, int], _Service] = {}
+_services_lock = threading.Lock()
+
+
+def service_clients(endpoint: Endpoint, credential: Any = None) -> _Service:
+    """The shared clients for ``endpoint`` (built on first use)."""
+    from hsmcert.credentials import get_credential
+
+    if credential is None or isinstance(credential, str):
+        credential = get_credential(credential)
+    key = (endpoint.url, endpoint.ca_bundle, id(credential))
+    with _services_lock:
+        found = _services.get(key)
+        if found is not None:
+            return found
+        import requests
+        from azure.core.pipeline.transport import RequestsTransport
+        from azure.keyvault.keys import KeyClient
+
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
+        session.mount("https://", adapter)
+        transport = RequestsTransport(
+            session=session,
+            session_owner=False,
+            connection_timeout=10,
+            read_timeout=60,
+            **endpoint.client_kwargs(),
+        )
+        key_client = KeyClient(endpoint.url, credential, transport=transport, **_RETRY)
+        service = _Service(endpoint.url, endpoint.ca_bundle, credential, transport, key_client)
+        _services[key] = service
+        return service
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Public keys and their cache
+
+
+def _b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64u(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _to_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return _unb64u(value)
+    raise HsmcertError("The key bundle is missing a public key field.")
+
+
+def public_key_from_jwk(jwk: dict[str, Any]) -> RSAPublicKey | EllipticCurvePublicKey:
+    """A cryptography public key from a JWK (fields as bytes or base64url text)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    kty = str(jwk.get("kty", "")).replace("-HSM", "")
+    if kty == "RSA":
+        n = int.from_bytes(_to_bytes(jwk["n"]), "big")
+        e = int.from_bytes(_to_bytes(jwk["e"]), "big")
+        return rsa.RSAPublicNumbers(e, n).public_key()
+    if kty == "EC":
+        curves: dict[str, ec.EllipticCurve] = {
+            "P-256": ec.SECP256R1(),
+            "P-384": ec.SECP384R1(),
+            "P-521": ec.SECP521R1(),
+            "P-256K": ec.SECP256K1(),
+        }
+        crv = str(jwk.get("crv"))
+        if crv not in curves:
+            raise UsageError(f"The key's curve {crv} is not supported.")
+        x = int.from_bytes(_to_bytes(jwk["x"]), "big")
+        y = int.from_bytes(_to_bytes(jwk["y"]), "big")
+        return ec.EllipticCurvePublicNumbers(x, y, curves[crv]).public_key()
+    raise UsageError(
+        f"The key is of type {jwk.get('kty')}; only RSA and EC keys can sign.",
+        "Use an RSA or EC key (hsmcert key create --kty RSA|EC).",
+    )
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What the service said about one key version (public parts and properties only)."""
+
+    kid: str
+    jwk: dict[str, Any]
+    """kty, crv, key_ops and the public fields n, e, x, y as base64url text."""
+    enabled: bool | None = None
+    not_before: int | None = None
+    expires_on: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    created: int | None = None
+    updated: int | None = None
+    managed: bool | None = None
+
+    @property
+    def version(self) -> str:
+        return self.kid.rstrip("/").rsplit("/", 1)[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kid": self.kid,
+            "jwk": self.jwk,
+            "enabled": self.enabled,
+            "not_before": self.not_before,
+            "expires_on": self.expires_on,
+            "tags": self.tags,
+            "created": self.created,
+            "updated": self.updated,
+            "managed": self.managed,
+        }
+
+    @classmethod
+    def from_sdk(cls, key: Any) -> KeyInfo:
+        jwk: dict[str, Any] = {"kty": str(getattr(key.key_type, "value", key.key_type))}
+        material = key.key
+        for name in ("n", "e", "x", "y"):
+            value = getattr(material, name, None)
+            if value:
+                jwk[name] = _b64u(value)
+        if material.crv:
+            jwk["crv"] = str(getattr(material.crv, "value", material.crv))
+        jwk["key_ops"] = [str(getattr(op, "value", op)) for op in (key.key_operations or [])]
+        props = key.properties
+
+        def ts(value: Any) -> int | None:
+            return int(value.timestamp()) if value is not None else None
+
+        return cls(
+            kid=str(key.id),
+            jwk=jwk,
+            enabled=props.enabled,
+            not_before=ts(props.not_before),
+            expires_on=ts(props.expires_on),
+            tags=dict(props.tags or {}),
+            created=ts(props.created_on),
+            updated=ts(props.updated_on),
+            managed=props.managed,
+        )
+
+
+_memory: dict[tuple[str, str, str], tuple[float, KeyInfo]] = {}
+_memory_lock = threading.Lock()
+
+
+def _cache_enabled() -> bool:
+    return os.environ.get("HSMCERT_KEY_CACHE", "on").lower() not in ("off", "0", "false", "no")
+
+
+def _ttl() -> float:
+    try:
+        return float(os.environ.get("HSMCERT_KEY_CACHE_TTL", "300"))
+    except ValueError:
+        return 300.0
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("HSMCERT_CACHE_DIR")
+    if explicit:
+        return Path(explicit) / "public-keys"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("hsmcert")) / "public-keys"
+
+
+def _disk_path(url: str, ref: KeyRef) -> Path:
+    digest = hashlib.sha256(f"{url}|{ref.kind}|{ref.service}|{ref.key}|{ref.version}".encode()).hexdigest()
+    return cache_dir() / f"{digest[:40]}.json"
+
+
+def _cache_get(url: str, ref: KeyRef) -> KeyInfo | None:
+    if not _cache_enabled():
+        return None
+    mkey = (url, ref.key, ref.version or "")
+    with _memory_lock:
+        entry = _memory.get(mkey)
+    if entry is not None and (ref.version or time.monotonic() - entry[0] < _ttl()):
+        return entry[1]
+    if ref.version:
+        try:
+            data = json.loads(_disk_path(url, ref).read_text())
+            info = KeyInfo(data["kid"], data["jwk"], tags=data.get("tags", {}))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if info.version != ref.version:
+            return None
+        with _memory_lock:
+            _memory[mkey] = (time.monotonic(), info)
+        return info
+    return None
+
+
+def _cache_put(url: str, ref: KeyRef, info: KeyInfo) -> None:
+    if not _cache_enabled():
+        return
+    now = time.monotonic()
+    pinned = ref.with_version(info.version)
+    with _memory_lock:
+        _memory[(url, ref.key, ref.version or "")] = (now, info)
+        _memory[(url, ref.key, info.version)] = (now, info)
+    path = _disk_path(url, pinned)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"kid": info.kid, "jwk": info.jwk}))
+        tmp.replace(path)
+    except OSError:
+        pass  # the cache is an optimisation; a read-only home must not break signing
+
+
+def remember(url: str, ref: KeyRef, info: KeyInfo) -> None:
+    """Cache a key version the caller just created or rotated as the key's latest version."""
+    forget(ref)
+    if str(info.jwk.get("kty", "")).replace("-HSM", "") in ("RSA", "EC"):
+        _cache_put(url, ref, info)
+
+
+def forget(ref: KeyRef | str) -> None:
+    """Drop a key's "latest version" from the in-process cache (after create or rotate)."""
+    ref = parse_keyref(ref) if isinstance(ref, str) else ref
+    with _memory_lock:
+        for mkey in [k for k in _memory if k[1] == ref.key and k[2] in ("", ref.version or "")]:
+            del _memory[mkey]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The key
+
+
+def _check_usable(info: KeyInfo, ref: KeyRef) -> None:
+    what = f"The key {ref}"
+    if info.enabled is False:
+        raise PermissionDeniedError(f"{what} is disabled.", _enable_remedy(ref.kind, ref.service, ref.key))
+    now = time.time()
+    if info.expires_on is not None and info.expires_on <= now:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(info.expires_on))
+        raise PermissionDeniedError(
+            f"{what} expired on {stamp}.",
+            "Rotate it (hsmcert key rotate) or use another key; an expired key cannot sign.",
+        )
+    if info.not_before is not None and info.not_before > now:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(info.not_before))
+        raise PermissionDeniedError(f"{what} is not valid before {stamp}.", "Wait, or use another key.")
+
+
+def _hash(name: str) -> Any:
+    from cryptography.hazmat.primitives import hashes
+
+    return {"SHA256": hashes.SHA256(), "SHA384": hashes.SHA384(), "SHA512": hashes.SHA512()}[name]
+
+
+def raw_to_der(raw: bytes, curve_bytes: int) -> bytes:
+    """Azure's ECDSA ``r||s`` (each half padded to the curve size) as a DER ``Ecdsa-Sig-Value``."""
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    if len(raw) != 2 * curve_bytes:
+        raise VerificationError(
+            f"The HSM returned an ECDSA signature of {len(raw)} bytes; expected {2 * curve_bytes} (r||s).",
+            "The service or emulator misbehaved; nothing was written.",
+        )
+    r = int.from_bytes(raw[:curve_bytes], "big")
+    s = int.from_bytes(raw[curve_bytes:], "big")
+    return encode_dss_signature(r, s)
+
+
+class HsmKey:
+    """One pinned version of an RSA or EC key in a Managed HSM or Key Vault.
+
+    Built by :func:`open_key`. ``sign_digest`` and ``decrypt`` go to the HSM; everything public is local.
+    """
+
+    def __init__(self, ref: KeyRef, info: KeyInfo, service: _Service) -> None:
+        self.ref = ref.with_version(info.version)
+        self.info = info
+        self.kid = info.kid
+        self.kty: str = str(info.jwk["kty"]).replace("-HSM", "")
+        self.curve: str | None = info.jwk.get("crv")
+        self.public_key = public_key_from_jwk(info.jwk)
+        self._service = service
+        self._crypto: Any = None
+        self._crypto_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HsmKey({str(self.ref)!r}, kty={self.kty!r})"
+
+    @property
+    def endpoint_url(self) -> str:
+        return self._service.url
+
+    @property
+    def key_size(self) -> int:
+        return int(self.public_key.key_size)
+
+    @property
+    def spki_der(self) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        return self.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+    def default_algorithm(self) -> str:
+        """RS256 for RSA; the ES algorithm that matches the curve for EC."""
+        if self.kty == "RSA":
+            return "RS256"
+        for alg in ALGORITHMS.values():
+            if alg.curve == self.curve:
+                return alg.name
+        raise UsageError(f"The key's curve {self.curve} has no signature algorithm.")
+
+    def check_algorithm(self, alg: str) -> Algorithm:
+        """The :class:`Algorithm` for ``alg``, refused clearly when the key cannot use it."""
+        found = ALGORITHMS.get(alg.upper())
+        if found is None:
+            raise UsageError(
+                f"Unknown or unsupported signature algorithm {alg!r}.",
+                f"Use one of: {', '.join(ALGORITHMS)}.",
+            )
+        if found.kty != self.kty:
+            raise UsageError(
+                f"{found.name} needs an {found.kty} key; {self.ref} is an {self.kty} key.",
+                f"Use {self.default_algorithm()} (or another {self.kty} algorithm) with this key.",
+            )
+        if found.curve is not None and found.curve != self.curve:
+            raise UsageError(
+                f"{found.name} needs a {found.curve} key; {self.ref} is on {self.curve}.",
+                f"Use {self.default_algorithm()} with this key.",
+            )
+        return found
+
+    def _crypto_client(self) -> Any:
+        with self._crypto_lock:
+            if self._crypto is None:
+                from azure.keyvault.keys import KeyVaultKey
+                from azure.keyvault.keys.crypto import CryptographyClient
+
+                jwk = {k: (_unb64u(v) if k in ("n", "e", "x", "y") else v) for k, v in self.info.jwk.items()}
+                jwk["kid"] = self.kid
+                self._crypto = CryptographyClient(
+                    KeyVaultKey(self.kid, jwk=jwk), self._service.credential, **self._service.client_kwargs()
+                )
+            return self._crypto
+
+    def sign_digest(self, alg: str, digest: bytes) -> bytes:
+        """Sign ``digest`` in the HSM with ``alg`` (JWA name) and return a locally verified signature.
+
+        RSA: the PKCS#1 v1.5 or PSS signature (PSS salt = digest length). EC: a DER ECDSA signature.
+        Raises :class:`~hsmcert.errors.VerificationError` when the returned signature does not verify.
+        """
+        algorithm = self.check_algorithm(alg)
+        expected = DIGEST_SIZES[algorithm.hash]
+        if len(digest) != expected:
+            raise UsageError(
+                f"{algorithm.name} signs a {algorithm.hash} digest of {expected} bytes, not {len(digest)} bytes."
+            )
+        with translate_azure_errors(self.ref, "sign", self._service.url):
+            result = self._crypto_client().sign(algorithm.name, digest)
+        signature = bytes(result.signature)
+        if self.kty == "EC":
+            signature = raw_to_der(signature, CURVE_BYTES[str(self.curve)])
+        self.verify_digest(algorithm.name, digest, signature)
+        return signature
+
+    def verify_digest(self, alg: str, digest: bytes, signature: bytes) -> None:
+        """Check a signature (DER for EC) over ``digest`` locally; raise VerificationError if wrong."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+        from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+        algorithm = self.check_algorithm(alg)
+        hash_alg = _hash(algorithm.hash)
+        try:
+            if isinstance(self.public_key, rsa.RSAPublicKey):
+                pad: padding.AsymmetricPadding = (
+                    padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
+                    if algorithm.pss
+                    else padding.PKCS1v15()
+                )
+                self.public_key.verify(signature, digest, pad, Prehashed(hash_alg))
+            else:
+                self.public_key.verify(signature, digest, ec.ECDSA(Prehashed(hash_alg)))
+        except (InvalidSignature, ValueError) as exc:
+            raise VerificationError(
+                f"The {algorithm.name} signature returned by {self.ref} does not verify with its public key.",
+                "Nothing was written. The HSM (or emulator) returned a wrong signature; retry, and report it "
+                "if it persists.",
+            ) from exc
+
+    def decrypt(self, alg: str, ciphertext: bytes) -> bytes:
+        """Decrypt ``ciphertext`` in the HSM (RSA-OAEP, RSA-OAEP-256 or RSA1_5)."""
+        if self.kty != "RSA":
+            raise UsageError(f"{self.ref} is an {self.kty} key; only RSA keys decrypt.")
+        name = alg.upper()
+        if name not in DECRYPT_ALGORITHMS:
+            raise UsageError(
+                f"Unsupported decryption algorithm {alg!r}.", f"Use one of: {', '.join(DECRYPT_ALGORITHMS)}."
+            )
+        if len(ciphertext) != (self.key_size + 7) // 8:
+            raise UsageError(
+                f"The ciphertext is {len(ciphertext)} bytes; a {self.key_size}-bit key needs {(self.key_size + 7) // 8}."
+            )
+        with translate_azure_errors(self.ref, "decrypt", self._service.url):
+            result = self._crypto_client().decrypt(name, ciphertext)
+        return bytes(result.plaintext)
+
+
+def fetch_key_info(ref: KeyRef, service: _Service) -> KeyInfo:
+    """GET the key (the latest version, or ``ref.version``) from the service; no cache."""
+    with translate_azure_errors(ref, "get", service.url):
+        key = service.key_client.get_key(ref.key, version=ref.version)
+    return KeyInfo.from_sdk(key)
+
+
+def open_key(
+    ref: KeyRef | str,
+    *,
+    endpoint: str | None = None,
+    ca_bundle: str | None = None,
+    credential: Any = None,
+) -> HsmKey:
+    """Fetch the public key of ``ref`` (or take it from the cache) and pin its version.
+
+    ``credential``: None (``get_credential()``), a credential name, or any azure-core token credential.
+    """
+    from hsmcert.config import resolve_endpoint
+
+    if isinstance(ref, str):
+        ref = parse_keyref(ref)
+    resolved = resolve_endpoint(ref, endpoint=endpoint, ca_bundle=ca_bundle)
+    service = service_clients(resolved, credential)
+    info = _cache_get(resolved.url, ref)
+    if info is None:
+        info = fetch_key_info(ref, service)
+        _check_usable(info, ref)
+        kty = str(info.jwk.get("kty", "")).replace("-HSM", "")
+        if kty not in ("RSA", "EC"):
+            raise UsageError(
+                f"{ref} is a {info.jwk.get('kty')} key; only RSA and EC keys sign.",
+                "Use an RSA or EC key (hsmcert key create --kty RSA|EC).",
+            )
+        _cache_put(resolved.url, ref, info)
+    return HsmKey(ref, info, service)
+
+
+__all__ = [
+    "ALGORITHMS",
+    "HsmKey",
+    "KeyInfo",
+    "forget",
+    "open_key",
+    "public_key_from_jwk",
+    "service_clients",
+    "translate_azure_errors",
+]
