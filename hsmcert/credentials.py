@@ -120,7 +120,9 @@ class Credential:
             if use_cache and cached is not None and cached.expires_on - time.time() > 300:
                 return cached
         failures: list[str] = []
-        for name, credential in self.candidates:
+        # The credential that answered before is asked first.
+        order = sorted(self.candidates, key=lambda c: c[0] != self.answered)
+        for name, credential in order:
             try:
                 token = credential.get_token(*scopes, **kwargs)
             except ClientAuthenticationError as exc:
