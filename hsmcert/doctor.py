@@ -113,7 +113,7 @@ def run_checks(
 
     service_clients(resolved, cred)
     try:
-        opened = open_key(ref, endpoint=endpoint, ca_bundle=ca_bundle, credential=cred)
+        opened = open_key(ref, endpoint=endpoint, ca_bundle=ca_bundle, credential=cred, refresh=True)
     except HsmcertError as exc:
         yield _failed("read key", exc)
         return

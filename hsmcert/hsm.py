@@ -784,10 +784,12 @@ def open_key(
     endpoint: str | None = None,
     ca_bundle: str | None = None,
     credential: Any = None,
+    refresh: bool = False,
 ) -> HsmKey:
     """Fetch the public key of ``ref`` (or take it from the cache) and pin its version.
 
     ``credential``: None (``get_credential()``), a credential name, or any azure-core token credential.
+    ``refresh``: ask the service even when the public key is cached (checks access, enabled, expiry).
     """
     from hsmcert.config import resolve_endpoint
 
@@ -795,7 +797,7 @@ def open_key(
         ref = parse_keyref(ref)
     resolved = resolve_endpoint(ref, endpoint=endpoint, ca_bundle=ca_bundle)
     service = service_clients(resolved, credential)
-    info = _cache_get(resolved.url, ref)
+    info = None if refresh else _cache_get(resolved.url, ref)
     if info is None:
         info = fetch_key_info(ref, service)
         _check_usable(info, ref)
