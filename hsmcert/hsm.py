@@ -308,9 +308,21 @@ class _Service:
         return {"transport": self.transport, **_RETRY}
 
 
-_RETRY = {"retry_total": 4, "retry_backoff_factor": 0.4, "retry_backoff_max": 8}
+_RETRY: dict[str, Any] = {"retry_total": 4, "retry_backoff_factor": 0.4, "retry_backoff_max": 8}
+_POOL: dict[str, Any] = {"pool_connections": 4, "pool_maxsize": 32}
 _services: dict[tuple[str, str | None, int], _Service] = {}
 _services_lock = threading.Lock()
+
+
+def configure_service_clients(*, pool: dict[str, Any] | None = None, **retry: Any) -> None:
+    """Tune the SDK pipeline of the clients built after this call (used by the agent).
+
+    ``pool``: requests ``HTTPAdapter`` keywords (``pool_maxsize``, ``pool_block``); ``retry``: azure-core
+    RetryPolicy keywords (``retry_total``, ``retry_status``, ``retry_on_methods``, ``timeout``, ...).
+    """
+    with _services_lock:
+        _POOL.update(pool or {})
+        _RETRY.update(retry)
 
 
 def service_clients(endpoint: Endpoint, credential: Any = None) -> _Service:
@@ -329,7 +341,7 @@ def service_clients(endpoint: Endpoint, credential: Any = None) -> _Service:
         from azure.keyvault.keys import KeyClient
 
         session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
+        adapter = requests.adapters.HTTPAdapter(**_POOL)
         session.mount("https://", adapter)
         transport = RequestsTransport(
             session=session,
