@@ -1,0 +1,158 @@
+"""hsmcert nginx: keyless TLS configuration for nginx (server, or mutual-TLS sidecars)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hsmcert.cli._common import ForceOpt, KeyOpt, emit, log
+
+_MODES = "server, server-sidecar or client-sidecar"
+
+
+def nginx(
+    key: KeyOpt,
+    cert: Annotated[Path, typer.Option("--cert", help="The certificate (chain) file nginx presents.")],
+    server_name: Annotated[
+        str,
+        typer.Option(
+            "--server-name", help="The site's DNS name; for client-sidecar, the name the server must prove."
+        ),
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", "-o", help="Directory for the generated files.")
+    ] = Path("/etc/hsmcert/nginx"),
+    mode: Annotated[str, typer.Option("--mode", help=f"What to configure: {_MODES}.")] = "server",
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            help="Port or address:port (server 443, server-sidecar 8443); client-sidecar: the Unix socket "
+            "the application connects to.",
+        ),
+    ] = None,
+    upstream: Annotated[
+        str | None,
+        typer.Option(
+            "--upstream",
+            help="server: proxy_pass URL (optional); server-sidecar: the application's Unix socket; "
+            "client-sidecar: the server sidecar's host:port.",
+        ),
+    ] = None,
+    ca: Annotated[
+        Path | None, typer.Option("--ca", help="Sidecars: the CA that issued the other side's certificate.")
+    ] = None,
+    app_protocol: Annotated[
+        str, typer.Option("--app-protocol", help="Sidecars: what the application speaks: grpc or http.")
+    ] = "grpc",
+    socket: Annotated[
+        Path, typer.Option("--socket", help="The hsmcert agent's socket, as nginx's workers reach it.")
+    ] = Path("/run/hsmcert/agent.sock"),
+    http2: Annotated[bool, typer.Option("--http2", help="server: also offer HTTP/2.")] = False,
+    nginx_bin: Annotated[str, typer.Option("--nginx", help="The nginx binary.")] = "nginx",
+    nginx_version: Annotated[
+        str | None,
+        typer.Option("--nginx-version", help="Render for this nginx version instead of asking the binary."),
+    ] = None,
+    nginx_conf: Annotated[
+        Path | None, typer.Option("--nginx-conf", help="With --reload: nginx's main configuration file.")
+    ] = None,
+    agent_user: Annotated[
+        str, typer.Option("--agent-user", help="systemd: the user the agent runs as.")
+    ] = "hsmcert",
+    nginx_group: Annotated[
+        str, typer.Option("--nginx-group", help="systemd: the group of nginx's workers (may use the socket).")
+    ] = "www-data",
+    check: Annotated[
+        bool, typer.Option("--check", help="Run nginx -t on the generated configuration.")
+    ] = False,
+    reload: Annotated[
+        bool,
+        typer.Option("--reload", help="Test nginx's configuration, then reload nginx if the test passes."),
+    ] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Write the nginx include, key reference, openssl.cnf and systemd units for keyless TLS.
+
+    Files hsmcert wrote before are updated; a file you edited (or did not come from hsmcert) is never
+    replaced without --force. Example:
+
+      hsmcert nginx --key managedhsm:contoso:tls --cert /etc/ssl/www.pem --server-name www.example.com --check
+    """
+    from hsmcert import managed
+    from hsmcert import nginx as lib
+
+    version = lib.parse_version(nginx_version) if nginx_version else lib.detect_version(nginx_bin)
+    site = lib.validate(
+        lib.Site(
+            key=key,
+            cert=cert,
+            server_name=server_name,
+            out_dir=out_dir,
+            mode=mode,  # type: ignore[arg-type]
+            listen=listen,
+            upstream=upstream,
+            ca=ca,
+            app_protocol=_app_protocol(app_protocol),
+            socket=socket,
+            nginx_version=version,
+            http2=http2,
+            agent_user=agent_user,
+            nginx_group=nginx_group,
+        )
+    )
+    done = managed.write_all(lib.generate(site), force=force)
+    data: dict[str, Any] = {
+        "mode": site.mode,
+        "nginx_version": ".".join(map(str, version)),
+        "key_as": "store" if lib.uses_store(version) else "pem-reference",
+        "site_conf": str(site.site_conf),
+        "openssl_cnf": str(site.openssl_cnf),
+        "files": [
+            {"path": str(p.file.path), "action": p.action, "description": p.file.description} for p in done
+        ],
+        "checked": False,
+        "reloaded": False,
+    }
+    for item in done:
+        log(f"{item.action:<15} {item.file.path}  ({item.file.description})")
+    if check or reload:
+        lib.check_site(site, nginx=nginx_bin)
+        data["checked"] = True
+        log("nginx -t: the generated configuration is valid and the key loads")
+    if reload:
+        result = lib.reload(site, conf=nginx_conf, nginx=nginx_bin)
+        data["reloaded"] = True
+        log("nginx reloaded")
+        if not result.included:
+            log(
+                f"warning: nginx's configuration does not include {site.site_conf}; add 'include {site.site_conf};'"
+            )
+    emit(data, lambda: _next_steps(site, data))
+
+
+def _app_protocol(value: str) -> Any:
+    from hsmcert.errors import UsageError
+
+    if value not in ("grpc", "http"):
+        raise UsageError(f"--app-protocol {value!r} is not grpc or http.", "Use grpc or http.")
+    return value
+
+
+def _next_steps(site: Any, data: dict[str, Any]) -> str:
+    steps = [f"wrote {site.site_conf} (key as {data['key_as']}, nginx {data['nginx_version']})"]
+    if not data["reloaded"]:
+        steps += [
+            "next:",
+            f"  include {site.site_conf}; inside http {{ }} of nginx.conf",
+            f"  cp {site.systemd_dir}/hsmcert-agent.* /etc/systemd/system/",
+            f"  cp -r {site.systemd_dir}/nginx.service.d /etc/systemd/system/",
+            "  systemctl daemon-reload && systemctl enable --now hsmcert-agent.socket && systemctl restart nginx",
+        ]
+    return "\n".join(steps)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("nginx")(nginx)

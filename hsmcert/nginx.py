@@ -1,0 +1,429 @@
+"""Keyless TLS configuration for nginx: render, test with ``nginx -t``, reload only after a passing test.
+
+:func:`generate` turns a :class:`Site` into the files nginx needs (the server include, the key reference,
+openssl.cnf, systemd units), all managed (:mod:`hsmcert.managed`). nginx >= 1.29 reads the key straight
+from the provider's store (``ssl_certificate_key "store:managedhsm:..."``); older nginx (Debian 12 ships
+1.22.1) reads a PEM file that wraps the key reference, which the provider's decoder turns into the HSM key.
+
+>>> parse_version("nginx version: nginx/1.22.1")
+(1, 22, 1)
+>>> uses_store((1, 29, 0)), uses_store((1, 22, 1))
+(True, False)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from hsmcert.errors import HsmcertError, NotFoundError, UsageError, VerificationError
+from hsmcert.keyref import parse_keyref
+from hsmcert.managed import ManagedFile
+from hsmcert.templates import render, shipped_dir
+
+Version = tuple[int, int, int]
+Mode = Literal["server", "server-sidecar", "client-sidecar"]
+AppProtocol = Literal["http", "grpc"]
+MODES: tuple[Mode, ...] = ("server", "server-sidecar", "client-sidecar")
+STORE_SINCE: Version = (1, 29, 0)
+"""The first nginx that accepts ``ssl_certificate_key "store:URI"``."""
+DEFAULT_SOCKET = Path("/run/hsmcert/agent.sock")
+DEFAULT_OUT_DIR = Path("/etc/hsmcert/nginx")
+_SOURCE = "hsmcert nginx"
+_CHECK_TIMEOUT = 60.0
+
+
+def parse_version(text: str) -> Version:
+    """The version in ``nginx -v`` output (``nginx version: nginx/1.22.1``) or a plain ``1.22.1``."""
+    match = re.search(r"(?:nginx/|^)(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    if match is None:
+        raise UsageError(
+            f"Cannot read an nginx version from {text.strip()!r}.", "Give it as X.Y.Z, e.g. 1.22.1."
+        )
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def find_nginx(nginx: str | os.PathLike[str] = "nginx") -> str:
+    """The path of the nginx binary (``nginx`` is looked up in PATH and in /usr/sbin)."""
+    found = shutil.which(str(nginx)) or shutil.which(str(nginx), path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise NotFoundError(
+            f"nginx was not found ({nginx}).",
+            "Install it (apt-get install nginx), pass --nginx PATH, or --nginx-version X.Y.Z to render "
+            "for another machine without checking.",
+        )
+    return found
+
+
+def detect_version(nginx: str | os.PathLike[str] = "nginx") -> Version:
+    """Ask the nginx binary for its version (``nginx -v`` prints it on stderr)."""
+    binary = find_nginx(nginx)
+    result = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30, check=False)
+    return parse_version(result.stderr or result.stdout)
+
+
+def uses_store(version: Version) -> bool:
+    """Whether this nginx takes the key as a ``store:`` URI rather than as a PEM file."""
+    return version >= STORE_SINCE
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", text.strip()).strip("._-")
+    return slug or "site"
+
+
+@dataclass(frozen=True)
+class Site:
+    """What ``hsmcert nginx`` is asked to configure.
+
+    ``upstream`` depends on the mode: for ``server`` an optional ``proxy_pass`` URL (without it nginx answers
+    itself); for ``server-sidecar`` the application's Unix socket; for ``client-sidecar`` the server
+    sidecar's ``host:port``. ``listen`` defaults to 443 (server), 8443 (server-sidecar) and, for
+    client-sidecar, the Unix socket the application connects to. ``ca`` is the CA that the peer's certificate
+    must come from (both sidecars). ``local_key`` replaces the HSM key with a key file (the benchmark's
+    baseline, and tests that run without the provider).
+    """
+
+    key: str
+    cert: Path
+    server_name: str
+    out_dir: Path = DEFAULT_OUT_DIR
+    mode: Mode = "server"
+    listen: str | None = None
+    upstream: str | None = None
+    ca: Path | None = None
+    app_protocol: AppProtocol = "grpc"
+    socket: Path = DEFAULT_SOCKET
+    nginx_version: Version = (1, 22, 1)
+    http2: bool = False
+    local_key: Path | None = None
+    agent_user: str = "hsmcert"
+    nginx_group: str = "www-data"
+    agent_command: str = "/usr/bin/env hsmcert agent"
+    agent_environment: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        suffix = "" if self.mode == "server" else f"-{self.mode}"
+        return _slug(self.server_name) + suffix
+
+    @property
+    def site_conf(self) -> Path:
+        return self.out_dir / f"{self.slug}.conf"
+
+    @property
+    def openssl_cnf(self) -> Path:
+        return self.out_dir / "openssl.cnf"
+
+    @property
+    def key_file(self) -> Path:
+        ref = parse_keyref(self.key)
+        return self.out_dir / "keys" / f"{_slug(ref.service)}-{_slug(ref.key)}.pem"
+
+    @property
+    def systemd_dir(self) -> Path:
+        return self.out_dir / "systemd"
+
+
+def validate(site: Site) -> Site:
+    """Check the inputs a user gives and fill in the mode's defaults; bad input is a UsageError."""
+    if site.mode not in MODES:
+        raise UsageError(f"Unknown mode {site.mode!r}.", f"Use one of: {', '.join(MODES)}.")
+    parse_keyref(site.key)
+    if not re.fullmatch(r"[A-Za-z0-9*.-]+(?: [A-Za-z0-9*.-]+)*", site.server_name):
+        raise UsageError(
+            f"The server name {site.server_name!r} is not a host name.",
+            "Give a DNS name such as www.example.com (several separated by spaces).",
+        )
+    for path, what in ((site.cert, "certificate"), (site.ca, "CA certificate"), (site.local_key, "key")):
+        if path is not None and not Path(path).is_file():
+            raise NotFoundError(f"The {what} file {path} does not exist.", "Check the path.")
+    if site.mode != "server" and site.ca is None:
+        raise UsageError(
+            f"--mode {site.mode} needs --ca FILE, the CA that issued the other side's certificate.",
+            "Both sidecars verify each other (mutual TLS).",
+        )
+    if site.mode != "server" and not site.upstream:
+        what = (
+            "the application's Unix socket"
+            if site.mode == "server-sidecar"
+            else "the server sidecar's host:port"
+        )
+        raise UsageError(f"--mode {site.mode} needs --upstream: {what}.", "See hsmcert nginx --help.")
+    listen = site.listen
+    if listen is None:
+        listen = {"server": "443", "server-sidecar": "8443", "client-sidecar": ""}[site.mode]
+        if site.mode == "client-sidecar":
+            listen = f"/run/hsmcert/{_slug(site.server_name)}-client.sock"
+    if site.mode == "client-sidecar":
+        listen = listen.removeprefix("unix:")
+        if not listen.startswith("/"):
+            raise UsageError(
+                f"--listen {listen!r}: the client sidecar listens on a Unix socket.",
+                "Give an absolute path such as /run/app/api.sock.",
+            )
+    elif not re.fullmatch(r"(?:\[[0-9a-fA-F:]+\]:|[A-Za-z0-9.-]+:)?\d{1,5}|unix:/\S+", listen):
+        raise UsageError(
+            f"--listen {listen!r} is not a port or address:port.", "For example 443 or 127.0.0.1:8443."
+        )
+    return replace(
+        site,
+        listen=listen,
+        cert=Path(site.cert).absolute(),
+        ca=Path(site.ca).absolute() if site.ca else None,
+        out_dir=Path(site.out_dir).absolute(),
+        local_key=Path(site.local_key).absolute() if site.local_key else None,
+    )
+
+
+def _key_directive(site: Site) -> str:
+    if site.local_key is not None:
+        return str(site.local_key)
+    if uses_store(site.nginx_version):
+        return f'"store:{parse_keyref(site.key)}"'
+    return str(site.key_file)
+
+
+def _provider() -> object | None:
+    try:
+        from hsmcert import provider  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    return provider  # type: ignore[no-any-return,unused-ignore]
+
+
+def openssl_cnf_text(socket: Path) -> str:
+    """The openssl.cnf that loads the default provider, then hsmcert with the agent socket.
+
+    The provider's own generator (:func:`hsmcert.provider.openssl_cnf`) is the authority when it is present.
+    """
+    provider = _provider()
+    generator = getattr(provider, "openssl_cnf", None)
+    if generator is not None:
+        return str(generator(str(socket)))
+    module = shipped_dir("native") / "build" / "hsmcert.so"
+    return render("openssl.cnf.j2", module=module, socket=socket)
+
+
+def pem_reference(key: str) -> str:
+    """The PEM file that stands for an HSM key (for nginx < 1.29), made by the provider module."""
+    provider = _provider()
+    generator = getattr(provider, "pem_ref", None)
+    if generator is None:
+        raise HsmcertError(
+            "This hsmcert has no OpenSSL provider (hsmcert.provider), so it cannot write a key reference file.",
+            "Install a complete hsmcert, or render for nginx >= 1.29 with --nginx-version.",
+        )
+    data = generator(parse_keyref(key))
+    return data.decode() if isinstance(data, bytes) else str(data)
+
+
+def generate(site: Site) -> list[ManagedFile]:
+    """The managed files for ``site`` (already :func:`validate`-d), in the order they are written."""
+    tls: dict[str, object] = {
+        "server_name": site.server_name,
+        "site_conf": site.site_conf,
+        "openssl_cnf": site.openssl_cnf,
+        "listen": site.listen,
+        "key_file": _key_directive(site),
+        "cert_file": site.cert,
+        "ca_file": site.ca,
+        "cache_name": "hsmcert_" + re.sub(r"[^A-Za-z0-9]", "_", site.slug),
+        "upstream_name": "hsmcert_" + re.sub(r"[^A-Za-z0-9]", "_", site.slug),
+        "http2": site.http2,
+        "grpc": site.app_protocol == "grpc",
+        "upstream": site.upstream,
+        "app_socket": None,
+        "peer": None,
+    }
+    if site.mode == "server-sidecar":
+        tls["app_socket"] = str(site.upstream).removeprefix("unix:")
+    elif site.mode == "client-sidecar":
+        tls["app_socket"] = site.listen
+        tls["peer"] = site.upstream
+    files = [
+        ManagedFile(site.site_conf, render(f"nginx/{site.mode}.conf.j2", **tls), "nginx include", _SOURCE),
+    ]
+    if site.local_key is None and not uses_store(site.nginx_version):
+        files.append(ManagedFile(site.key_file, pem_reference(site.key), "key reference (PEM)", _SOURCE))
+    files.append(
+        ManagedFile(site.openssl_cnf, openssl_cnf_text(site.socket), "OpenSSL configuration", _SOURCE)
+    )
+    units = {
+        "socket": site.socket,
+        "user": site.agent_user,
+        "group": site.nginx_group,
+        "exec_start": f"{site.agent_command} --socket {site.socket}",
+        "environment": dict(site.agent_environment),
+        "openssl_cnf": site.openssl_cnf,
+    }
+    for template, name, what in (
+        ("systemd/hsmcert-agent.socket.j2", "hsmcert-agent.socket", "systemd socket unit"),
+        ("systemd/hsmcert-agent.service.j2", "hsmcert-agent.service", "systemd service unit"),
+        ("systemd/nginx-dropin.conf.j2", "nginx.service.d/hsmcert.conf", "systemd drop-in for nginx"),
+    ):
+        files.append(ManagedFile(site.systemd_dir / name, render(template, **units), what, _SOURCE))
+    return files
+
+
+def standalone_conf(
+    prefix: Path,
+    includes: Sequence[Path],
+    *,
+    workers: int = 1,
+    daemon: bool = True,
+    user: str | None = None,
+    log_level: str = "warn",
+    worker_connections: int = 1024,
+    access_log: bool = False,
+) -> str:
+    """A complete nginx.conf for an nginx with its own prefix, wrapping generated includes."""
+    return render(
+        "nginx/standalone.conf.j2",
+        prefix=prefix,
+        includes=list(includes),
+        workers=workers,
+        daemon=daemon,
+        user=user,
+        log_level=log_level,
+        worker_connections=worker_connections,
+        access_log=access_log,
+    )
+
+
+def _env(openssl_cnf: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if openssl_cnf is not None:
+        env["OPENSSL_CONF"] = str(openssl_cnf)
+    return env
+
+
+def _nginx_messages(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    relevant = [line for line in lines if "[emerg]" in line or "[alert]" in line or "[crit]" in line]
+    return " / ".join(relevant or lines[-3:]) or "no output"
+
+
+def check_config(
+    conf: Path | None = None,
+    *,
+    nginx: str | os.PathLike[str] = "nginx",
+    openssl_cnf: Path | None = None,
+    prefix: Path | None = None,
+) -> str:
+    """Run ``nginx -t`` (on ``conf``, or nginx's default configuration); raise VerificationError on failure.
+
+    Returns nginx's report. ``openssl_cnf`` is set as OPENSSL_CONF, as the systemd drop-in does for the
+    service, so nginx loads the HSM key through the provider exactly as it will when it runs.
+    """
+    command = [find_nginx(nginx), "-t"]
+    if prefix is not None:
+        command += ["-p", f"{prefix}/", "-e", str(prefix / "error.log")]
+    if conf is not None:
+        command += ["-c", str(conf)]
+    try:
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=_env(openssl_cnf),
+            timeout=_CHECK_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise VerificationError(
+            f"nginx -t did not finish within {_CHECK_TIMEOUT:.0f} s.",
+            "Is the hsmcert agent running and able to reach the HSM? Try: hsmcert doctor --key REF",
+        ) from exc
+    report = result.stderr + result.stdout
+    if result.returncode != 0:
+        raise VerificationError(
+            f"nginx rejected the configuration: {_nginx_messages(report)}",
+            "Nothing was reloaded. Fix the cause above; for a key error check that the agent runs "
+            "(hsmcert doctor --key REF).",
+        )
+    return report
+
+
+def check_site(site: Site, *, nginx: str | os.PathLike[str] = "nginx") -> str:
+    """``nginx -t`` on the generated include of ``site`` (written already), wrapped in a scratch nginx.conf."""
+    with tempfile.TemporaryDirectory(prefix="hsmcert-nginx-check-") as scratch:
+        prefix = Path(scratch)
+        conf = prefix / "nginx.conf"
+        conf.write_text(standalone_conf(prefix, [site.site_conf]))
+        return check_config(conf, nginx=nginx, openssl_cnf=site.openssl_cnf, prefix=prefix)
+
+
+def _dump(conf: Path | None, nginx: str, openssl_cnf: Path | None) -> str:
+    command = [find_nginx(nginx), "-T"] + (["-c", str(conf)] if conf else [])
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=_env(openssl_cnf), timeout=_CHECK_TIMEOUT, check=False
+    )
+    return result.stdout
+
+
+def _pid_file(dump: str, nginx: str) -> Path | None:
+    match = re.search(r"^\s*pid\s+([^;\s]+)\s*;", dump, re.MULTILINE)
+    if match:
+        return Path(match.group(1))
+    info = subprocess.run([find_nginx(nginx), "-V"], capture_output=True, text=True, timeout=30, check=False)
+    match = re.search(r"--pid-path=(\S+)", info.stderr)
+    return Path(match.group(1)) if match else None
+
+
+def _master_environment(pid_file: Path | None) -> dict[str, str] | None:
+    if pid_file is None:
+        return None
+    try:
+        pid = int(pid_file.read_text().strip())
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except (OSError, ValueError):
+        return None
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    report: str
+    included: bool
+    """Whether nginx's configuration includes the generated site (else the reload changed nothing)."""
+
+
+def reload(site: Site, *, conf: Path | None = None, nginx: str | os.PathLike[str] = "nginx") -> ReloadResult:
+    """Test nginx's own configuration with the hsmcert OpenSSL settings, then ``nginx -s reload``.
+
+    Refuses when the running nginx was started without OPENSSL_CONF pointing at this site's openssl.cnf:
+    a reload cannot add an environment variable, so the new key would fail to load in the master.
+    """
+    binary = find_nginx(nginx)
+    report = check_config(conf, nginx=binary, openssl_cnf=site.openssl_cnf)
+    dump = _dump(conf, binary, site.openssl_cnf)
+    included = f"# configuration file {site.site_conf}:" in dump
+    environment = _master_environment(_pid_file(dump, binary))
+    if environment is None:
+        raise HsmcertError(
+            "nginx is not running, so there is nothing to reload.",
+            f"Start it with OPENSSL_CONF={site.openssl_cnf} (install the systemd drop-in from "
+            f"{site.systemd_dir}/nginx.service.d/, then: systemctl daemon-reload && systemctl start nginx).",
+        )
+    if environment.get("OPENSSL_CONF") != str(site.openssl_cnf):
+        raise HsmcertError(
+            f"The running nginx was not started with OPENSSL_CONF={site.openssl_cnf}; a reload cannot add it.",
+            f"Install {site.systemd_dir}/nginx.service.d/hsmcert.conf as /etc/systemd/system/nginx.service.d/"
+            "hsmcert.conf, then: systemctl daemon-reload && systemctl restart nginx",
+        )
+    command = [binary, "-s", "reload"] + (["-c", str(conf)] if conf else [])
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    if result.returncode != 0:
+        raise HsmcertError(
+            f"nginx -s reload failed: {_nginx_messages(result.stderr)}", "See nginx's error log."
+        )
+    return ReloadResult(report, included)

@@ -1,0 +1,67 @@
+"""The generated configurations served by a real nginx, with local key files (the benchmark's baseline).
+
+The same templates carry HSM keys in tests/nginx/test_nginx_hsm.py; here they prove the TLS settings and
+the mutual-TLS sidecar wiring on their own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hsmcert import managed
+from hsmcert import nginx as lib
+from tests.fixtures.nginx import LocalPki, NginxFactory, curl, free_port, unix_http_app
+
+pytestmark = pytest.mark.e2e
+REF = "managedhsm:local-hsm:tls-key"
+
+
+@pytest.mark.parametrize("tls", ["--tlsv1.2", "--tlsv1.3"])
+def test_server_answers_over_tls12_and_tls13(
+    tmp_path: Path, local_pki: LocalPki, nginx_factory: NginxFactory, tls: str
+) -> None:
+    port = free_port()
+    site = lib.validate(
+        lib.Site(REF, local_pki.server_cert, "localhost", tmp_path / "out", listen=f"127.0.0.1:{port}",
+                 local_key=local_pki.server_key)
+    )  # fmt: skip
+    managed.write_all(lib.generate(site))
+    nginx_factory([site.site_conf], ports=[port])
+    max_tls = "1.2" if tls == "--tlsv1.2" else "1.3"
+    result = curl(f"https://localhost:{port}/", tls, "--tls-max", max_tls, ca=local_pki.ca)
+    assert result.returncode == 0, result.stderr
+    assert f"TLSv{max_tls}" in result.stdout
+
+
+def test_sidecars_carry_a_request_over_mutual_tls(
+    tmp_path: Path, local_pki: LocalPki, nginx_factory: NginxFactory
+) -> None:
+    port = free_port()
+    app_sock, client_sock = tmp_path / "app.sock", tmp_path / "client.sock"
+    server = lib.validate(
+        lib.Site(REF, local_pki.server_cert, "localhost", tmp_path / "server", mode="server-sidecar",
+                 listen=f"127.0.0.1:{port}", upstream=str(app_sock), ca=local_pki.ca, app_protocol="http",
+                 local_key=local_pki.server_key)
+    )  # fmt: skip
+    client = lib.validate(
+        lib.Site(REF, local_pki.client_cert, "localhost", tmp_path / "client", mode="client-sidecar",
+                 listen=str(client_sock), upstream=f"127.0.0.1:{port}", ca=local_pki.ca, app_protocol="http",
+                 local_key=local_pki.client_key)
+    )  # fmt: skip
+    managed.write_all(lib.generate(server) + lib.generate(client))
+    with unix_http_app(app_sock) as seen:
+        nginx_factory([server.site_conf, client.site_conf], ports=[port])
+        result = curl("http://app/hello", "--unix-socket", str(client_sock))
+        assert result.returncode == 0, result.stderr
+        headers = json.loads(result.stdout)
+        assert headers["path"] == "/hello"
+        assert headers["x-client-verify"] == "SUCCESS"
+        assert "CN=sidecar-client" in headers["x-client-subject"]
+
+        # Without a client certificate the server sidecar turns the caller away.
+        direct = curl(f"https://localhost:{port}/", ca=local_pki.ca)
+        assert "400 No required SSL certificate was sent" in direct.stdout
+        assert len(seen) == 1
