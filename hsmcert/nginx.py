@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -378,16 +379,28 @@ def _pid_file(dump: str, nginx: str) -> Path | None:
     return Path(match.group(1)) if match else None
 
 
-def _master_environment(pid_file: Path | None) -> dict[str, str] | None:
+def _running_master(pid_file: Path | None) -> int | None:
     if pid_file is None:
         return None
     try:
         pid = int(pid_file.read_text().strip())
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
+        os.kill(pid, 0)
     except (OSError, ValueError):
         return None
-    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+    return pid
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (nginx's workers and cache processes)."""
+    found: set[int] = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid):
+            found.add(int(stat.parent.name))
+    return found
 
 
 @dataclass(frozen=True)
@@ -397,33 +410,42 @@ class ReloadResult:
     """Whether nginx's configuration includes the generated site (else the reload changed nothing)."""
 
 
-def reload(site: Site, *, conf: Path | None = None, nginx: str | os.PathLike[str] = "nginx") -> ReloadResult:
+def reload(
+    site: Site, *, conf: Path | None = None, nginx: str | os.PathLike[str] = "nginx", timeout: float = 10.0
+) -> ReloadResult:
     """Test nginx's own configuration with the hsmcert OpenSSL settings, then ``nginx -s reload``.
 
-    Refuses when the running nginx was started without OPENSSL_CONF pointing at this site's openssl.cnf:
-    a reload cannot add an environment variable, so the new key would fail to load in the master.
+    Then waits for the master to start new workers, the sign that it took the configuration: a master
+    started without OPENSSL_CONF cannot load the HSM key, keeps its old workers, and this raises.
     """
     binary = find_nginx(nginx)
     report = check_config(conf, nginx=binary, openssl_cnf=site.openssl_cnf)
     dump = _dump(conf, binary, site.openssl_cnf)
     included = f"# configuration file {site.site_conf}:" in dump
-    environment = _master_environment(_pid_file(dump, binary))
-    if environment is None:
+    master = _running_master(_pid_file(dump, binary))
+    if master is None:
         raise HsmcertError(
             "nginx is not running, so there is nothing to reload.",
             f"Start it with OPENSSL_CONF={site.openssl_cnf} (install the systemd drop-in from "
             f"{site.systemd_dir}/nginx.service.d/, then: systemctl daemon-reload && systemctl start nginx).",
         )
-    if environment.get("OPENSSL_CONF") != str(site.openssl_cnf):
-        raise HsmcertError(
-            f"The running nginx was not started with OPENSSL_CONF={site.openssl_cnf}; a reload cannot add it.",
-            f"Install {site.systemd_dir}/nginx.service.d/hsmcert.conf as /etc/systemd/system/nginx.service.d/"
-            "hsmcert.conf, then: systemctl daemon-reload && systemctl restart nginx",
-        )
+    before = _children(master)
     command = [binary, "-s", "reload"] + (["-c", str(conf)] if conf else [])
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
     if result.returncode != 0:
         raise HsmcertError(
             f"nginx -s reload failed: {_nginx_messages(result.stderr)}", "See nginx's error log."
         )
+    # A master that accepts the new configuration starts new workers; one that rejects it keeps the old ones.
+    deadline = time.monotonic() + timeout
+    while not (_children(master) - before):
+        if time.monotonic() > deadline:
+            raise HsmcertError(
+                f"nginx did not take the new configuration within {timeout:.0f} s; the old one still serves.",
+                "See nginx's error log. If it cannot load the key, nginx was probably started without "
+                f"OPENSSL_CONF={site.openssl_cnf}: install {site.systemd_dir}/nginx.service.d/hsmcert.conf "
+                "into /etc/systemd/system/nginx.service.d/, then: systemctl daemon-reload && "
+                "systemctl restart nginx",
+            )
+        time.sleep(0.05)
     return ReloadResult(report, included)

@@ -13,6 +13,7 @@ import pytest
 
 from hsmcert import managed
 from hsmcert import nginx as lib
+from hsmcert.errors import HsmcertError, VerificationError
 from tests.fixtures.nginx import LocalPki, NginxFactory, curl, free_port, unix_http_app
 
 pytestmark = pytest.mark.e2e
@@ -65,3 +66,43 @@ def test_sidecars_carry_a_request_over_mutual_tls(
         direct = curl(f"https://localhost:{port}/", ca=local_pki.ca)
         assert "400 No required SSL certificate was sent" in direct.stdout
         assert len(seen) == 1
+
+
+def test_reload_only_after_a_passing_test(
+    tmp_path: Path, local_pki: LocalPki, nginx_factory: NginxFactory
+) -> None:
+    port = free_port()
+    site = lib.validate(
+        lib.Site(REF, local_pki.server_cert, "localhost", tmp_path / "out", listen=f"127.0.0.1:{port}",
+                 local_key=local_pki.server_key)
+    )  # fmt: skip
+    managed.write_all(lib.generate(site))
+    running = nginx_factory([site.site_conf], ports=[port], openssl_cnf=site.openssl_cnf)
+    master = running.master_pid()
+
+    result = lib.reload(site, conf=running.conf)
+    assert result.included
+    assert running.master_pid() == master
+    assert curl(f"https://localhost:{port}/", ca=local_pki.ca).returncode == 0
+
+    # A configuration nginx rejects is never reloaded: the old one keeps serving.
+    site.site_conf.write_text(site.site_conf.read_text().replace("ssl_session_timeout 1d;", "ssl_bogus on;"))
+    with pytest.raises(VerificationError, match="ssl_bogus"):
+        lib.reload(site, conf=running.conf)
+    assert curl(f"https://localhost:{port}/", ca=local_pki.ca).returncode == 0
+
+
+def test_reload_needs_a_running_nginx(
+    tmp_path: Path, local_pki: LocalPki, nginx_factory: NginxFactory
+) -> None:
+    port = free_port()
+    site = lib.validate(
+        lib.Site(REF, local_pki.server_cert, "localhost", tmp_path / "out", listen=f"127.0.0.1:{port}",
+                 local_key=local_pki.server_key)
+    )  # fmt: skip
+    managed.write_all(lib.generate(site))
+    running = nginx_factory([site.site_conf], ports=[port])
+    running.stop()
+    with pytest.raises(HsmcertError, match="nginx is not running") as caught:
+        lib.reload(site, conf=running.conf)
+    assert "OPENSSL_CONF=" in str(caught.value.remedy)
