@@ -19,6 +19,7 @@ hsmcert.agent.protocol.ProtocolError: The frame is 4 bytes but its length field 
 from __future__ import annotations
 
 import re
+import socket
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -130,7 +131,9 @@ class Frame:
         return None if value is None else value.decode("utf-8")
 
 
-def encode_frame(code: int, fields: Mapping[Tag | int, bytes] | None = None, *, version: int = 1) -> bytes:
+def encode_frame(
+    code: int, fields: Mapping[Tag, bytes] | Mapping[int, bytes] | None = None, *, version: int = 1
+) -> bytes:
     """Encode one frame. Raises ProtocolError when a value or the whole frame is too long."""
     parts = [struct.pack(">BB", version, int(code))]
     for tag, value in (fields or {}).items():
@@ -328,6 +331,19 @@ def choose_version(offered: bytes) -> int | None:
     return max(common) if common else None
 
 
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """Read ``size`` bytes from a blocking socket; fewer only when the peer closed the stream."""
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining:
+        chunk = sock.recv(min(remaining, 65536))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
 def read_frame(recv_exactly: Callable[[int], bytes]) -> bytes | None:
     """Read one whole frame with ``recv_exactly(n)`` (returns fewer bytes only at end of stream).
 
@@ -364,4 +380,5 @@ __all__ = [
     "encode_frame",
     "frame_length",
     "read_frame",
+    "recv_exactly",
 ]

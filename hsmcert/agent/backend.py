@@ -1,0 +1,250 @@
+"""What the agent does with a request: HSM access through :mod:`hsmcert.hsm`, with the agent's policies.
+
+:mod:`hsmcert.hsm` already shares one SDK client set per endpoint (one HTTPS connection pool, one token
+cache that refreshes before expiry) and caches public keys. The agent adds:
+
+- a bounded, blocking connection pool (``pool_size``): concurrent callers wait for a connection rather
+  than open new ones, so the HSM never sees more TLS connections than the pool size;
+- a deadline per operation (``deadline`` seconds): the SDK retries 429/5xx honouring ``Retry-After``
+  within it, and the agent retries what the SDK will not retry for a POST (a 429 without ``Retry-After``,
+  a dropped connection) with jittered exponential backoff, again honouring ``Retry-After``, until the
+  deadline; every HTTP request has a connect and read timeout;
+- a cache of opened keys per pinned version (one crypto client each), so a signature is one request;
+- the per-uid allow-list;
+- the mapping of hsmcert errors to protocol status codes.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from hsmcert.agent.protocol import SIGN_ALGORITHMS, Status
+from hsmcert.errors import (
+    HsmcertError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnreachableError,
+    UsageError,
+    VerificationError,
+)
+from hsmcert.keyref import KeyRef, parse_keyref
+
+if TYPE_CHECKING:
+    from hsmcert.hsm import HsmKey
+
+T = TypeVar("T")
+
+DEFAULT_POOL_SIZE = 4
+DEFAULT_DEADLINE = 30.0
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class UnsupportedError(HsmcertError):
+    """The operation or algorithm does not suit this key (status UNSUPPORTED)."""
+
+
+class DeniedError(PermissionDeniedError):
+    """The agent's allow-list refused the caller."""
+
+
+def status_for(exc: BaseException) -> Status:
+    """The protocol status that reports ``exc``."""
+    if isinstance(exc, UnsupportedError):
+        return Status.UNSUPPORTED
+    if isinstance(exc, UsageError):
+        return Status.BAD_REQUEST
+    if isinstance(exc, NotFoundError):
+        return Status.NOT_FOUND
+    if isinstance(exc, PermissionDeniedError):
+        return Status.DENIED
+    if isinstance(exc, UnreachableError) or _http_status(exc) in TRANSIENT_STATUS:
+        return Status.UNAVAILABLE
+    return Status.INTERNAL
+
+
+def _http_status(exc: BaseException) -> int | None:
+    cause = exc.__cause__
+    status = getattr(cause, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc.__cause__, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("Retry-After") or headers.get("retry-after-ms")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds / 1000 if "retry-after-ms" in headers and "Retry-After" not in headers else seconds
+
+
+def _transient(exc: HsmcertError) -> bool:
+    if isinstance(exc, VerificationError | UsageError | NotFoundError | PermissionDeniedError):
+        return False
+    if isinstance(exc, UnreachableError):
+        return "certificate" not in exc.message.lower()
+    return _http_status(exc) in TRANSIENT_STATUS
+
+
+@dataclass
+class AllowList:
+    """Which keys each uid may use. Empty: every caller that can reach the socket may use every key."""
+
+    rules: dict[int, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, specs: Iterable[str]) -> AllowList:
+        """From ``UID:KEYREF`` or ``USER:KEYREF`` (``*`` for all keys) specifications."""
+        import pwd
+
+        rules: dict[int, set[str]] = {}
+        for spec in specs:
+            who, sep, key = spec.partition(":")
+            if not sep or not who or not key:
+                raise UsageError(
+                    f"The allow rule {spec!r} is not UID:KEYREF.",
+                    "Example: --allow 33:managedhsm:myhsm:tls-key",
+                )
+            if who.isdigit():
+                uid = int(who)
+            else:
+                try:
+                    uid = pwd.getpwnam(who).pw_uid
+                except KeyError:
+                    raise UsageError(f"The allow rule {spec!r} names an unknown user {who!r}.") from None
+            rules.setdefault(uid, set()).add("*" if key == "*" else _unversioned(parse_keyref(key)))
+        return cls(rules)
+
+    def check(self, uid: int | None, ref: KeyRef) -> None:
+        if not self.rules:
+            return
+        allowed = self.rules.get(uid, set()) if uid is not None else set()
+        if "*" in allowed or _unversioned(ref) in allowed:
+            return
+        raise DeniedError(
+            f"The agent's allow-list does not let uid {uid} use {_unversioned(ref)}.",
+            "Add --allow UID:KEYREF to the agent's command line.",
+        )
+
+
+def _unversioned(ref: KeyRef) -> str:
+    return str(ref.with_version(None))
+
+
+class Backend:
+    """Opens keys and runs operations on them for the agent's connections (thread-safe)."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        ca_bundle: str | None = None,
+        credential: Any = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        deadline: float = DEFAULT_DEADLINE,
+        allow: AllowList | None = None,
+        configure: bool = True,
+    ) -> None:
+        self.endpoint = endpoint
+        self.ca_bundle = ca_bundle
+        self.credential = credential
+        self.deadline = deadline
+        self.allow = allow or AllowList()
+        self._keys: dict[str, HsmKey] = {}
+        self._lock = threading.Lock()
+        if configure:
+            from hsmcert import hsm
+
+            hsm.configure_service_clients(
+                pool={"pool_connections": 4, "pool_maxsize": pool_size, "pool_block": True},
+                retry_total=10,
+                retry_status=10,
+                retry_connect=3,
+                retry_backoff_factor=0.2,
+                retry_backoff_max=2,
+                timeout=deadline,
+            )
+
+    # -- keys -------------------------------------------------------------------------------------------
+
+    def parse(self, text: str, version: str | None = None) -> KeyRef:
+        ref = parse_keyref(text)
+        if version:
+            if ref.version and ref.version != version:
+                raise UsageError(f"The reference {text} names version {ref.version}, the request {version}.")
+            ref = ref.with_version(version)
+        return ref
+
+    def key(self, ref: KeyRef) -> HsmKey:
+        """The opened key (pinned): from the agent's cache for a pinned version, else via hsm.open_key."""
+        with self._lock:
+            if ref.version and str(ref) in self._keys:
+                return self._keys[str(ref)]
+        from hsmcert.hsm import open_key
+
+        opened = self._call(
+            lambda: open_key(
+                ref, endpoint=self.endpoint, ca_bundle=self.ca_bundle, credential=self.credential
+            )
+        )
+        with self._lock:
+            return self._keys.setdefault(str(opened.ref), opened)
+
+    # -- operations -------------------------------------------------------------------------------------
+
+    def pubkey(self, uid: int | None, ref: KeyRef) -> HsmKey:
+        self.allow.check(uid, ref)
+        return self.key(ref)
+
+    def sign(self, uid: int | None, ref: KeyRef, alg: str, digest: bytes) -> tuple[HsmKey, bytes]:
+        self.allow.check(uid, ref)
+        key = self.key(ref)
+        from hsmcert.hsm import ALGORITHMS
+
+        wanted = ALGORITHMS[alg]
+        if wanted.kty != key.kty or (wanted.curve is not None and wanted.curve != key.curve):
+            on = key.kty + (f" {key.curve}" if key.curve else "")
+            raise UnsupportedError(f"{alg} cannot be used with {key.ref}, an {on} key.")
+        assert len(digest) == SIGN_ALGORITHMS[alg]
+        return key, self._call(lambda: key.sign_digest(alg, digest))
+
+    def decrypt(self, uid: int | None, ref: KeyRef, alg: str, ciphertext: bytes) -> tuple[HsmKey, bytes]:
+        self.allow.check(uid, ref)
+        key = self.key(ref)
+        if key.kty != "RSA":
+            raise UnsupportedError(f"{key.ref} is an {key.kty} key; only RSA keys decrypt.")
+        return key, self._call(lambda: key.decrypt(alg, ciphertext))
+
+    # -- retries ----------------------------------------------------------------------------------------
+
+    def _call(self, action: Callable[[], T]) -> T:
+        """Run ``action``, retrying transient failures (429, 5xx, unreachable) until the deadline."""
+        end = time.monotonic() + self.deadline
+        delay = 0.05
+        while True:
+            try:
+                return action()
+            except HsmcertError as exc:
+                if not _transient(exc):
+                    raise
+                wait = _retry_after(exc)
+                wait = delay * (0.5 + random.random()) if wait is None else wait
+                if time.monotonic() + wait >= end:
+                    raise UnreachableError(
+                        f"The HSM did not answer successfully within the agent's {self.deadline:g} s deadline: "
+                        f"{exc.message}",
+                        exc.remedy,
+                    ) from exc
+                time.sleep(wait)
+                delay = min(delay * 2, 2.0)
+
+
+__all__ = ["AllowList", "Backend", "DeniedError", "UnsupportedError", "status_for"]

@@ -1,0 +1,174 @@
+"""Running the agent: as a foreground daemon (``hsmcert agent``) or privately around one command
+(``hsmcert exec -- CMD``)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from hsmcert.agent.audit import AuditLog
+from hsmcert.agent.backend import DEFAULT_DEADLINE, DEFAULT_POOL_SIZE, AllowList, Backend
+from hsmcert.agent.server import AgentServer, systemd_listen_fd
+from hsmcert.errors import HsmcertError, UsageError
+
+
+@dataclass
+class AgentOptions:
+    """Everything ``hsmcert agent`` and ``hsmcert exec`` can set."""
+
+    socket: Path | None = None
+    allow: list[str] = field(default_factory=list)
+    audit: Path | None = None
+    group: str | None = None
+    pool_size: int = DEFAULT_POOL_SIZE
+    deadline: float = DEFAULT_DEADLINE
+    endpoint: str | None = None
+    ca_bundle: str | None = None
+    credential: str | None = None
+
+
+def build_server(
+    options: AgentOptions, *, audit: AuditLog | None = None, activation: bool = True
+) -> AgentServer:
+    """The server for ``options``, bound and ready to serve (a systemd socket wins over ``socket``)."""
+    if options.pool_size < 1:
+        raise UsageError("--pool-size must be at least 1.")
+    if options.deadline <= 0:
+        raise UsageError("--deadline must be positive.")
+    allow = AllowList.parse(options.allow)
+    backend = Backend(
+        endpoint=options.endpoint,
+        ca_bundle=options.ca_bundle,
+        credential=options.credential,
+        pool_size=options.pool_size,
+        deadline=options.deadline,
+        allow=allow,
+    )
+    listen_fd = systemd_listen_fd() if activation else None
+    if listen_fd is None and options.socket is None:
+        from hsmcert.agent import default_socket_path
+
+        options.socket = default_socket_path()
+    if audit is None:
+        audit = AuditLog(options.audit) if options.audit else AuditLog()
+    server = AgentServer(
+        backend,
+        socket_path=None if listen_fd is not None else options.socket,
+        listen_fd=listen_fd,
+        audit=audit,
+        group=options.group,
+    )
+    server.bind()
+    return server
+
+
+def serve(options: AgentOptions, on_ready: Callable[[AgentServer], None] | None = None) -> None:
+    """Run the agent in the foreground until SIGTERM or SIGINT; the socket is removed on the way out."""
+    server = build_server(options)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if on_ready is not None:
+            on_ready(server)
+        server.serve_forever()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.audit.close()
+
+
+def wait_for_socket(path: Path, timeout: float = 15.0, alive: Callable[[], bool] | None = None) -> None:
+    """Wait until something accepts connections on ``path``."""
+    end = time.monotonic() + timeout
+    while True:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(os.fspath(path))
+            return
+        except OSError:
+            if time.monotonic() > end or (alive is not None and not alive()):
+                raise HsmcertError(f"The agent did not start listening on {path}.") from None
+            time.sleep(0.02)
+        finally:
+            probe.close()
+
+
+@contextlib.contextmanager
+def private_agent(options: AgentOptions) -> Iterator[AgentServer]:
+    """An agent on a fresh socket in a private temporary directory, served by a thread of this process."""
+    with tempfile.TemporaryDirectory(prefix="hsmcert-exec-") as tmp:
+        os.chmod(tmp, 0o700)
+        options.socket = Path(tmp) / "agent.sock"
+        audit = AuditLog(options.audit) if options.audit else AuditLog(open(os.devnull, "w"))  # noqa: SIM115
+        server = build_server(options, audit=audit, activation=False)
+        thread = threading.Thread(target=server.serve_forever, name="hsmcert-agent", daemon=True)
+        thread.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+            thread.join(10)
+            audit.close()
+
+
+def exec_command(
+    command: Sequence[str], options: AgentOptions, extra_env: dict[str, str] | None = None
+) -> int:
+    """Run ``command`` with a private agent and an ``OPENSSL_CONF`` that loads the hsmcert provider.
+
+    Returns the command's exit status (128 + signal number when a signal ended it).
+    """
+    if not command:
+        raise UsageError("Nothing to run.", "Usage: hsmcert exec -- COMMAND [ARGS...]")
+    try:
+        openssl_cnf = importlib.import_module("hsmcert.provider").openssl_cnf
+    except ImportError as exc:
+        raise HsmcertError(
+            "The OpenSSL provider support (hsmcert.provider) is not installed.",
+            "Build it with: make native (or hsmcert provider build).",
+        ) from exc
+    with private_agent(options) as server:
+        assert server.socket_path is not None
+        conf = server.socket_path.parent / "openssl.cnf"
+        conf.write_text(openssl_cnf(server.socket_path))
+        env = dict(os.environ)
+        env.update(extra_env or {})
+        env["OPENSSL_CONF"] = str(conf)
+        env["HSMCERT_AGENT_SOCKET"] = str(server.socket_path)
+        try:
+            child = subprocess.Popen(list(command), env=env)
+        except OSError as exc:
+            raise UsageError(f"Cannot run {command[0]}: {exc.strerror or exc}.") from exc
+        forwarded: dict[signal.Signals, Any] = {}
+
+        def forward(signum: int, frame: FrameType | None) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                forwarded[sig] = signal.signal(sig, forward)
+        try:
+            code = child.wait()
+        finally:
+            for forwarded_sig, handler in forwarded.items():
+                signal.signal(forwarded_sig, handler)
+    return 128 - code if code < 0 else code
+
+
+__all__ = ["AgentOptions", "build_server", "exec_command", "private_agent", "serve", "wait_for_socket"]
