@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -105,9 +106,8 @@ class Site:
     nginx_version: Version = (1, 22, 1)
     http2: bool = False
     local_key: Path | None = None
-    agent_user: str = "hsmcert"
     nginx_group: str = "www-data"
-    agent_command: str = "/usr/bin/env hsmcert agent"
+    agent_command: str = field(default_factory=lambda: f"{sys.executable} -m hsmcert agent")
     agent_environment: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -259,9 +259,8 @@ def generate(site: Site) -> list[ManagedFile]:
     )
     units = {
         "socket": site.socket,
-        "user": site.agent_user,
         "group": site.nginx_group,
-        "exec_start": f"{site.agent_command} --socket {site.socket}",
+        "exec_start": f"{site.agent_command} --socket {site.socket} --audit /var/log/hsmcert/audit.jsonl",
         "environment": dict(site.agent_environment),
         "openssl_cnf": site.openssl_cnf,
     }

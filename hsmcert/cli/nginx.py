@@ -59,9 +59,6 @@ def nginx(
     nginx_conf: Annotated[
         Path | None, typer.Option("--nginx-conf", help="With --reload: nginx's main configuration file.")
     ] = None,
-    agent_user: Annotated[
-        str, typer.Option("--agent-user", help="systemd: the user the agent runs as.")
-    ] = "hsmcert",
     nginx_group: Annotated[
         str, typer.Option("--nginx-group", help="systemd: the group of nginx's workers (may use the socket).")
     ] = "www-data",
@@ -99,7 +96,6 @@ def nginx(
             socket=socket,
             nginx_version=version,
             http2=http2,
-            agent_user=agent_user,
             nginx_group=nginx_group,
         )
     )

@@ -182,3 +182,19 @@ def test_nginx_t_failure_names_the_cause(tmp_path: Path, local_pki: LocalPki) ->
     managed.write_all(lib.generate(site))
     with pytest.raises(VerificationError, match="key values mismatch"):
         lib.check_site(site)
+
+
+def test_systemd_units_pass_systemd_analyze(tmp_path: Path, local_pki: LocalPki) -> None:
+    out = tmp_path / "out"
+    result = hsmcert(
+        "nginx", "--key", REF, "--cert", str(local_pki.server_cert), "--server-name", "www.example.com",
+        "-o", str(out), "--nginx-version", STORE_VERSION, "--socket", "/run/hsmcert/agent.sock",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    units = [out / "systemd" / "hsmcert-agent.socket", out / "systemd" / "hsmcert-agent.service"]
+    service = units[1].read_text()
+    assert f"ExecStart={sys.executable} -m hsmcert agent --socket /run/hsmcert/agent.sock" in service
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True, timeout=60
+    )
+    assert verify.returncode == 0, verify.stderr
