@@ -260,7 +260,7 @@ def generate(site: Site) -> list[ManagedFile]:
     units = {
         "socket": site.socket,
         "group": site.nginx_group,
-        "exec_start": f"{site.agent_command} --socket {site.socket} --audit /var/log/hsmcert/audit.jsonl",
+        "exec_start": f"{site.agent_command} --socket {site.socket} --audit /var/log/hsmcert/agent.jsonl",
         "environment": dict(site.agent_environment),
         "openssl_cnf": site.openssl_cnf,
     }
