@@ -266,21 +266,22 @@ def _forbidden(exc: Any, kind: str, service: str, key: str | None, operation: st
     message = _service_message(exc)
     lowered = message.lower()
     code = _service_error_code(exc)
+    what = what[:1].upper() + what[1:]
     if "disabled" in lowered or "KeyDisabled" in code:
         return PermissionDeniedError(f"{what} is disabled.", _enable_remedy(kind, service, key))
-    if "expired" in lowered or "not yet valid" in lowered or "KeyExpired" in code:
+    if "expired" in lowered or "not yet valid" in lowered or "KeyExpired" in code or "KeyNotYetValid" in code:
         return PermissionDeniedError(
             f"{what} is outside its validity period ({message}).",
             "Use a valid key version or change its dates: az keyvault key set-attributes "
             f"--{'hsm-name' if kind == 'managedhsm' else 'vault-name'} {service} --name {key} --expires ...",
         )
-    if "not allowed" in lowered and ("operation" in lowered or "key_ops" in lowered):
+    if "OperationNotAllowed" in code or ("not allowed" in lowered and "key_ops" in lowered):
         return PermissionDeniedError(
             f"{what} does not allow {operation}: {message}.",
             "The key's permitted operations (key_ops) exclude it; create a key for this purpose.",
         )
     return PermissionDeniedError(
-        f"{service} refused {operation} on {what}: permission denied (403{', ' + code if code else ''}).",
+        f"{service} refused {operation} on {what[:1].lower() + what[1:]}: permission denied (403{', ' + code if code else ''}).",
         permission_remedy(kind, service, key, operation),
     )
 
