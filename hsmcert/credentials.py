@@ -341,7 +341,12 @@ def describe(credential: Credential, scope: str = MANAGED_HSM_SCOPE) -> Identity
     except ClientAuthenticationError as exc:
         raise PermissionDeniedError(f"Cannot get a token: {_first_line(exc)}.", _REMEDY) from exc
     claims = decode_claims(token.token)
-    name = claims.get("upn") or claims.get("unique_name") or claims.get("preferred_username")
+    name = (
+        claims.get("upn")
+        or claims.get("unique_name")
+        or claims.get("preferred_username")
+        or claims.get("name")
+    )
     return Identity(
         credential=credential.answered or credential.name,
         tenant_id=claims.get("tid"),
