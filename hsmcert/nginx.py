@@ -352,8 +352,21 @@ def check_config(
     return report
 
 
+def ensure_checkable(site: Site, nginx: str | os.PathLike[str] = "nginx") -> None:
+    """Refuse to ``nginx -t`` a configuration rendered for an nginx that reads keys differently."""
+    installed = detect_version(nginx)
+    if site.local_key is None and uses_store(installed) != uses_store(site.nginx_version):
+        rendered = ".".join(map(str, site.nginx_version))
+        raise UsageError(
+            f"The configuration was rendered for nginx {rendered}, but this nginx is "
+            f"{'.'.join(map(str, installed))}: they read HSM keys differently, so nginx -t here proves nothing.",
+            "Check it on the machine it is for, or drop --nginx-version.",
+        )
+
+
 def check_site(site: Site, *, nginx: str | os.PathLike[str] = "nginx") -> str:
     """``nginx -t`` on the generated include of ``site`` (written already), wrapped in a scratch nginx.conf."""
+    ensure_checkable(site, nginx)
     with tempfile.TemporaryDirectory(prefix="hsmcert-nginx-check-") as scratch:
         prefix = Path(scratch)
         conf = prefix / "nginx.conf"

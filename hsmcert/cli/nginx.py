@@ -99,6 +99,8 @@ def nginx(
             nginx_group=nginx_group,
         )
     )
+    if check or reload:
+        lib.ensure_checkable(site, nginx_bin)
     done = managed.write_all(lib.generate(site), force=force)
     data: dict[str, Any] = {
         "mode": site.mode,

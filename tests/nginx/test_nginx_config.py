@@ -198,3 +198,13 @@ def test_systemd_units_pass_systemd_analyze(tmp_path: Path, local_pki: LocalPki)
         ["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True, timeout=60
     )
     assert verify.returncode == 0, verify.stderr
+
+
+def test_check_refuses_a_config_rendered_for_another_nginx(tmp_path: Path, local_pki: LocalPki) -> None:
+    result = hsmcert(
+        "nginx", "--key", REF, "--cert", str(local_pki.server_cert), "--server-name", "www.example.com",
+        "-o", str(tmp_path / "out"), "--nginx-version", STORE_VERSION, "--check",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "rendered for nginx 1.29.0" in result.stderr
+    assert not (tmp_path / "out").exists()
