@@ -1,0 +1,150 @@
+"""hsmcert emulator start | stop | status | token | faults: the local Managed HSM / Key Vault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hsmcert.cli._common import emit, log
+
+emulator_app = typer.Typer(
+    name="emulator",
+    help="The local Managed HSM / Key Vault emulator (HTTPS, real Azure SDKs work against it).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+DataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Data directory (default: $HSMCERT_EMULATOR, else ~/.local/share/hsmcert/emulator).",
+        envvar="HSMCERT_EMULATOR",
+    ),
+]
+
+
+def _dir(data: Path | None) -> Path:
+    from hsmcert.emulator.control import default_data_dir
+
+    return (data or default_data_dir()).expanduser().resolve()
+
+
+def _fault_settings(
+    throttle: float | None, unavailable: float | None, drop: float | None, latency: float | None
+) -> dict[str, Any]:
+    given = {"throttle": throttle, "unavailable": unavailable, "drop": drop, "latency_ms": latency}
+    settings = {k: v for k, v in given.items() if v is not None}
+    if settings:
+        from hsmcert.emulator.faults import parse_faults
+
+        parse_faults(settings)  # refuse bad values before starting anything
+    return settings
+
+
+ThrottleOpt = Annotated[float | None, typer.Option("--throttle", help="Share of requests answered 429.")]
+UnavailableOpt = Annotated[
+    float | None, typer.Option("--unavailable", help="Share of requests answered 503.")
+]
+DropOpt = Annotated[float | None, typer.Option("--drop", help="Share of connections dropped unanswered.")]
+LatencyOpt = Annotated[float | None, typer.Option("--latency-ms", help="Latency added to every request.")]
+
+
+@emulator_app.command()
+def start(
+    data: DataOpt = None,
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Serve in this process (service managers).")
+    ] = False,
+    throttle: ThrottleOpt = None,
+    unavailable: UnavailableOpt = None,
+    drop: DropOpt = None,
+    latency_ms: LatencyOpt = None,
+) -> None:
+    """Start the emulator; prints shell exports: eval "$(hsmcert emulator start)"."""
+    directory = _dir(data)
+    faults = _fault_settings(throttle, unavailable, drop, latency_ms)
+    if foreground:
+        from hsmcert.emulator.faults import parse_faults
+        from hsmcert.emulator.server import run
+
+        log(f"hsmcert emulator serving from {directory} (stop with Ctrl-C or hsmcert emulator stop)")
+        raise typer.Exit(run(directory, parse_faults(faults)))
+    from hsmcert.emulator.control import shell_exports, start
+
+    running = start(directory, faults or None)
+    env = running.env()
+    emit(
+        env,
+        shell_exports(env) + f"echo 'hsmcert emulator running (pid {running.pid}, data {directory})' >&2;",
+    )
+
+
+@emulator_app.command()
+def stop(data: DataOpt = None) -> None:
+    """Stop the emulator of the data directory."""
+    from hsmcert.emulator.control import stop as stop_emulator
+
+    directory = _dir(data)
+    stopped = stop_emulator(directory)
+    emit({"stopped": stopped, "data_dir": str(directory)}, None)
+    log(f"emulator of {directory} stopped" if stopped else f"no emulator was running from {directory}")
+
+
+@emulator_app.command()
+def status(data: DataOpt = None) -> None:
+    """Show whether the emulator runs, its services and URLs, and active faults (exit 5 if not running)."""
+    from hsmcert.emulator.control import status as emulator_status
+
+    info = emulator_status(_dir(data))
+
+    def text() -> str:
+        lines = [f"running:  pid {info['pid']}", f"data:     {info['data_dir']}"]
+        lines += [f"{s['kind']:<11} {s['name']:<20} {s['url']}  ({s['keys']} keys)" for s in info["services"]]
+        active = {k: v for k, v in info["faults"].items() if v and k != "retry_after"}
+        lines.append(f"faults:   {active or 'none'}")
+        return "\n".join(lines)
+
+    emit(info, text)
+
+
+@emulator_app.command()
+def token(
+    data: DataOpt = None,
+    principal: Annotated[str, typer.Option("--principal", help="Principal name or object id.")] = "admin",
+    audience: Annotated[
+        str, typer.Option("--audience", help="The token's aud claim.")
+    ] = "https://managedhsm.azure.net",
+) -> None:
+    """Print a bearer token (JWT with oid/tid/appid) for a principal of the emulator."""
+    from hsmcert.emulator.auth import principal_id
+    from hsmcert.emulator.control import token as make_token
+
+    value = make_token(_dir(data), principal, audience)
+    emit({"token": value, "principal": principal, "object_id": principal_id(principal)}, value)
+
+
+@emulator_app.command()
+def faults(
+    data: DataOpt = None,
+    throttle: ThrottleOpt = None,
+    unavailable: UnavailableOpt = None,
+    drop: DropOpt = None,
+    latency_ms: LatencyOpt = None,
+    service: Annotated[
+        list[str] | None, typer.Option("--service", help="Only this service (repeatable).")
+    ] = None,
+) -> None:
+    """Set the running emulator's faults (no option: clear them)."""
+    from hsmcert.emulator.control import set_faults
+
+    settings: dict[str, Any] = _fault_settings(throttle, unavailable, drop, latency_ms)
+    if service:
+        settings["services"] = list(service)
+    emit(set_faults(_dir(data), **settings), lambda: f"faults: {settings or 'none'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(emulator_app)

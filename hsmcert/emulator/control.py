@@ -1,0 +1,234 @@
+"""Start, stop and find the emulator from other processes; the contract the rest of hsmcert uses.
+
+A data directory holds everything of one emulator: ``ca.pem`` (trust this), ``state.json`` (pid and ports of
+the running process), ``emulator.db`` (keys, roles...), ``master.key`` / ``token.key`` / ``identity.secret``
+(0600 secrets), ``audit.jsonl`` and ``emulator.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hsmcert.errors import UnreachableError, UsageError
+
+DEFAULT_HSM = "local-hsm"
+DEFAULT_VAULT = "local-vault"
+KINDS = ("managedhsm", "vault")
+
+
+def default_data_dir() -> Path:
+    """``$HSMCERT_EMULATOR``, else the user's data directory (``~/.local/share/hsmcert/emulator``)."""
+    env = os.environ.get("HSMCERT_EMULATOR")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("hsmcert")) / "emulator"
+
+
+def start_command(data_dir: Path) -> str:
+    return f'eval "$(hsmcert emulator start --data {shlex.quote(str(data_dir))})"'
+
+
+@dataclass(frozen=True)
+class Running:
+    """A running emulator as its state file describes it."""
+
+    data_dir: Path
+    pid: int
+    control_port: int
+    services: dict[str, int]
+
+    @property
+    def ca(self) -> Path:
+        return self.data_dir / "ca.pem"
+
+    @property
+    def control_url(self) -> str:
+        return f"http://127.0.0.1:{self.control_port}"
+
+    @property
+    def identity_endpoint(self) -> str:
+        return f"{self.control_url}/msi/token"
+
+    def secret(self) -> str:
+        return (self.data_dir / "identity.secret").read_bytes().hex()
+
+    def url(self, kind: str, name: str) -> str:
+        return f"https://127.0.0.1:{self.services[f'{kind}:{name}']}"
+
+    def control(
+        self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 10.0
+    ) -> Any:
+        """Call the control endpoint; raises UnreachableError when the emulator does not answer."""
+        data = json.dumps(body or {}).encode()
+        request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
+            self.control_url + path,
+            data=data if method != "GET" else None,
+            method=method,
+            headers={"X-Hsmcert-Control": self.secret(), "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read())["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = str(exc)
+            raise UsageError(f"The emulator refused: {message}") from None
+        except (OSError, ValueError) as exc:
+            raise UnreachableError(
+                f"The emulator of {self.data_dir} does not answer ({exc}).", start_command(self.data_dir)
+            ) from None
+
+    def env(self) -> dict[str, str]:
+        """The variables ``hsmcert emulator start`` exports."""
+        return {
+            "HSMCERT_EMULATOR": str(self.data_dir),
+            "HSMCERT_EMULATOR_CA": str(self.ca),
+            "AZURE_MANAGEDHSM_URL": self.url("managedhsm", DEFAULT_HSM),
+            "AZURE_KEYVAULT_URL": self.url("vault", DEFAULT_VAULT),
+            "IDENTITY_ENDPOINT": self.identity_endpoint,
+            "IDENTITY_HEADER": self.secret(),
+        }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running(data_dir: Path) -> Running | None:
+    """The emulator running from ``data_dir``, or None (a stale state file from a dead process is ignored)."""
+    data_dir = Path(data_dir)
+    try:
+        state = json.loads((data_dir / "state.json").read_text())
+        pid, port, services = int(state["pid"]), int(state["control_port"]), dict(state["services"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _alive(pid):
+        return None
+    return Running(data_dir.resolve(), pid, port, {str(k): int(v) for k, v in services.items()})
+
+
+def require_running(data_dir: Path) -> Running:
+    found = running(data_dir)
+    if found is None:
+        raise UnreachableError(f"No emulator runs from {data_dir}.", f"Start it: {start_command(data_dir)}")
+    return found
+
+
+def service_endpoint(data_dir: Path, kind: str, name: str) -> tuple[str, Path]:
+    """The base URL of the Managed HSM / vault ``name`` in the emulator of ``data_dir``, and its CA file.
+
+    A service seen for the first time is created (with its own port, remembered across restarts).
+    """
+    if kind not in KINDS:
+        raise UsageError(f"Unknown service kind {kind!r}.", "Use managedhsm or vault.")
+    emulator = require_running(Path(data_dir))
+    key = f"{kind}:{name}"
+    if key not in emulator.services:
+        answer = emulator.control("POST", "/control/services", {"kind": kind, "name": name})
+        return f"https://127.0.0.1:{int(answer['port'])}", emulator.ca
+    return emulator.url(kind, name), emulator.ca
+
+
+def token(data_dir: Path, principal: str = "admin", audience: str = "https://managedhsm.azure.net") -> str:
+    """A bearer token for ``principal`` signed with the emulator's key (the emulator need not run)."""
+    from hsmcert.emulator.auth import issue
+
+    path = Path(data_dir) / "token.key"
+    try:
+        secret = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(
+            f"{data_dir} holds no emulator (no token.key).",
+            f"Start one first: {start_command(Path(data_dir))}",
+        ) from None
+    return issue(secret, principal, audience)
+
+
+def start(data_dir: Path, faults: dict[str, Any] | None = None, timeout: float = 30.0) -> Running:
+    """Start the emulator in the background (or find it running); returns when it serves."""
+    data_dir = Path(data_dir).resolve()
+    found = running(data_dir)
+    if found is not None:
+        if faults:
+            found.control("PUT", "/control/faults", faults)
+        return found
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    (data_dir / "state.json").unlink(missing_ok=True)
+    log_path = data_dir / "emulator.log"
+    command = [sys.executable, "-m", "hsmcert.emulator.server", "--data", str(data_dir)]
+    if faults:
+        command += ["--faults", json.dumps(faults)]
+    with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+        proc = subprocess.Popen(
+            command, stdin=devnull, stdout=log, stderr=log, start_new_session=True, close_fds=True
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = running(data_dir)
+        if found is not None and found.pid == proc.pid:
+            return found
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            raise UnreachableError(
+                "The emulator did not start: " + (" / ".join(tail) or f"exit code {proc.returncode}"),
+                f"See {log_path}.",
+            )
+        time.sleep(0.05)
+    proc.terminate()
+    raise UnreachableError(f"The emulator did not start within {timeout:.0f} s.", f"See {log_path}.")
+
+
+def stop(data_dir: Path, timeout: float = 15.0) -> bool:
+    """Stop the emulator of ``data_dir``; False when none was running."""
+    found = running(Path(data_dir))
+    if found is None:
+        return False
+    try:
+        found.control("POST", "/control/stop", timeout=5)
+    except (UnreachableError, UsageError):
+        os.kill(found.pid, 15)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(found.pid) or running(Path(data_dir)) is None:
+            return True
+        time.sleep(0.05)
+    os.kill(found.pid, 9)
+    return True
+
+
+def status(data_dir: Path) -> dict[str, Any]:
+    found = require_running(Path(data_dir))
+    answer: dict[str, Any] = found.control("GET", "/control/status")
+    return answer
+
+
+def set_faults(data_dir: Path, **settings: Any) -> dict[str, Any]:
+    """Replace the running emulator's faults (no settings: none)."""
+    answer: dict[str, Any] = require_running(Path(data_dir)).control("PUT", "/control/faults", settings)
+    return answer
+
+
+def shell_exports(env: dict[str, str]) -> str:
+    lines = [f"{k}={shlex.quote(v)}; export {k};" for k, v in env.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,634 @@
+"""The emulator process: one HTTPS port per Managed HSM / Key Vault, and a plain-HTTP control port.
+
+Data plane (``https://127.0.0.1:<port>``, one port per service): the Key Vault REST API, HTTP/1.1 keep-alive,
+a 401 challenge the unchanged Azure SDKs accept, bearer tokens checked on every request, Managed HSM RBAC,
+faults, an audit line per operation. Control plane (``http://127.0.0.1:<control port>``): the App-Service-style
+managed-identity endpoint (``/msi/token``) and ``/control/*`` (services, faults, status, stop), both guarded by
+the secret in ``identity.secret``.
+
+Run with ``python -m hsmcert.emulator.server --data DIR`` (what ``hsmcert emulator start`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import traceback
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from hsmcert import roles
+from hsmcert.emulator import auth, keys
+from hsmcert.emulator.api import MAX_BODY, ApiError, Request, Response
+from hsmcert.emulator.audit import AuditLog
+from hsmcert.emulator.faults import Faults, parse_faults
+from hsmcert.emulator.files import private_secret, read_json, write_json
+from hsmcert.emulator.service import Service
+from hsmcert.emulator.store import Store
+from hsmcert.errors import HsmcertError
+
+log = logging.getLogger("hsmcert.emulator")
+
+DEFAULT_SERVICES = (("managedhsm", "local-hsm"), ("vault", "local-vault"))
+_HOST_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,255}$")
+_CRYPTO_OPS = ("sign", "verify", "encrypt", "decrypt", "wrapkey", "unwrapkey")
+# Operations whose data action is not in hsmcert.roles.OPERATION_ACTIONS.
+_EXTRA_ACTIONS = {
+    "deleted-list": "keys/deletedKeys/read/action",
+    "rotationpolicy-get": "keys/read/action",
+    "rotationpolicy-set": "keys/write/action",
+}
+
+
+def challenge_resource(host: str, kind: str) -> str:
+    """The resource a 401 challenge names, so that the SDK's ``verify_challenge_resource`` check passes.
+
+    The SDK wants the request host to end with ``"." + resource host``: for ``127.0.0.1:8443`` that is
+    ``0.0.1:8443``, for ``hsm.localhost:8443`` it is ``localhost:8443``. A bare ``localhost`` cannot pass
+    (clients then need ``verify_challenge_resource=False``): answer Azure's own audience.
+
+    >>> challenge_resource("127.0.0.1:8443", "managedhsm")
+    'https://0.0.1:8443'
+    >>> challenge_resource("hsm.localhost:9000", "vault")
+    'https://localhost:9000'
+    >>> challenge_resource("localhost:9000", "vault")
+    'https://vault.azure.net'
+    """
+    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if "." in hostname and not hostname.startswith("["):
+        return "https://" + host.split(".", 1)[1]
+    return "https://managedhsm.azure.net" if kind == "managedhsm" else "https://vault.azure.net"
+
+
+class Emulator:
+    """The state of one emulator process: services, store, tokens, faults, audit."""
+
+    def __init__(self, data_dir: Path, faults: Faults | None = None) -> None:
+        from hsmcert.emulator.ca import ensure_ca
+
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(data_dir, 0o700)
+        self.ca_path, cert, key = ensure_ca(data_dir)
+        self.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.ssl_context.load_cert_chain(cert, key)
+        self.store = Store(data_dir)
+        self.token_secret = private_secret(data_dir / "token.key")
+        self.identity_secret = private_secret(data_dir / "identity.secret", 24).hex()
+        self.verifier = auth.TokenVerifier(self.token_secret)
+        self.admin = auth.principal_id(auth.ADMIN)
+        self.audit = AuditLog(data_dir / "audit.jsonl")
+        self.faults = faults or Faults()
+        self.services: dict[tuple[str, str], Service] = {}
+        self.servers: list[ThreadingHTTPServer] = []
+        self.control_port = 0
+        self.stopping = threading.Event()
+        self.ready = False
+        self._lock = threading.RLock()
+
+    # --- start-up ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        remembered: dict[str, Any] = {}
+        loaded: dict[str, list[tuple[str, str, Any, bytes | None]]] = {}
+        for _service, ident, data, _sealed in self.store.load("service"):
+            remembered[ident] = data
+        for kind in ("key", "deletedkey", "rotationpolicy", "roledef", "roleassign", "certificate", "certop"):
+            for service, ident, data, sealed in self.store.load(kind):
+                loaded.setdefault(service, []).append((kind, ident, data, sealed))
+        control = remembered.pop("control", None)
+        self.control_port = self._serve_control(int(control["port"]) if control else 0)
+        self.store.put("", "service", "control", {"port": self.control_port})
+        for data in remembered.values():
+            restored = self._add(data["kind"], data["name"], int(data["port"]), fresh=False)
+            for kind, obj_id, obj, sealed in loaded.get(restored.name, []):
+                restored.load_object(kind, obj_id, obj, sealed)
+            restored.finish_loading()
+        for kind, name in DEFAULT_SERVICES:
+            self.service(kind, name)
+        self.ready = True
+        self.write_state()
+
+    def _serve_control(self, port: int) -> int:
+        server = _bind(ControlServer, port, ControlHandler)
+        server.emulator = self
+        self._run(server)
+        return int(server.server_address[1])
+
+    def _run(self, server: ThreadingHTTPServer) -> None:
+        self.servers.append(server)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+
+    def _add(self, kind: str, name: str, port: int, fresh: bool) -> Service:
+        server = _bind(ServiceServer, port, ServiceHandler)
+        bound = int(server.server_address[1])
+        service = Service(self.store, kind, name, bound)
+        server.emulator = self
+        server.service = service
+        server.ssl_context = self.ssl_context
+        self.services[(kind, name)] = service
+        if fresh and kind == "managedhsm":
+            service.rbac.bootstrap(self.admin)
+        if fresh or bound != port:
+            self.store.put("", "service", f"{kind}:{name}", {"kind": kind, "name": name, "port": bound})
+        if kind == "vault":
+            from hsmcert.emulator.certificates import Certificates
+
+            service.certificates = Certificates(service)
+        self._run(server)
+        return service
+
+    def service(self, kind: str, name: str) -> Service:
+        """The service of that kind and name, created (with its own port) when new."""
+        if kind not in ("managedhsm", "vault"):
+            raise ApiError(400, "BadParameter", f"Unknown service kind {kind!r}; use managedhsm or vault.")
+        if not re.fullmatch(r"[0-9a-zA-Z][0-9a-zA-Z-]{0,62}", name):
+            raise ApiError(400, "BadParameter", f"The service name {name[:70]!r} is invalid.")
+        with self._lock:
+            existing = self.services.get((kind, name))
+            if existing is not None:
+                return existing
+            service = self._add(kind, name, 0, fresh=True)
+            if self.ready:
+                self.write_state()
+            return service
+
+    def write_state(self) -> None:
+        write_json(
+            self.data_dir / "state.json",
+            {
+                "pid": os.getpid(),
+                "control_port": self.control_port,
+                "started": int(time.time()),
+                "services": {f"{k}:{n}": s.port for (k, n), s in self.services.items()},
+            },
+        )
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+        state = self.data_dir / "state.json"
+        data = read_json(state)
+        if isinstance(data, dict) and data.get("pid") == os.getpid():
+            state.unlink(missing_ok=True)
+        self.audit.close()
+        self.store.close()
+
+    # --- the data plane ---------------------------------------------------------------------------------
+
+    def dispatch(self, service: Service, req: Request) -> Response:
+        operation, key, handler = route(service, req)
+        if service.kind == "managedhsm" and operation is not None:
+            action = _EXTRA_ACTIONS.get(operation) or roles.OPERATION_ACTIONS[operation]
+            scope = "/" if operation == "rng" else roles.key_scope(key)
+            service.rbac.require(req, action, scope)
+        response: Response = handler()
+        if response.audit is not None and operation is not None:
+            response.audit.setdefault("operation", operation)
+        return response
+
+
+def route(service: Service, req: Request) -> tuple[str | None, str | None, Any]:
+    """(operation, key name, handler) for a request; ApiError 404/405 for unknown routes and methods."""
+    segs = req.path.split("/")[1:]
+    lowered = [s.lower() for s in segs]
+    method = req.method
+    if "providers" in lowered:
+        if service.kind != "managedhsm":
+            raise _not_found(req)
+        i = lowered.index("providers")
+        if len(segs) < i + 3 or lowered[i + 1] != "microsoft.authorization" or len(segs) > i + 4:
+            raise _not_found(req)
+        scope = "/" + "/".join(segs[:i])
+        ident = segs[i + 3] if len(segs) == i + 4 and segs[i + 3] else None
+        return None, None, lambda: service.rbac.handle(req, scope, segs[i + 2], ident)
+    if len(segs) > 1 and segs[-1] == "" and not (lowered[0] == "keys" and len(segs) == 3):
+        segs, lowered = segs[:-1], lowered[:-1]
+    n = len(segs)
+    head = lowered[0] if segs else ""
+    if head == "keys":
+        if n == 1:
+            return _only(req, "GET", "list", None, lambda: keys.handle_list(service, req))
+        name = segs[1]
+        if n == 2:
+            if name.lower() == "restore":
+                return _only(req, "POST", "restore", None, lambda: service.handle_restore(req))
+            if method == "PUT":
+                return "import", name, lambda: keys.handle_import(service, req, name)
+            if method == "DELETE":
+                return "delete", name, lambda: service.handle_delete(req, name)
+            return _only(req, "GET", "get", name, lambda: keys.handle_get(service, req, name, ""))
+        third = lowered[2]
+        if n == 3:
+            simple = {
+                "create": ("POST", "create", lambda: keys.handle_create(service, req, name)),
+                "versions": ("GET", "versions", lambda: keys.handle_versions(service, req, name)),
+                "backup": ("POST", "backup", lambda: service.handle_backup(req, name)),
+                "rotate": ("POST", "rotate", lambda: keys.handle_rotate(service, req, name)),
+            }
+            if third in simple:
+                want, op, handler = simple[third]
+                return _only(req, want, op, name, handler)
+            if third == "rotationpolicy":
+                if method not in ("GET", "PUT"):
+                    raise _method(req)
+                op = "rotationpolicy-get" if method == "GET" else "rotationpolicy-set"
+                return op, name, lambda: keys.handle_rotation_policy(service, req, name)
+            version = segs[2]
+            if version and not re.fullmatch(r"[0-9a-fA-F]{32}", version):
+                raise ApiError(
+                    404, "KeyNotFound", f"A key with (name/id) {name[:130]}/{version[:40]} was not found."
+                )
+            if method == "PATCH":
+                return "update", name, lambda: keys.handle_update(service, req, name, version)
+            return _only(req, "GET", "get", name, lambda: keys.handle_get(service, req, name, version))
+        if n == 4 and lowered[3] in _CRYPTO_OPS:
+            version, op = segs[2], lowered[3]
+            return _only(req, "POST", op, name, lambda: keys.handle_crypto(service, req, name, version, op))
+        raise _not_found(req)
+    if head == "deletedkeys":
+        if n == 1:
+            return _only(req, "GET", "deleted-list", None, lambda: service.handle_deleted_list(req))
+        name = segs[1]
+        if n == 2:
+            if method == "DELETE":
+                return "purge", name, lambda: service.handle_purge(req, name)
+            return _only(req, "GET", "deleted-get", name, lambda: service.handle_deleted_get(req, name))
+        if n == 3 and lowered[2] == "recover":
+            return _only(req, "POST", "recover", name, lambda: service.handle_recover(req, name))
+        raise _not_found(req)
+    if head == "rng" and n == 1:
+        return _only(req, "POST", "rng", None, lambda: _random_bytes(req))
+    if head in ("certificates", "deletedcertificates") and service.certificates is not None:
+        routed: tuple[str | None, str | None, Any] = service.certificates.route(req, segs)
+        return routed
+    raise _not_found(req)
+
+
+def _only(req: Request, method: str, op: str, key: str | None, handler: Any) -> tuple[str, str | None, Any]:
+    if req.method != method:
+        raise _method(req)
+    return op, key, handler
+
+
+def _not_found(req: Request) -> ApiError:
+    return ApiError(404, "NotFound", f"The route {req.method} {req.path[:200]} does not exist.")
+
+
+def _method(req: Request) -> ApiError:
+    return ApiError(405, "MethodNotAllowed", f"The method {req.method} is not allowed for {req.path[:200]}.")
+
+
+def _random_bytes(req: Request) -> Response:
+    from hsmcert.emulator.api import b64u, bad, field_of
+
+    count = field_of(req.json(), "count", int, required=True)
+    if not 1 <= count <= 128:
+        raise bad("The count must be between 1 and 128.")
+    return Response(200, {"value": b64u(os.urandom(count))}, audit={"count": count})
+
+
+# --- HTTP servers --------------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+    emulator: Emulator
+
+
+class ServiceServer(_Server):
+    service: Service
+    ssl_context: ssl.SSLContext
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        request.settimeout(120)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                tls.close()
+
+
+class ControlServer(_Server):
+    pass
+
+
+def _bind(cls: type[_Server], port: int, handler: Any) -> Any:
+    try:
+        return cls(("127.0.0.1", port), handler)
+    except OSError:
+        if port == 0:
+            raise
+        return cls(("127.0.0.1", 0), handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "hsmcert-emulator"
+    sys_version = ""
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.client_address[0], *args)
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        payload = b"" if body is None or status == 204 else json.dumps(body, separators=(",", ":")).encode()
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}"]
+        all_headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Content-Length": str(len(payload)),
+            "x-ms-request-id": str(uuid.uuid4()),
+            "x-ms-keyvault-service-version": "hsmcert-emulator",
+            "Cache-Control": "no-cache",
+        }
+        if self.close_connection:
+            all_headers["Connection"] = "close"
+        all_headers.update(headers or {})
+        lines.extend(f"{k}: {v}" for k, v in all_headers.items())
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+        self.log_request(status, len(payload))
+
+    def _read_body(self) -> bytes | None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True
+            self._send(411, ApiError(411, "LengthRequired", "Send a Content-Length.").body())
+            return None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            self.close_connection = True
+            code = 413 if length > MAX_BODY else 400
+            message = "The request body is too large." if code == 413 else "The Content-Length is invalid."
+            self._send(code, ApiError(code, "BadParameter", message).body())
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _split(self) -> tuple[str, dict[str, str]]:
+        parts = urlsplit(self.path)
+        return parts.path or "/", dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+class ServiceHandler(_Handler):
+    server: ServiceServer
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
+
+    def _handle(self) -> None:
+        emulator = self.server.emulator
+        service = self.server.service
+        faults = emulator.faults
+        if faults.active() and faults.applies_to(service.name):
+            if faults.latency_ms:
+                time.sleep(faults.latency_ms / 1000)
+            fault = faults.decide()
+            if fault == "drop":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if fault is not None:
+                self._read_body()
+                error = (
+                    ApiError(429, "Throttled", "Rate limit exceeded (fault injected by the emulator).")
+                    if fault == "throttle"
+                    else ApiError(
+                        503, "ServiceUnavailable", "Service unavailable (fault injected by the emulator)."
+                    )
+                )
+                headers = {"Retry-After": str(faults.retry_after)} if fault == "throttle" else {}
+                self._send(error.status, error.body(), headers)
+                return
+        body = self._read_body()
+        if body is None:
+            return
+        path, query = self._split()
+        host = self.headers.get("Host", "")
+        if not _HOST_RE.match(host):
+            host = f"127.0.0.1:{service.port}"
+        caller = None
+        authorization = self.headers.get("Authorization", "")
+        if authorization[:7].lower() == "bearer ":
+            caller = emulator.verifier.verify(authorization[7:].strip())
+        if caller is None:
+            resource = challenge_resource(host, service.kind)
+            challenge = f'Bearer authorization="https://login.microsoftonline.com/", resource="{resource}"'
+            if authorization:
+                challenge += ', error="invalid_token"'
+            message = (
+                "Request is missing a Bearer or PoP token." if not authorization else "The token is invalid."
+            )
+            self._send(
+                401,
+                ApiError(401, "Unauthorized", f"AKV10000: {message}").body(),
+                {"WWW-Authenticate": challenge},
+            )
+            return
+        req = Request(self.command, path, query, body, f"https://{host}", caller.object_id, caller.name)
+        try:
+            response = emulator.dispatch(service, req)
+        except ApiError as exc:
+            response = Response(exc.status, exc.body(), exc.headers, audit=_failure_audit(service, req))
+            response.audit = _failure_audit(service, req)
+            if response.audit is not None:
+                response.audit["code"] = exc.code
+        except HsmcertError as exc:
+            response = Response(400, ApiError(400, "BadParameter", exc.message).body())
+        except Exception:
+            log.error("internal error on %s %s:\n%s", self.command, path, traceback.format_exc())
+            response = Response(
+                500, ApiError(500, "InternalError", "The emulator failed; see emulator.log.").body()
+            )
+        if response.audit is not None:
+            status = response.status
+            result = "ok" if status < 400 else ("denied" if status in (401, 403) else "error")
+            emulator.audit.record(
+                principal=caller.object_id,
+                principal_name=caller.name,
+                service=service.name,
+                kind=service.kind,
+                **{"key": None, "version": None, **response.audit},
+                result=result,
+                status=status,
+            )
+        self._send(response.status, response.body, response.headers)
+
+
+def _failure_audit(service: Service, req: Request) -> dict[str, Any] | None:
+    """What a refused or failed request records: its operation and key when the route is known."""
+    try:
+        operation, key, _ = route(service, req)
+    except ApiError:
+        return None
+    if operation is None:
+        return {"operation": "rbac"}
+    entry: dict[str, Any] = {"operation": operation, "key": key}
+    parts = req.path.split("/")
+    if operation in _CRYPTO_OPS and len(parts) > 3 and parts[3]:
+        entry["version"] = parts[3]
+    return entry
+
+
+class ControlHandler(_Handler):
+    server: ControlServer
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_GET
+
+    def _handle(self) -> None:
+        emulator = self.server.emulator
+        body = self._read_body()
+        if body is None:
+            return
+        path, query = self._split()
+        if path == "/msi/token":
+            if self.headers.get("X-IDENTITY-HEADER") != emulator.identity_secret:
+                self._send(401, {"error": "invalid_request", "error_description": "Wrong X-IDENTITY-HEADER."})
+                return
+            resource = query.get("resource", "https://managedhsm.azure.net")
+            principal = (
+                query.get("client_id") or query.get("object_id") or query.get("principal_id") or auth.ADMIN
+            )
+            token = auth.issue(emulator.token_secret, principal, resource)
+            self._send(
+                200,
+                {
+                    "access_token": token,
+                    "expires_on": int(time.time()) + auth.TOKEN_LIFETIME,
+                    "resource": resource,
+                    "token_type": "Bearer",
+                    "client_id": auth.principal_id(principal),
+                },
+            )
+            return
+        if self.headers.get("X-Hsmcert-Control") != emulator.identity_secret:
+            self._send(
+                401, {"error": {"code": "Unauthorized", "message": "Wrong or missing control secret."}}
+            )
+            return
+        try:
+            data = json.loads(body) if body.strip() else {}
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            self._send(400, ApiError(400, "BadParameter", "The body must be a JSON object.").body())
+            return
+        try:
+            self._control(emulator, path, data)
+        except ApiError as exc:
+            self._send(exc.status, exc.body())
+        except HsmcertError as exc:
+            self._send(400, ApiError(400, "BadParameter", exc.message).body())
+
+    def _control(self, emulator: Emulator, path: str, data: dict[str, Any]) -> None:
+        if path == "/control/status":
+            self._send(200, _status(emulator))
+        elif path == "/control/services" and self.command == "POST":
+            service = emulator.service(str(data.get("kind")), str(data.get("name")))
+            self._send(200, {"kind": service.kind, "name": service.name, "port": service.port})
+        elif path == "/control/faults" and self.command == "PUT":
+            emulator.faults = parse_faults(data)
+            emulator.audit.record(
+                operation="faults", principal=None, result="ok", faults=emulator.faults.to_dict()
+            )
+            self._send(200, emulator.faults.to_dict())
+        elif path == "/control/stop" and self.command == "POST":
+            self._send(200, {"stopping": True})
+            emulator.stopping.set()
+        else:
+            self._send(
+                404, ApiError(404, "NotFound", f"No control route {self.command} {path[:100]}.").body()
+            )
+
+
+def _status(emulator: Emulator) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "data_dir": str(emulator.data_dir),
+        "control_port": emulator.control_port,
+        "services": [
+            {"kind": s.kind, "name": s.name, "url": f"https://127.0.0.1:{s.port}", "keys": len(s.keys)}
+            for s in emulator.services.values()
+        ],
+        "faults": emulator.faults.to_dict(),
+    }
+
+
+# --- process entry point -------------------------------------------------------------------------------
+
+
+def run(data_dir: Path, faults: Faults | None = None) -> int:
+    """Serve until SIGTERM/SIGINT or a control stop; returns the exit code."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = (data_dir / "emulator.lock").open("a")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print(f"hsmcert emulator: another emulator already runs from {data_dir}.", file=sys.stderr)
+        return 1
+    emulator = Emulator(data_dir, faults)
+
+    def stop(signum: int, frame: Any) -> None:
+        emulator.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    emulator.start()
+    log.info("emulator ready: control port %s, %d services", emulator.control_port, len(emulator.services))
+    while not emulator.stopping.wait(1.0):
+        pass
+    emulator.shutdown()
+    lock.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hsmcert.emulator.server")
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--faults", default="{}", help="JSON object of fault settings")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    try:
+        faults = parse_faults(json.loads(args.faults))
+    except (ValueError, HsmcertError) as exc:
+        print(f"hsmcert emulator: bad --faults: {exc}", file=sys.stderr)
+        return 2
+    return run(args.data.resolve(), faults)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

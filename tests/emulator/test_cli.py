@@ -1,0 +1,81 @@
+"""hsmcert emulator start | stop | status | token from a shell, and the exports a plain SDK user relies on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HSMCERT = [sys.executable, "-m", "hsmcert"]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HSMCERT, *args], capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+PLAIN_SDK_PROGRAM = """
+import hashlib, os
+from azure.identity import DefaultAzureCredential
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.keys.crypto import CryptographyClient
+
+credential = DefaultAzureCredential()
+ca = os.environ["HSMCERT_EMULATOR_CA"]
+client = KeyClient(os.environ["AZURE_MANAGEDHSM_URL"], credential, connection_verify=ca)
+key = client.create_ec_key("recipe", curve="P-256", hardware_protected=True)
+crypto = CryptographyClient(key, credential, connection_verify=ca)
+digest = hashlib.sha256(b"hello").digest()
+print(crypto.verify("ES256", digest, crypto.sign("ES256", digest).signature).is_valid)
+"""
+
+
+def test_eval_start_then_a_plain_sdk_program_then_stop(tmp_path: Path) -> None:
+    data = tmp_path / "emu"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HSMCERT_", "AZURE_", "IDENTITY_"))}
+    script = (
+        f'set -e; eval "$({" ".join(HSMCERT)} emulator start --data {data})"; '
+        f"{sys.executable} -c '{PLAIN_SDK_PROGRAM}'; "
+        f"{' '.join(HSMCERT)} emulator status; "
+        "env | grep -E '^(HSMCERT_EMULATOR|HSMCERT_EMULATOR_CA|AZURE_MANAGEDHSM_URL|AZURE_KEYVAULT_URL|"
+        "IDENTITY_ENDPOINT|IDENTITY_HEADER)=' | sort"
+    )
+    try:
+        done = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0] == "True"
+        assert "local-hsm" in done.stdout and "running:" in done.stdout
+        exported = dict(line.split("=", 1) for line in lines if "=" in line)
+        assert exported["HSMCERT_EMULATOR"] == str(data.resolve())
+        assert exported["AZURE_MANAGEDHSM_URL"].startswith("https://127.0.0.1:")
+        assert exported["IDENTITY_ENDPOINT"].startswith("http://127.0.0.1:")
+        assert len(exported) == 6
+        assert (data / "master.key").stat().st_mode & 0o777 == 0o600
+        status = _run("--output", "json", "emulator", "status", "--data", str(data), env=env)
+        assert json.loads(status.stdout)["services"][0]["keys"] >= 1
+    finally:
+        stopped = _run("emulator", "stop", "--data", str(data), env=env)
+    assert stopped.returncode == 0
+    after = _run("emulator", "status", "--data", str(data), env=env)
+    assert after.returncode == 5 and "emulator start" in after.stderr
+    assert "Traceback" not in after.stderr
+
+
+def test_token_prints_a_jwt_for_the_principal(emulator: object) -> None:
+    done = _run("--output", "json", "emulator", "token", "--principal", "bob")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["token"].count(".") == 2 and data["principal"] == "bob"
+
+
+def test_help_does_not_import_the_emulator() -> None:
+    code = "import sys; from hsmcert.cli.main import main\ntry:\n    main(['emulator', '--help'])\nexcept SystemExit: pass\n"
+    code += (
+        "print(sorted(m for m in sys.modules if m.startswith(('hsmcert.emulator', 'cryptography', 'azure'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
