@@ -340,7 +340,7 @@ def run(workdir: Path, echo: Callable[[str], None] = print) -> int:
             and _epoch(line.get("time")) >= started - 1
         ]
         for line in signed:
-            fields = ("time", "principal", "service", "key", "algorithm", "alg", "operation", "result")
+            fields = ("time", "principal_name", "service", "key", "alg", "operation", "result")
             echo("  " + " ".join(str(line[f]) for f in fields if f in line))
         if len(signed) < 4:
             raise HsmcertError(f"Expected at least 4 signatures in the HSM's audit log, found {len(signed)}.")
