@@ -1,0 +1,334 @@
+"""The HSM key and the cryptography adapter, against the emulator through the real Azure SDKs."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.x509.oid import NameOID
+
+from hsmcert import hsm
+from hsmcert.errors import (
+    HsmcertError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnreachableError,
+    UsageError,
+    VerificationError,
+)
+from hsmcert.signer import HsmECPrivateKey, HsmRSAPrivateKey, load_private_key
+
+from .conftest import HSM, unique
+
+RSA_ALGS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
+EC_ALGS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+HASHES = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}
+
+
+def _signs(emulator: Any, key: str, version: str | None = None) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in emulator.audit()
+        if e.get("key") == key
+        and e.get("operation") == "sign"
+        and (version is None or e.get("version") == version)
+    ]
+
+
+def _csr(key: Any, algorithm: Any = None, **kwargs: Any) -> x509.CertificateSigningRequest:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hsm.example.test")])
+    )
+    return builder.sign(key, algorithm or hashes.SHA256(), **kwargs)
+
+
+def test_open_key_pins_the_version_and_exposes_the_public_key(emulator: Any, rsa_ref: str) -> None:
+    key = hsm.open_key(rsa_ref)
+    assert key.kty == "RSA" and key.key_size == 2048
+    assert key.ref.version and len(key.ref.version) == 32
+    assert key.ref.key == rsa_ref.rsplit(":", 1)[1]
+    loaded = serialization.load_der_public_key(key.spki_der)
+    assert loaded.public_numbers() == key.public_key.public_numbers()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("alg", RSA_ALGS)
+def test_rsa_signatures_are_made_in_the_hsm_and_verified(emulator: Any, rsa_ref: str, alg: str) -> None:
+    key = hsm.open_key(rsa_ref)
+    hash_alg = HASHES[alg[2:]]
+    digest = hashlib.new(hash_alg.name, b"to be signed").digest()
+    before = len(_signs(emulator, key.ref.key, key.ref.version))
+    signature = key.sign_digest(alg, digest)
+    pad: padding.AsymmetricPadding = (
+        padding.PSS(padding.MGF1(hash_alg), hash_alg.digest_size)
+        if alg.startswith("PS")
+        else padding.PKCS1v15()
+    )
+    assert isinstance(key.public_key, rsa.RSAPublicKey)
+    key.public_key.verify(signature, digest, pad, Prehashed(hash_alg))
+    assert len(_signs(emulator, key.ref.key, key.ref.version)) == before + 1
+
+
+@pytest.mark.parametrize("curve", list(EC_ALGS))
+def test_ecdsa_signatures_are_der_and_verify(emulator: Any, ec_refs: dict[str, str], curve: str) -> None:
+    key = hsm.open_key(ec_refs[curve])
+    alg = EC_ALGS[curve]
+    hash_alg = HASHES[alg[2:]]
+    digest = hashlib.new(hash_alg.name, b"data").digest()
+    signature = key.sign_digest(alg, digest)
+    assert signature[0] == 0x30  # DER SEQUENCE, not raw r||s
+    assert isinstance(key.public_key, ec.EllipticCurvePublicKey)
+    key.public_key.verify(signature, digest, ec.ECDSA(Prehashed(hash_alg)))
+
+
+def test_wrong_algorithm_for_the_key_is_a_usage_error(rsa_ref: str, ec_refs: dict[str, str]) -> None:
+    with pytest.raises(UsageError, match="needs an EC key"):
+        hsm.open_key(rsa_ref).sign_digest("ES256", bytes(32))
+    with pytest.raises(UsageError, match="P-384"):
+        hsm.open_key(ec_refs["P-256"]).sign_digest("ES384", bytes(48))
+    with pytest.raises(UsageError, match="32 bytes"):
+        hsm.open_key(rsa_ref).sign_digest("RS256", bytes(20))
+
+
+@pytest.mark.parametrize(
+    "pad",
+    [
+        padding.PKCS1v15(),
+        padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.DIGEST_LENGTH),
+        padding.PSS(padding.MGF1(hashes.SHA256()), 32),
+    ],
+    ids=["pkcs1", "pss-digest-length", "pss-32"],
+)
+def test_cryptography_builds_a_valid_rsa_csr(emulator: Any, rsa_ref: str, pad: Any, tmp_path: Path) -> None:
+    key = load_private_key(rsa_ref)
+    assert isinstance(key, HsmRSAPrivateKey) and isinstance(key, rsa.RSAPrivateKey)
+    csr = _csr(key, rsa_padding=pad)
+    assert csr.is_signature_valid
+    path = tmp_path / "req.pem"
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    done = subprocess.run(
+        ["openssl", "req", "-verify", "-noout", "-in", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("curve", list(EC_ALGS))
+def test_cryptography_builds_a_valid_ec_csr(emulator: Any, ec_refs: dict[str, str], curve: str) -> None:
+    key = load_private_key(ec_refs[curve])
+    assert isinstance(key, HsmECPrivateKey) and isinstance(key, ec.EllipticCurvePrivateKey)
+    csr = _csr(key, HASHES[EC_ALGS[curve][2:]])
+    assert csr.is_signature_valid
+
+
+def test_prehashed_data_is_sent_as_it_is(rsa_ref: str, ec_refs: dict[str, str]) -> None:
+    digest = hashlib.sha256(b"x").digest()
+    rsa_key = load_private_key(rsa_ref)
+    assert isinstance(rsa_key, HsmRSAPrivateKey)
+    sig = rsa_key.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+    rsa_key.public_key().verify(sig, b"x", padding.PKCS1v15(), hashes.SHA256())
+    ec_key = load_private_key(ec_refs["P-256"])
+    assert isinstance(ec_key, HsmECPrivateKey)
+    sig = ec_key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    ec_key.public_key().verify(sig, b"x", ec.ECDSA(hashes.SHA256()))
+
+
+@pytest.mark.parametrize(
+    ("pad", "algorithm", "message"),
+    [
+        (padding.PKCS1v15(), hashes.SHA1(), "SHA1 is too weak"),
+        (padding.PKCS1v15(), hashes.SHA3_256(), "cannot sign SHA3-256"),
+        (
+            padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.MAX_LENGTH),
+            hashes.SHA256(),
+            "not MAX_LENGTH",
+        ),
+        (padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.AUTO), hashes.SHA256(), "not AUTO"),
+        (padding.PSS(padding.MGF1(hashes.SHA256()), 20), hashes.SHA256(), "not 20"),
+        (padding.PSS(padding.MGF1(hashes.SHA512()), 32), hashes.SHA256(), "MGF1 over the signing hash"),
+    ],
+)
+def test_rsa_refusals_are_clear(emulator: Any, rsa_ref: str, pad: Any, algorithm: Any, message: str) -> None:
+    key = load_private_key(rsa_ref)
+    before = len(_signs(emulator, rsa_ref.rsplit(":", 1)[1]))
+    with pytest.raises(UsageError, match=message):
+        key.sign(b"data", pad, algorithm)  # type: ignore[call-arg]
+    assert len(_signs(emulator, rsa_ref.rsplit(":", 1)[1])) == before  # refused before any request
+
+
+def test_ec_refusals_are_clear(ec_refs: dict[str, str]) -> None:
+    key = load_private_key(ec_refs["P-256"])
+    assert isinstance(key, HsmECPrivateKey)
+    with pytest.raises(UsageError, match="deterministic"):
+        key.sign(b"data", ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    with pytest.raises(UsageError, match="only as ES256"):
+        key.sign(b"data", ec.ECDSA(hashes.SHA384()))
+    with pytest.raises(UsageError, match="ECDH"):
+        key.exchange(ec.ECDH(), ec.generate_private_key(ec.SECP256R1()).public_key())
+
+
+def test_private_parts_cannot_be_exported(rsa_ref: str, ec_refs: dict[str, str]) -> None:
+    for ref in (rsa_ref, ec_refs["P-384"]):
+        key = load_private_key(ref)
+        with pytest.raises(HsmcertError, match="stays in the HSM"):
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        with pytest.raises(HsmcertError, match="stays in the HSM"):
+            key.private_numbers()
+
+
+def test_rsa_decrypt_in_the_hsm(rsa_ref: str) -> None:
+    key = load_private_key(rsa_ref)
+    assert isinstance(key, HsmRSAPrivateKey)
+    for oaep_hash in (hashes.SHA1(), hashes.SHA256()):
+        pad = padding.OAEP(padding.MGF1(oaep_hash), oaep_hash, None)
+        ciphertext = key.public_key().encrypt(b"session secret", pad)
+        assert key.decrypt(ciphertext, pad) == b"session secret"
+
+
+def test_the_version_stays_pinned_after_rotation(emulator: Any, make_key: Any) -> None:
+    from hsmcert.keys import rotate_key
+
+    ref = make_key("EC", curve="P-256")
+    key = load_private_key(ref)
+    pinned = key.ref.version
+    rotated = rotate_key(ref)
+    assert rotated.info.version != pinned
+    _csr(key)
+    name = ref.rsplit(":", 1)[1]
+    assert _signs(emulator, name, pinned) and not _signs(emulator, name, rotated.info.version)
+    assert hsm.open_key(ref).ref.version == rotated.info.version  # a new open sees the new version
+
+
+def test_one_csr_costs_one_get_and_one_sign_then_only_the_sign(emulator: Any, make_key: Any) -> None:
+    ref = make_key("EC", curve="P-256")
+    name = ref.rsplit(":", 1)[1]
+    hsm.forget(ref)
+    start = len([e for e in emulator.audit() if e.get("key") == name])
+    key = load_private_key(ref)
+    _csr(key)
+    ops = [e["operation"] for e in emulator.audit() if e.get("key") == name][start:]
+    assert len(ops) == 2 and ops[1] == "sign", ops  # read the public key, sign
+    pinned = str(key.ref)
+    hsm._memory.clear()  # a new process: only the disk cache is left
+    _csr(load_private_key(pinned))
+    ops = [e["operation"] for e in emulator.audit() if e.get("key") == name][start:]
+    assert len(ops) == 3 and ops[2] == "sign", ops  # the sign alone
+
+
+def test_clients_are_shared_within_the_process(rsa_ref: str, ec_refs: dict[str, str]) -> None:
+    a, b = hsm.open_key(rsa_ref), hsm.open_key(ec_refs["P-256"])
+    assert a._service is b._service
+    assert a._service.transport.session is b._service.transport.session
+
+
+def test_missing_key_is_not_found(emulator: Any) -> None:
+    with pytest.raises(NotFoundError, match="no key") as info:
+        hsm.open_key(f"managedhsm:{HSM}:{unique('missing')}")
+    assert "hsmcert key list --hsm local-hsm" in str(info.value.remedy)
+
+
+def test_disabled_and_expired_keys_say_so(emulator: Any, make_key: Any) -> None:
+    import datetime
+
+    from hsmcert.config import resolve_service
+    from hsmcert.credentials import get_credential
+
+    disabled = make_key("EC", curve="P-256")
+    expired = make_key("EC", curve="P-256")
+    endpoint = resolve_service("managedhsm", HSM)
+    client = hsm.service_clients(endpoint, get_credential()).key_client
+    client.update_key_properties(disabled.rsplit(":", 1)[1], enabled=False)
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+    client.update_key_properties(expired.rsplit(":", 1)[1], expires_on=past)
+    hsm.forget(disabled)
+    hsm.forget(expired)  # as in a new process: nothing cached
+    with pytest.raises(PermissionDeniedError, match="is disabled") as info:
+        hsm.open_key(disabled)
+    assert "--enabled true" in str(info.value.remedy)
+    with pytest.raises(PermissionDeniedError, match="expired"):
+        hsm.open_key(expired)
+
+
+def test_a_403_names_the_role_scope_and_grant_command(emulator: Any, rsa_ref: str) -> None:
+    from hsmcert.credentials import StaticTokenCredential
+
+    outsider = StaticTokenCredential(emulator.token(principal="outsider"))
+    name = rsa_ref.rsplit(":", 1)[1]
+    with pytest.raises(PermissionDeniedError) as info:
+        hsm.open_key(rsa_ref, credential=outsider, refresh=True)
+    remedy = str(info.value.remedy)
+    assert "keys/read/action" in remedy and "Managed HSM Crypto User" in remedy and f"/keys/{name}" in remedy
+    assert f"hsmcert grant --hsm {HSM}" in remedy and f"--key {name}" in remedy
+    assert info.value.exit_code == 4
+    cached = hsm.open_key(rsa_ref, credential=outsider)  # the public key is cached: the sign is refused
+    with pytest.raises(PermissionDeniedError, match="refused sign") as info:
+        cached.sign_digest("RS256", bytes(32))
+    assert "keys/sign/action" in str(info.value.remedy)
+
+
+def test_an_unreachable_service_is_reported(emulator: Any) -> None:
+    with pytest.raises(UnreachableError, match="Cannot reach"):
+        hsm.open_key(f"managedhsm:{HSM}:k", endpoint="https://127.0.0.1:9", ca_bundle=str(emulator.ca))
+
+
+class _LyingKey(hsm.HsmKey):
+    """An HsmKey whose HSM answers with a corrupted signature (a broken service or emulator)."""
+
+    def _crypto_client(self) -> Any:
+        real = super()._crypto_client()
+
+        class Liar:
+            def sign(self, alg: str, digest: bytes) -> Any:
+                result = real.sign(alg, digest)
+                sig = bytearray(result.signature)
+                sig[len(sig) // 2] ^= 0x01
+                return type("R", (), {"signature": bytes(sig)})()
+
+        return Liar()
+
+
+@pytest.mark.parametrize("which", ["rsa", "ec"])
+def test_a_wrong_signature_from_the_hsm_is_never_returned(
+    rsa_ref: str, ec_refs: dict[str, str], which: str, tmp_path: Path
+) -> None:
+    from hsmcert.signer import private_key_for
+
+    opened = hsm.open_key(rsa_ref if which == "rsa" else ec_refs["P-256"])
+    liar = _LyingKey(opened.ref, opened.info, opened._service)
+    key = private_key_for(liar)
+    out = tmp_path / "req.pem"
+    with pytest.raises(VerificationError, match="does not verify") as info:
+        out.write_bytes(_csr(key).public_bytes(serialization.Encoding.PEM))
+    assert info.value.exit_code == 6 and "Nothing was written" in str(info.value.remedy)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("alg", [None, "PS384", "RS512"])
+def test_builder_args_make_the_requested_algorithm(rsa_ref: str, alg: str | None) -> None:
+    from hsmcert.signer import builder_args
+
+    key = load_private_key(rsa_ref)
+    csr = _csr(key, **builder_args(key, alg))
+    assert csr.is_signature_valid
+    expected = {None: "sha256WithRSAEncryption", "PS384": "rsassaPss", "RS512": "sha512WithRSAEncryption"}[
+        alg
+    ]
+    assert csr.signature_algorithm_oid._name == expected
+
+
+def test_builder_args_refuse_an_algorithm_for_another_key_type(ec_refs: dict[str, str]) -> None:
+    from hsmcert.signer import builder_args
+
+    key = load_private_key(ec_refs["P-384"])
+    assert builder_args(key)["algorithm"].name == "sha384"
+    with pytest.raises(UsageError, match="needs an RSA key"):
+        builder_args(key, "PS256")
+    with pytest.raises(UsageError, match="needs a P-256 key"):
+        builder_args(key, "ES256")
