@@ -82,7 +82,8 @@ class StaticTokenCredential:
 
     def __init__(self, token: str) -> None:
         self._token = token.strip()
-        exp = decode_claims(self._token).get("exp")
+        self.claims = decode_claims(self._token)
+        exp = self.claims.get("exp")
         self._expires_on = int(exp) if isinstance(exp, (int, float)) else int(time.time()) + 3600
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
@@ -132,6 +133,7 @@ class Credential:
                 self.answered = name
                 self.claims = decode_claims(token.token)
                 self._tokens[cache_key] = token
+            _LAST_CLAIMS[0] = self.claims
             return token
         raise ClientAuthenticationError(
             message="no credential could get a token (" + "; ".join(failures or ["none configured"]) + ")"
@@ -358,14 +360,13 @@ def describe(credential: Credential, scope: str = MANAGED_HSM_SCOPE) -> Identity
     )
 
 
+_LAST_CLAIMS: list[dict[str, Any]] = [{}]
+
+
 def last_object_id() -> str | None:
     """The object id of the most recent token any hsmcert credential obtained in this process."""
-    with _cache_lock:
-        for credential in _cache.values():
-            oid = credential.claims.get("oid")
-            if oid:
-                return str(oid)
-    return None
+    oid = _LAST_CLAIMS[0].get("oid")
+    return str(oid) if oid else None
 
 
 AUTH_REMEDY = _REMEDY

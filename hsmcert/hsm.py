@@ -125,9 +125,11 @@ def _service_message(exc: Any) -> str:
     return first.rstrip(".")
 
 
-def permission_remedy(kind: str, service: str, key: str | None, operation: str) -> str:
+def permission_remedy(
+    kind: str, service: str, key: str | None, operation: str, credential: Any = None
+) -> str:
     """The role, scope and command that would let the caller do ``operation`` on ``key``."""
-    principal = _principal_hint()
+    principal = _principal_hint(credential)
     if operation == "role management":
         role = roles.role_by_slug("policy-administrator") or roles.BUILTIN_ROLES[0]
         return (
@@ -150,19 +152,25 @@ def permission_remedy(kind: str, service: str, key: str | None, operation: str) 
     )
 
 
-def _principal_hint() -> str:
+def _principal_hint(credential: Any = None) -> str:
+    """The object id of the refused caller: from its credential's last token, else the latest token."""
     from hsmcert.credentials import last_object_id
 
-    return last_object_id() or "<object id from hsmcert whoami>"
+    claims = getattr(credential, "claims", None)
+    oid = claims.get("oid") if isinstance(claims, dict) else None
+    return str(oid or last_object_id() or "<object id from hsmcert whoami>")
 
 
 @contextlib.contextmanager
-def translate_azure_errors(target: KeyRef | str, operation: str, url: str | None = None) -> Iterator[None]:
+def translate_azure_errors(
+    target: KeyRef | str, operation: str, url: str | None = None, credential: Any = None
+) -> Iterator[None]:
     """Turn azure-core exceptions raised inside the block into hsmcert errors with a remedy.
 
     ``target`` is a key reference (or ``kind:service`` text), ``operation`` the REST operation name
     (``get``, ``sign``, ``create``, ... as in :data:`hsmcert.roles.OPERATION_ACTIONS`) or
-    ``"role management"``; ``url`` the endpoint, for unreachable errors.
+    ``"role management"``; ``url`` the endpoint, for unreachable errors; ``credential`` the one used, so
+    that a 403 remedy names its object id.
     """
     from azure.core.exceptions import (
         ClientAuthenticationError,
@@ -193,14 +201,14 @@ def translate_azure_errors(target: KeyRef | str, operation: str, url: str | None
 
         status = getattr(exc, "status_code", None)
         if status == 403:
-            raise _forbidden(exc, kind, service, key, operation, what) from exc
+            raise _forbidden(exc, kind, service, key, operation, what, credential) from exc
         raise PermissionDeniedError(
             f"Not signed in to {where}: {_service_message(exc)}.", AUTH_REMEDY
         ) from exc
     except HttpResponseError as exc:
         status = exc.status_code
         if status == 403:
-            raise _forbidden(exc, kind, service, key, operation, what) from exc
+            raise _forbidden(exc, kind, service, key, operation, what, credential) from exc
         if status == 401:
             from hsmcert.credentials import AUTH_REMEDY
 
@@ -262,7 +270,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
-def _forbidden(exc: Any, kind: str, service: str, key: str | None, operation: str, what: str) -> HsmcertError:
+def _forbidden(
+    exc: Any, kind: str, service: str, key: str | None, operation: str, what: str, credential: Any = None
+) -> HsmcertError:
     message = _service_message(exc)
     lowered = message.lower()
     code = _service_error_code(exc)
@@ -282,7 +292,7 @@ def _forbidden(exc: Any, kind: str, service: str, key: str | None, operation: st
         )
     return PermissionDeniedError(
         f"{service} refused {operation} on {what[:1].lower() + what[1:]}: permission denied (403{', ' + code if code else ''}).",
-        permission_remedy(kind, service, key, operation),
+        permission_remedy(kind, service, key, operation, credential),
     )
 
 
@@ -733,7 +743,7 @@ class HsmKey:
             raise UsageError(
                 f"{algorithm.name} signs a {algorithm.hash} digest of {expected} bytes, not {len(digest)} bytes."
             )
-        with translate_azure_errors(self.ref, "sign", self._service.url):
+        with translate_azure_errors(self.ref, "sign", self._service.url, self._service.credential):
             result = self._crypto_client().sign(algorithm.name, digest)
         signature = bytes(result.signature)
         if self.kty == "EC":
@@ -779,14 +789,14 @@ class HsmKey:
             raise UsageError(
                 f"The ciphertext is {len(ciphertext)} bytes; a {self.key_size}-bit key needs {(self.key_size + 7) // 8}."
             )
-        with translate_azure_errors(self.ref, "decrypt", self._service.url):
+        with translate_azure_errors(self.ref, "decrypt", self._service.url, self._service.credential):
             result = self._crypto_client().decrypt(name, ciphertext)
         return bytes(result.plaintext)
 
 
 def fetch_key_info(ref: KeyRef, service: _Service) -> KeyInfo:
     """GET the key (the latest version, or ``ref.version``) from the service; no cache."""
-    with translate_azure_errors(ref, "get", service.url):
+    with translate_azure_errors(ref, "get", service.url, service.credential):
         key = service.key_client.get_key(ref.key, version=ref.version)
     return KeyInfo.from_sdk(key)
 

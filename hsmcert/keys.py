@@ -195,7 +195,7 @@ def create_key(
         kwargs["curve"] = curve
     else:
         kwargs["size"] = size
-    with translate_azure_errors(ref, "create", service.url):
+    with translate_azure_errors(ref, "create", service.url, service.credential):
         key = service.key_client.create_key(ref.key, f"{base}-HSM", **kwargs)
     info = KeyInfo.from_sdk(key)
     remember(service.url, ref, info)
@@ -221,7 +221,7 @@ def rotate_key(
     if ref.version:
         raise UsageError("Rotation makes a new version of the key; leave ?version= out of the reference.")
     service = _service(ref.kind, ref.service, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
-    with translate_azure_errors(ref, "rotate", service.url):
+    with translate_azure_errors(ref, "rotate", service.url, service.credential):
         key = service.key_client.rotate_key(ref.key)
     info = KeyInfo.from_sdk(key)
     remember(service.url, ref, info)
@@ -269,7 +269,7 @@ def list_keys(
 
     service = _service(kind, name, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
     found: list[KeySummary] = []
-    with translate_azure_errors(f"{kind}:{name}", "list", service.url):
+    with translate_azure_errors(f"{kind}:{name}", "list", service.url, service.credential):
         for props in service.key_client.list_properties_of_keys():
             tags = dict(props.tags or {})
             if label is not None and label_of(tags) != label:

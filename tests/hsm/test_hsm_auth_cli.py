@@ -68,3 +68,22 @@ def test_doctor_names_the_fix_for_a_missing_role(
     assert "FAIL read key" in result.out
     assert "hsmcert grant --hsm local-hsm --principal" in result.out
     assert emulator.principal_id("stranger") in result.out
+
+
+def test_the_grant_command_in_a_403_remedy_fixes_it(
+    emulator: Any, cli: Any, make_key: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+
+    ref = make_key("EC", curve="P-256")
+    monkeypatch.setenv("HSMCERT_ACCESS_TOKEN", emulator.token(principal="newcomer"))
+    refused = cli("doctor", "--key", ref, "--credential", "env-token")
+    assert refused.code == 4, refused.out
+    command = next(line for line in refused.out.splitlines() if "hsmcert grant" in line)
+    args = shlex.split(command[command.index("hsmcert grant") :])[1:]
+    with monkeypatch.context() as m:
+        m.delenv("HSMCERT_ACCESS_TOKEN")
+        granted = cli(*args)  # as the administrator (the emulator's managed identity)
+    assert granted.code == 0, granted.err
+    fixed = cli("doctor", "--key", ref, "--credential", "env-token")
+    assert fixed.code == 0, fixed.out + fixed.err
