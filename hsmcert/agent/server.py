@@ -132,6 +132,8 @@ class AgentServer:
             os.chmod(directory, 0o750)  # noqa: S103 - group may traverse, others may not
             if gid is not None:
                 os.chown(directory, -1, gid)
+        else:
+            _check_directory(directory)
         if path.exists() or path.is_symlink():
             if not stat.S_ISSOCK(path.lstat().st_mode):
                 raise UsageError(f"{path} exists and is not a socket; the agent will not replace it.")
@@ -356,6 +358,20 @@ class AgentServer:
         key, plaintext = self.backend.decrypt(conn.uid, ref, alg, frame.fields[Tag.CIPHERTEXT])
         record["version"] = key.ref.version
         return protocol.encode_frame(Status.OK, {Tag.PLAINTEXT: plaintext})
+
+
+def _check_directory(directory: Path) -> None:
+    """Refuse a socket directory that another user controls (e.g. a pre-created /tmp/hsmcert-<uid>)."""
+    info = directory.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"{directory} is not a directory.")
+    foreign = info.st_uid not in (0, os.geteuid())
+    writable = info.st_mode & 0o002 and not info.st_mode & stat.S_ISVTX
+    if foreign or writable:
+        raise UsageError(
+            f"The socket directory {directory} is owned by another user or writable by anyone.",
+            "Use a directory of your own for --socket, or remove this one.",
+        )
 
 
 def _linger_close(sock: socket.socket) -> None:

@@ -226,3 +226,19 @@ def test_systemd_socket_activation(tmp_path: Path) -> None:
     assert b"socket from systemd" in out
     assert path.exists()  # systemd owns the socket file
     assert json.loads(audit.read_text().splitlines()[0])["op"] == "hello"
+
+
+def test_a_socket_directory_others_control_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    result = subprocess.run(
+        [sys.executable, "-m", "hsmcert", "agent", "--socket", str(shared / "agent.sock")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **OFFLINE},
+    )
+    assert result.returncode == 2
+    assert "writable by anyone" in result.stderr and "Traceback" not in result.stderr
+    assert not (shared / "agent.sock").exists()
