@@ -16,6 +16,7 @@ cache that refreshes before expiry) and caches public keys. The agent adds:
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -135,6 +136,15 @@ class AllowList:
         )
 
 
+def _latest_ttl() -> float:
+    if os.environ.get("HSMCERT_KEY_CACHE", "on").lower() in ("off", "0", "false", "no"):
+        return 0.0
+    try:
+        return float(os.environ.get("HSMCERT_KEY_CACHE_TTL", "300"))
+    except ValueError:
+        return 300.0
+
+
 def _unversioned(ref: KeyRef) -> str:
     return str(ref.with_version(None))
 
@@ -159,6 +169,8 @@ class Backend:
         self.deadline = deadline
         self.allow = allow or AllowList()
         self._keys: dict[str, HsmKey] = {}
+        self._latest: dict[str, tuple[float, HsmKey]] = {}
+        self._latest_ttl = _latest_ttl()
         self._lock = threading.Lock()
         if configure:
             from hsmcert import hsm
@@ -184,10 +196,19 @@ class Backend:
         return ref
 
     def key(self, ref: KeyRef) -> HsmKey:
-        """The opened key (pinned): from the agent's cache for a pinned version, else via hsm.open_key."""
+        """The opened key (pinned): from the agent's cache, else via hsm.open_key.
+
+        A pinned version stays cached; "the latest version" of a key is looked up again after
+        ``HSMCERT_KEY_CACHE_TTL`` seconds (300) as in :mod:`hsmcert.hsm` (``HSMCERT_KEY_CACHE=off``: always).
+        """
+        text = str(ref)
+        now = time.monotonic()
         with self._lock:
-            if ref.version and str(ref) in self._keys:
-                return self._keys[str(ref)]
+            if ref.version and text in self._keys:
+                return self._keys[text]
+            latest = self._latest.get(text)
+            if latest is not None and now - latest[0] < self._latest_ttl:
+                return latest[1]
         from hsmcert.hsm import open_key
 
         opened = self._call(
@@ -196,7 +217,10 @@ class Backend:
             )
         )
         with self._lock:
-            return self._keys.setdefault(str(opened.ref), opened)
+            key = self._keys.setdefault(str(opened.ref), opened)
+            if not ref.version:
+                self._latest[text] = (now, key)
+            return key
 
     # -- operations -------------------------------------------------------------------------------------
 
