@@ -332,3 +332,28 @@ def test_builder_args_refuse_an_algorithm_for_another_key_type(ec_refs: dict[str
         builder_args(key, "PS256")
     with pytest.raises(UsageError, match="needs a P-256 key"):
         builder_args(key, "ES256")
+
+
+def test_throttling_and_unavailability_are_ridden_out(emulator: Any, make_key: Any) -> None:
+    ref = make_key("EC", curve="P-256")
+    hsm.forget(ref)
+    try:
+        emulator.set_faults(throttle=0.15, unavailable=0.1, retry_after=0, services=[HSM])
+        for _ in range(4):
+            hsm.forget(ref)
+            key = load_private_key(ref)
+            assert _csr(key).is_signature_valid
+    finally:
+        emulator.set_faults()
+
+
+def test_key_vault_keys_sign_too(emulator: Any) -> None:
+    from hsmcert.keys import create_key
+
+    ref = f"vault:local-vault:{unique('kv')}"
+    made = create_key(ref, "RSA", size=2048)
+    assert made.to_json()["service"] == "vault:local-vault"
+    key = load_private_key(ref)
+    assert _csr(key, rsa_padding=padding.PSS(padding.MGF1(hashes.SHA256()), 32)).is_signature_valid
+    with pytest.raises(UsageError, match="only in Managed HSM"):
+        create_key(f"vault:local-vault:{unique('aes')}", "oct")
