@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hsmcert.agent
-from hsmcert.agent import protocol
+from hsmcert.agent import audit, protocol
 from hsmcert.agent.protocol import (
     REASONS,
     Frame,
@@ -96,7 +96,7 @@ def test_version_negotiation_picks_the_highest_common_version() -> None:
 
 
 def test_docstring_examples() -> None:
-    for module in (protocol, hsmcert.agent):
+    for module in (protocol, hsmcert.agent, audit):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0
 
