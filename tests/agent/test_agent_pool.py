@@ -23,9 +23,12 @@ class CountingProxy:
     """A TCP relay in front of the emulator's HSM port that counts the connections made through it
     (each one is a TLS connection the HSM sees)."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], pattern: bytes | None = None) -> None:
         self.target = target
         self.connections = 0
+        self.pattern = pattern
+        self.matches = 0
+        """How often ``pattern`` went from client to server (plain-HTTP targets: requests of a path)."""
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._stop = False
@@ -40,13 +43,14 @@ class CountingProxy:
                 return
             self.connections += 1
             upstream = socket.create_connection(self.target)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, count in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, count), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
+                if count and self.pattern:
+                    self.matches += data.count(self.pattern)
                 dst.sendall(data)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
@@ -141,3 +145,19 @@ def test_dropped_connections_are_retried(
     _sign_many(agent, ref, 40, threads=2)
     faults()
     assert all(r["result"] == "ok" for r in agent.audit() if r["op"] == "sign")
+
+
+def test_one_token_serves_many_operations(
+    agent_factory: Any, emulator: Any, agent_keys: dict[str, str]
+) -> None:
+    identity = urlsplit(os.environ["IDENTITY_ENDPOINT"])
+    relay = CountingProxy((identity.hostname or "127.0.0.1", identity.port or 80), b" /msi/token")
+    try:
+        endpoint = f"http://127.0.0.1:{relay.port}{identity.path}"
+        env = {**os.environ, "IDENTITY_ENDPOINT": endpoint, "HSMCERT_CREDENTIAL": "managed-identity"}
+        agent = agent_factory(env=env)
+        _sign_many(agent, agent_keys["p256"], 30, threads=3)
+        _sign_many(agent, agent_keys["p384"], 0, threads=1)
+        assert relay.matches == 1, f"{relay.matches} token requests"
+    finally:
+        relay.close()
