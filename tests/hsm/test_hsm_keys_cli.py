@@ -79,3 +79,16 @@ def test_bad_input_is_one_line_and_exit_2(emulator: Any, cli: Any) -> None:
 def test_missing_key_exit_3(emulator: Any, cli: Any) -> None:
     result = cli("key", "show", "--key", f"managedhsm:{HSM}:{unique('nope')}")
     assert result.code == 3 and "no key" in result.err
+
+
+def test_the_key_and_auth_commands_load_no_sdk_at_start_up() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import hsmcert.cli.keys, hsmcert.cli.auth; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('azure', 'cryptography')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
