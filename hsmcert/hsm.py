@@ -552,7 +552,9 @@ def cache_dir() -> Path:
         return Path(explicit) / "public-keys"
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("hsmcert")) / "public-keys"
+    path = Path(user_cache_dir("hsmcert")) / "public-keys"
+    # A service user without a home (systemd DynamicUser) gets "~/..." back: keep the cache in memory then.
+    return path if path.is_absolute() else Path("/nonexistent/hsmcert/public-keys")
 
 
 def _disk_path(url: str, ref: KeyRef) -> Path:
