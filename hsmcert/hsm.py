@@ -547,14 +547,18 @@ def _ttl() -> float:
 
 
 def cache_dir() -> Path:
+    """Where public keys are cached on disk; OSError when the user has none."""
     explicit = os.environ.get("HSMCERT_CACHE_DIR")
     if explicit:
         return Path(explicit) / "public-keys"
     from platformdirs import user_cache_dir
 
     path = Path(user_cache_dir("hsmcert")) / "public-keys"
-    # A service user without a home (systemd DynamicUser) gets "~/..." back: keep the cache in memory then.
-    return path if path.is_absolute() else Path("/nonexistent/hsmcert/public-keys")
+    if not path.is_absolute():
+        # A service user without a home (systemd DynamicUser) gets "~/...": the callers, which all treat
+        # the disk cache as optional, then keep public keys in memory only.
+        raise OSError("no cache directory for this user")
+    return path
 
 
 def _disk_path(url: str, ref: KeyRef) -> Path:
