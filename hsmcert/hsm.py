@@ -185,6 +185,8 @@ def translate_azure_errors(
     what = f"the key {key} in {where}" if key else where
     try:
         yield
+        if url:
+            _save_challenge(url)
     except HsmcertError:
         raise
     except ResourceNotFoundError as exc:
@@ -394,8 +396,12 @@ def _seed_challenge(url: str) -> None:
         pass
 
 
+_saved_challenges: set[str] = set()
+
+
 def _save_challenge(url: str) -> None:
-    if not _cache_enabled():
+    """Persist the challenge of ``url`` once per process, after the first request that succeeded."""
+    if url in _saved_challenges or not _cache_enabled():
         return
     try:
         from azure.keyvault.keys._shared import http_challenge_cache
@@ -412,12 +418,14 @@ def _save_challenge(url: str) -> None:
         except (OSError, ValueError):
             known = {}
         if not isinstance(known, dict) or known.get(url) == header:
+            _saved_challenges.add(url)
             return
         known[url] = header
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(known))
         tmp.replace(path)
+        _saved_challenges.add(url)
     except Exception:  # noqa: S110 - see _seed_challenge
         pass
 
@@ -837,7 +845,6 @@ def open_key(
                 "Use an RSA or EC key (hsmcert key create --kty RSA|EC).",
             )
         _cache_put(resolved.url, ref, info)
-        _save_challenge(resolved.url)
     return HsmKey(ref, info, service)
 
 
