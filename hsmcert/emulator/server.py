@@ -108,7 +108,16 @@ class Emulator:
         loaded: dict[str, list[tuple[str, str, Any, bytes | None]]] = {}
         for _service, ident, data, _sealed in self.store.load("service"):
             remembered[ident] = data
-        for kind in ("key", "deletedkey", "rotationpolicy", "roledef", "roleassign", "certificate", "certop"):
+        for kind in (
+            "key",
+            "deletedkey",
+            "rotationpolicy",
+            "roledef",
+            "roleassign",
+            "certificate",
+            "certop",
+            "deletedcert",
+        ):
             for service, ident, data, sealed in self.store.load(kind):
                 loaded.setdefault(service, []).append((kind, ident, data, sealed))
         control = remembered.pop("control", None)
@@ -371,8 +380,20 @@ class _Handler(BaseHTTPRequestHandler):
             all_headers["Connection"] = "close"
         all_headers.update(headers or {})
         lines.extend(f"{k}: {v}" for k, v in all_headers.items())
+        if self.command == "HEAD":
+            payload = b""
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
         self.log_request(status, len(payload))
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors of the HTTP layer itself (bad request line, unknown method...) in Azure's JSON shape."""
+        if code == 501:
+            code = 405
+        self.close_connection = True
+        codes = {400: "BadRequest", 405: "MethodNotAllowed", 414: "RequestUriTooLong", 431: "HeadersTooLarge"}
+        error = ApiError(code, codes.get(code, "BadRequest"), message or self.responses.get(code, ("",))[0])
+        with contextlib.suppress(OSError):
+            self._send(code, error.body())
 
     def _read_body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -385,6 +406,13 @@ class _Handler(BaseHTTPRequestHandler):
             length = -1
         if length < 0 or length > MAX_BODY:
             self.close_connection = True
+            if MAX_BODY < length <= 8 * MAX_BODY:  # read it, so that the client sees the answer
+                remaining = length
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 16))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
             code = 413 if length > MAX_BODY else 400
             message = "The request body is too large." if code == 413 else "The Content-Length is invalid."
             self._send(code, ApiError(code, "BadParameter", message).body())
@@ -402,7 +430,7 @@ class ServiceHandler(_Handler):
     def do_GET(self) -> None:
         self._handle()
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
     def _handle(self) -> None:
         emulator = self.server.emulator

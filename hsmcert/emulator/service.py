@@ -45,6 +45,8 @@ class Service:
             self.rotation_policies[ident] = data
         elif kind in ("roledef", "roleassign"):
             self.rbac.load(kind, ident, data)
+        elif kind in ("certificate", "certop", "deletedcert") and self.certificates is not None:
+            self.certificates.load(kind, ident, data)
 
     def finish_loading(self) -> None:
         for name in list(self.deleted):
@@ -53,6 +55,8 @@ class Service:
                 self.deleted_versions[name] = versions
             else:
                 del self.deleted[name]
+        if self.certificates is not None:
+            self.certificates.finish_loading()
 
     # --- keys -------------------------------------------------------------------------------------------
 
