@@ -106,3 +106,32 @@ def test_reload_needs_a_running_nginx(
     with pytest.raises(HsmcertError, match="nginx is not running") as caught:
         lib.reload(site, conf=running.conf)
     assert "OPENSSL_CONF=" in str(caught.value.remedy)
+
+
+def test_grpc_sidecars_carry_http2_over_mutual_tls(
+    tmp_path: Path, local_pki: LocalPki, nginx_factory: NginxFactory
+) -> None:
+    """grpc mode: HTTP/2 cleartext in and out, mutual TLS between; an h2c app stands in for a gRPC server."""
+    port = free_port()
+    app_sock, client_sock = tmp_path / "app.sock", tmp_path / "client.sock"
+    app_conf = tmp_path / "app.conf"
+    app_conf.write_text(
+        f"server {{ listen unix:{app_sock} http2; location / {{ default_type text/plain;\n"
+        f'  return 200 "h2 app: $server_protocol $http_x_client_verify $http_x_client_subject\\n"; }} }}\n'
+    )
+    server = lib.validate(
+        lib.Site(REF, local_pki.server_cert, "localhost", tmp_path / "server", mode="server-sidecar",
+                 listen=f"127.0.0.1:{port}", upstream=str(app_sock), ca=local_pki.ca, local_key=local_pki.server_key)
+    )  # fmt: skip
+    client = lib.validate(
+        lib.Site(REF, local_pki.client_cert, "localhost", tmp_path / "client", mode="client-sidecar",
+                 listen=str(client_sock), upstream=f"127.0.0.1:{port}", ca=local_pki.ca,
+                 local_key=local_pki.client_key)
+    )  # fmt: skip
+    managed.write_all(lib.generate(server) + lib.generate(client))
+    nginx_factory([app_conf, server.site_conf, client.site_conf], ports=[port])
+    result = curl(
+        "http://app/helloworld.Greeter/SayHello", "--http2-prior-knowledge", "--unix-socket", str(client_sock)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("h2 app: HTTP/2.0 SUCCESS CN=sidecar-client"), result.stdout
