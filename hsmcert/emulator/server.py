@@ -357,6 +357,13 @@ def _bind(cls: type[_Server], port: int, handler: Any) -> Any:
         return cls(("127.0.0.1", 0), handler)
 
 
+class _Headers(dict[str, str]):
+    """Request headers by lower-case name; ``get`` is case-insensitive."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "hsmcert-emulator"
@@ -384,6 +391,43 @@ class _Handler(BaseHTTPRequestHandler):
             payload = b""
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
         self.log_request(status, len(payload))
+
+    def parse_request(self) -> bool:
+        """Parse the request line and headers (a lean replacement of http.server's email-based parser)."""
+        self.command = ""
+        self.request_version = "HTTP/1.1"
+        self.close_connection = True
+        raw: bytes = getattr(self, "raw_requestline", b"")
+        self.requestline = requestline = str(raw, "iso-8859-1").rstrip("\r\n")
+        words = requestline.split()
+        if len(words) != 3 or not words[2].startswith("HTTP/1.") or not words[1].startswith("/"):
+            self.send_error(400, "Bad request line")
+            return False
+        self.command, self.path, self.request_version = words
+        headers = _Headers()
+        for _ in range(101):
+            line = self.rfile.readline(65537)
+            if len(line) > 65536:
+                self.send_error(431, "Header line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = line.decode("iso-8859-1").partition(":")
+            if not sep or not name.strip():
+                self.send_error(400, "Bad header line")
+                return False
+            headers[name.strip().lower()] = value.strip()
+        else:
+            self.send_error(431, "Too many headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        connection = headers.get("connection", "").lower()
+        self.close_connection = connection == "close" or (
+            self.request_version == "HTTP/1.0" and connection != "keep-alive"
+        )
+        if headers.get("expect", "").lower() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors of the HTTP layer itself (bad request line, unknown method...) in Azure's JSON shape."""
