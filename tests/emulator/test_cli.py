@@ -15,28 +15,21 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     return subprocess.run([*HSMCERT, *args], capture_output=True, text=True, env=env, timeout=60, check=False)
 
 
-PLAIN_SDK_PROGRAM = """
-import hashlib, os
-from azure.identity import DefaultAzureCredential
-from azure.keyvault.keys import KeyClient
-from azure.keyvault.keys.crypto import CryptographyClient
-
-credential = DefaultAzureCredential()
-ca = os.environ["HSMCERT_EMULATOR_CA"]
-client = KeyClient(os.environ["AZURE_MANAGEDHSM_URL"], credential, connection_verify=ca)
-key = client.create_ec_key("recipe", curve="P-256", hardware_protected=True)
-crypto = CryptographyClient(key, credential, connection_verify=ca)
-digest = hashlib.sha256(b"hello").digest()
-print(crypto.verify("ES256", digest, crypto.sign("ES256", digest).signature).is_valid)
-"""
+def _recipe() -> str:
+    """The plain-SDK program of docs/emulator.md (the block after its "tested: plain-sdk" marker)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "emulator.md").read_text()
+    after = text.split("<!-- tested: plain-sdk", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 def test_eval_start_then_a_plain_sdk_program_then_stop(tmp_path: Path) -> None:
     data = tmp_path / "emu"
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(_recipe())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HSMCERT_", "AZURE_", "IDENTITY_"))}
     script = (
         f'set -e; eval "$({" ".join(HSMCERT)} emulator start --data {data})"; '
-        f"{sys.executable} -c '{PLAIN_SDK_PROGRAM}'; "
+        f"{sys.executable} {recipe}; "
         f"{' '.join(HSMCERT)} emulator status; "
         "env | grep -E '^(HSMCERT_EMULATOR|HSMCERT_EMULATOR_CA|AZURE_MANAGEDHSM_URL|AZURE_KEYVAULT_URL|"
         "IDENTITY_ENDPOINT|IDENTITY_HEADER)=' | sort"
