@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hsmcert.demo import Nginx, Stack, free_port
+from tests.fixtures.nginx import TcpProxy
 
 KEYS = {
     "ec": (
@@ -53,7 +54,9 @@ def handshakes(port: int, concurrency: int, duration: float, tls: str = "-tls1_3
     command = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", str(seconds), tls]
     began = time.monotonic()
     procs = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_client_env())
+        subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_client_env()
+        )
         for _ in range(concurrency)
     ]
     total = 0
@@ -104,13 +107,20 @@ def worker_rss_kib(nginx: Nginx) -> int:
     return total
 
 
-def setup(stack: Stack, kinds: list[str], pool: int) -> tuple[Nginx, dict[str, dict[str, object]]]:
-    """Emulator, keys, certificates, agent, and one nginx with an HSM site and a local-key site per type."""
+def setup(stack: Stack, kinds: list[str], pool: int) -> tuple[Nginx, dict[str, dict[str, object]], TcpProxy]:
+    """Emulator, keys, certificates, agent (through a relay that counts its connections to the HSM), and one
+    nginx with an HSM site and a local-key site per type."""
     stack.start_emulator()
+    from urllib.parse import urlsplit
+
+    relay = TcpProxy(int(urlsplit(stack.env["AZURE_MANAGEDHSM_URL"]).port or 0)).start()
     tag = os.urandom(3).hex()
     sites: dict[str, dict[str, object]] = {}
     out = stack.workdir / "conf"
-    stack.start_agent("--pool-size", str(pool))
+    stack.start_agent(
+        "--pool-size", str(pool), "--endpoint", f"https://127.0.0.1:{relay.port}",
+        "--ca-bundle", stack.env["HSMCERT_EMULATOR_CA"],
+    )  # fmt: skip
     for kind in kinds:
         spec, genpkey, alg = KEYS[kind]
         ref = stack.create_key(f"bench-{kind}-{tag}", *spec)
@@ -142,14 +152,14 @@ def setup(stack: Stack, kinds: list[str], pool: int) -> tuple[Nginx, dict[str, d
     workers = os.cpu_count() or 1
     nginx = stack.start_nginx(includes, ports, openssl_cnf=out / "openssl.cnf", workers=workers,
                               user="root" if os.geteuid() == 0 else None)  # fmt: skip
-    return nginx, sites
+    return nginx, sites, relay
 
 
 def bench(args: argparse.Namespace) -> int:
     kinds = ["ec", "rsa"] if args.kty == "both" else [args.kty]
     levels = [int(c) for c in args.concurrency.split(",")]
     with tempfile.TemporaryDirectory(prefix="hsmcert-bench-") as tmp, Stack(Path(tmp)) as stack:
-        nginx, sites = setup(stack, kinds, args.pool_size)
+        nginx, sites, relay = setup(stack, kinds, args.pool_size)
         if args.soak:
             return soak(nginx, sites[kinds[0]], args)
         print(
@@ -175,6 +185,10 @@ def bench(args: argparse.Namespace) -> int:
                       f" {ratio:>8.2f}{'' if ratio >= 0.8 else '  < 0.80 target'}")  # fmt: skip
         signs = sum(1 for line in stack.emulator_audit() if line.get("operation") == "sign")
         print(f"HSM signatures in this run (emulator audit): {signs}")
+        print(f"TLS connections from the agent to the HSM: {relay.accepted} (pool size {args.pool_size})")
+        relay.stop()
+        verdict = "met" if not failed and relay.accepted <= args.pool_size else "NOT met"
+        print(f"targets (>= 0.80 of min(local, raw sign); connections <= pool size): {verdict}")
         return 0
 
 
