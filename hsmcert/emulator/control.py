@@ -169,9 +169,14 @@ def start(data_dir: Path, faults: dict[str, Any] | None = None, timeout: float =
     data_dir = Path(data_dir).resolve()
     found = running(data_dir)
     if found is not None:
-        if faults:
-            found.control("PUT", "/control/faults", faults)
-        return found
+        try:
+            if faults:
+                found.control("PUT", "/control/faults", faults)
+            else:
+                found.control("GET", "/control/status", timeout=5)
+            return found
+        except UnreachableError:
+            pass  # a state file whose pid now belongs to another process: start afresh
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     (data_dir / "state.json").unlink(missing_ok=True)

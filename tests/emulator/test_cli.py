@@ -72,3 +72,21 @@ def test_help_does_not_import_the_emulator() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_stale_state_file_does_not_fool_start(tmp_path: Path) -> None:
+    from hsmcert.emulator import control
+
+    data = tmp_path / "emu"
+    data.mkdir()
+    (data / "identity.secret").write_bytes(b"x" * 24)
+    # this test's own pid is alive, but nothing answers on port 9: as after a crash and pid reuse
+    state = {"pid": os.getpid(), "control_port": 9, "services": {"managedhsm:local-hsm": 9}}
+    (data / "state.json").write_text(json.dumps(state))
+    running = control.start(data)
+    try:
+        assert running.pid != os.getpid()
+        assert control.status(data)["pid"] == running.pid
+    finally:
+        control.stop(data)
+    assert control.running(data) is None

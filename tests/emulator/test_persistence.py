@@ -64,6 +64,16 @@ def test_restart_keeps_everything_and_the_files_hold_no_private_key(tmp_path: Pa
             "/keys/made", user.definition_id, emulator.principal_id(principal)
         )
         custom = access.set_role_definition(KeyVaultRoleScope.GLOBAL, role_name="persisted role")
+        from azure.keyvault.certificates import CertificateClient, CertificatePolicy
+
+        vault_url = emulator.url("vault", "restart-vault")
+        certs = CertificateClient(vault_url, admin, connection_verify=ca)
+        made = certs.begin_create_certificate(
+            "kept", CertificatePolicy(issuer_name="Self", subject="CN=kept")
+        ).result()
+        certs.begin_create_certificate(
+            "waiting", CertificatePolicy(issuer_name="Unknown", subject="CN=w")
+        ).result()
         port = url.rsplit(":", 1)[1]
         assert emulator.stop()
 
@@ -113,6 +123,9 @@ def test_restart_keeps_everything_and_the_files_hold_no_private_key(tmp_path: Pa
         names = {a.name for a in access.list_role_assignments("/keys/made")}
         assert assignment.name in names
         assert custom.name in {d.name for d in access.list_role_definitions(KeyVaultRoleScope.GLOBAL)}
+        certs = CertificateClient(vault_url, admin, connection_verify=ca)
+        assert certs.get_certificate("kept").cer == made.cer
+        assert certs.get_certificate_operation("waiting").status == "inProgress"
         stranger = Token(emulator.token(principal))
         assert CryptographyClient(keys.get_key("made"), stranger, connection_verify=ca).sign(
             "ES384", bytes(48)
