@@ -1,0 +1,294 @@
+"""hsmcert csr | selfsign | issue | inspect | verify: CSRs and certificates signed inside the HSM.
+
+Thin: parse options, call :mod:`hsmcert.pki`, render. cryptography is imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import base64
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, ForceOpt, KeyOpt, emit, log, state
+
+if TYPE_CHECKING:
+    from hsmcert.pki.csr import Signed
+
+
+class Format(str, Enum):
+    pem = "pem"
+    der = "der"
+
+
+SubjOpt = Annotated[
+    str, typer.Option("--subj", "-s", help="Subject: /C=US/O=Org/CN=name or CN=name,O=Org,C=US.")
+]
+SanOpt = Annotated[
+    list[str] | None,
+    typer.Option("--san", help="Subject alternative names, e.g. DNS:a.example,IP:192.0.2.1 (repeatable)."),
+]
+AlgOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--alg", help="RS256/384/512, PS256/384/512, ES256/384/512 (default: RS256, or the curve's ES)."
+    ),
+]
+DaysOpt = Annotated[int, typer.Option("--days", help="Days of validity (capped by the CA certificate's).")]
+PathLenOpt = Annotated[
+    int | None, typer.Option("--path-length", help="CA profiles: basicConstraints pathLenConstraint.")
+]
+FormatOpt = Annotated[Format, typer.Option("--format", help="Output encoding.")]
+DerOpt = Annotated[bool, typer.Option("--der", help="Same as --format der.")]
+OutOpt = Annotated[str, typer.Option("--out", "-o", help="Output file; - (the default) for standard output.")]
+
+
+def _check_target(out: str, force: bool) -> None:
+    """Refuse an existing output file before anything is signed in the HSM."""
+    from hsmcert.errors import HsmcertError
+
+    if out != "-" and Path(out).exists() and not force:
+        raise HsmcertError(f"{out} already exists.", "Choose another path, or pass --force to replace it.")
+
+
+def _load_key(key: str, endpoint: str | None, ca_bundle: str | None, credential: str | None) -> Any:
+    from hsmcert.signer import load_private_key
+
+    return load_private_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+
+
+def _profile(name: str | None) -> Any:
+    from hsmcert.pki.profiles import get_profile
+
+    return get_profile(name) if name else None
+
+
+def _write(signed: Signed, *, out: str, fmt: Format, der: bool, force: bool, key: Any, profile: Any) -> None:
+    """Write the new object (atomically, never over a file without --force) and report it."""
+    from hsmcert.fsutil import write_output
+    from hsmcert.pki.inspect import describe
+    from hsmcert.pki.io import encode
+
+    as_der = der or fmt is Format.der
+    blob = encode(signed.obj, der=as_der)
+    data = describe(signed.obj)
+    ref = getattr(key, "ref", None)
+    data.update(
+        path=out,
+        format="der" if as_der else "pem",
+        key=str(ref) if ref is not None else None,
+        algorithm=signed.algorithm,
+        profile=profile.name if profile is not None else None,
+        notes=signed.notes,
+    )
+    for note in signed.notes:
+        log(f"note: {note}")
+    if out == "-" and state.output.value == "json":
+        data["der_base64" if as_der else "pem"] = base64.b64encode(blob).decode() if as_der else blob.decode()
+        emit(data)
+        return
+    write_output(out, blob, force=force)
+    if out == "-":
+        return
+    what = "CSR" if data["kind"] == "csr" else "certificate"
+    emit(data, f"wrote {what} {out} ({data['subject_openssl']}, {signed.algorithm}, key {data['key']})")
+
+
+def csr(
+    key: KeyOpt,
+    subj: SubjOpt,
+    san: SanOpt = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Request this profile's key usage and EKU in the CSR.")
+    ] = None,
+    alg: AlgOpt = None,
+    out: OutOpt = "-",
+    fmt: FormatOpt = Format.pem,
+    der: DerOpt = False,
+    force: ForceOpt = False,
+    endpoint: EndpointOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    credential: CredentialOpt = None,
+) -> None:
+    """Make a certificate signing request signed inside the HSM.
+
+    Example: hsmcert csr --key managedhsm:contoso:tls --subj /CN=www.example.com --san DNS:www.example.com -o www.csr
+    """
+    from hsmcert.pki.csr import build_csr
+    from hsmcert.pki.san import parse_sans
+    from hsmcert.pki.subject import parse_subject
+
+    name, sans, prof = parse_subject(subj), parse_sans(san), _profile(profile)
+    _check_target(out, force)
+    private_key = _load_key(key, endpoint, ca_bundle, credential)
+    signed = build_csr(private_key, name, sans=sans, profile=prof, alg=alg)
+    _write(signed, out=out, fmt=fmt, der=der, force=force, key=private_key, profile=prof)
+
+
+def selfsign(
+    key: KeyOpt,
+    subj: SubjOpt,
+    san: SanOpt = None,
+    profile: Annotated[
+        str, typer.Option("--profile", help="tls-server, tls-client, code-signing, root-ca.")
+    ] = "tls-server",
+    days: DaysOpt = 365,
+    path_length: PathLenOpt = None,
+    alg: AlgOpt = None,
+    out: OutOpt = "-",
+    fmt: FormatOpt = Format.pem,
+    der: DerOpt = False,
+    force: ForceOpt = False,
+    endpoint: EndpointOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    credential: CredentialOpt = None,
+) -> None:
+    """Make a self-signed certificate signed inside the HSM (a root CA with --profile root-ca).
+
+    Example: hsmcert selfsign --key managedhsm:contoso:root --subj "/O=Contoso/CN=Root" --profile root-ca --days 3650 -o root.pem
+    """
+    from hsmcert.pki.san import parse_sans
+    from hsmcert.pki.selfsign import build_selfsigned
+    from hsmcert.pki.subject import parse_subject
+
+    name, sans, prof = parse_subject(subj), parse_sans(san), _profile(profile)
+    _check_target(out, force)
+    private_key = _load_key(key, endpoint, ca_bundle, credential)
+    signed = build_selfsigned(
+        private_key, name, profile=prof, sans=sans, days=days, path_length=path_length, alg=alg
+    )
+    _write(signed, out=out, fmt=fmt, der=der, force=force, key=private_key, profile=prof)
+
+
+def issue(
+    ca_key: Annotated[str, typer.Option("--ca-key", help="The CA's key reference (held in the HSM).")],
+    ca_cert: Annotated[str, typer.Option("--ca-cert", help="The CA's certificate (PEM or DER).")],
+    csr_file: Annotated[str, typer.Option("--csr", help="The certificate signing request (PEM or DER).")],
+    profile: Annotated[
+        str, typer.Option("--profile", help="tls-server, tls-client, code-signing, intermediate-ca.")
+    ] = "tls-server",
+    days: DaysOpt = 365,
+    subj: Annotated[str | None, typer.Option("--subj", help="Use this subject instead of the CSR's.")] = None,
+    san: Annotated[
+        list[str] | None, typer.Option("--san", help="Use these SANs instead of the CSR's (repeatable).")
+    ] = None,
+    path_length: PathLenOpt = None,
+    alg: AlgOpt = None,
+    out: OutOpt = "-",
+    fmt: FormatOpt = Format.pem,
+    der: DerOpt = False,
+    force: ForceOpt = False,
+    endpoint: EndpointOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    credential: CredentialOpt = None,
+) -> None:
+    """Issue a certificate for a CSR, signed by a CA key held in the HSM.
+
+    Only the subject and SANs are taken from the CSR; the profile decides key usage, EKU and CA constraints.
+
+    Example: hsmcert issue --ca-key managedhsm:contoso:ca --ca-cert ca.pem --csr www.csr -o www.pem
+    """
+    from hsmcert.errors import UsageError
+    from hsmcert.pki.io import load_certificates, load_csr
+    from hsmcert.pki.issue import issue_certificate
+    from hsmcert.pki.san import parse_sans
+    from hsmcert.pki.subject import parse_subject
+
+    prof = _profile(profile)
+    if prof.name == "root-ca":
+        raise UsageError("A root CA is self-signed, not issued.", "Use hsmcert selfsign --profile root-ca.")
+    name = parse_subject(subj) if subj else None
+    sans = parse_sans(san) if san else None
+    request = load_csr(csr_file)
+    ca_certificate = load_certificates(ca_cert, "CA certificate")[0]
+    _check_target(out, force)
+    private_key = _load_key(ca_key, endpoint, ca_bundle, credential)
+    signed = issue_certificate(
+        private_key,
+        ca_certificate,
+        request,
+        profile=prof,
+        days=days,
+        subject=name,
+        sans=sans,
+        path_length=path_length,
+        alg=alg,
+    )
+    _write(signed, out=out, fmt=fmt, der=der, force=force, key=private_key, profile=prof)
+
+
+def _read_input(file: str) -> tuple[bytes, str]:
+    import sys
+
+    from hsmcert.pki.io import read_file
+
+    if file == "-":
+        return sys.stdin.buffer.read(), "standard input"
+    return read_file(file, "input"), file
+
+
+def inspect(
+    file: Annotated[str, typer.Argument(help="A CSR or certificate(s), PEM or DER; - for standard input.")],
+) -> None:
+    """Show what is in a CSR or certificate (text, or JSON with --output json)."""
+    from hsmcert.pki.inspect import describe, render_text
+    from hsmcert.pki.io import parse_any
+
+    data, source = _read_input(file)
+    items = [describe(obj) for obj in parse_any(data, source)]
+    emit(items[0] if len(items) == 1 else items, "\n\n".join(render_text(i) for i in items))
+
+
+def verify(
+    file: Annotated[str, typer.Argument(help="The certificate or CSR to check; - for standard input.")],
+    key: Annotated[
+        str | None, typer.Option("--key", "-k", help="Check that it carries this HSM key's public key.")
+    ] = None,
+    ca: Annotated[
+        str | None, typer.Option("--ca", "--ca-file", help="Trusted CA certificate(s) (PEM).")
+    ] = None,
+    untrusted: Annotated[
+        str | None, typer.Option("--untrusted", help="Intermediate certificates to build the chain with.")
+    ] = None,
+    csr_file: Annotated[str | None, typer.Option("--csr", help="Check that it matches this CSR.")] = None,
+    endpoint: EndpointOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    credential: CredentialOpt = None,
+) -> None:
+    """Check a certificate against a key reference, a CA file and/or a CSR (exit 6 when a check fails)."""
+    from hsmcert.errors import VerificationError
+    from hsmcert.hsm import open_key
+    from hsmcert.pki.io import load_certificates, load_csr, parse_any
+    from hsmcert.pki.verify import verify as run_checks
+
+    data, source = _read_input(file)
+    obj = parse_any(data, source)[0]
+    public_key, label = None, "the key"
+    if key:
+        hsm_key = open_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+        public_key, label = hsm_key.public_key, str(hsm_key.ref)
+    checks = run_checks(
+        obj,
+        public_key=public_key,
+        key_label=label,
+        ca_certs=load_certificates(ca, "CA") if ca else None,
+        untrusted=load_certificates(untrusted, "intermediate certificate") if untrusted else None,
+        csr=load_csr(csr_file) if csr_file else None,
+    )
+    failed = [c for c in checks if not c.ok]
+    emit(
+        {"file": file, "ok": not failed, "checks": [c.to_json() for c in checks]},
+        "\n".join(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks),
+    )
+    if failed:
+        raise VerificationError(f"{source}: {failed[0].name} check failed: {failed[0].detail}.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("csr")(csr)
+    app.command("selfsign")(selfsign)
+    app.command("issue")(issue)
+    app.command("inspect")(inspect)
+    app.command("verify")(verify)
