@@ -164,8 +164,13 @@ def token(data_dir: Path, principal: str = "admin", audience: str = "https://man
     return issue(secret, principal, audience)
 
 
-def start(data_dir: Path, faults: dict[str, Any] | None = None, timeout: float = 30.0) -> Running:
-    """Start the emulator in the background (or find it running); returns when it serves."""
+def start(
+    data_dir: Path, faults: dict[str, Any] | None = None, timeout: float = 30.0, exit_with: int | None = None
+) -> Running:
+    """Start the emulator in the background (or find it running); returns when it serves.
+
+    ``exit_with``: a pid whose end stops the emulator too (a test session that may be killed).
+    """
     data_dir = Path(data_dir).resolve()
     found = running(data_dir)
     if found is not None:
@@ -184,6 +189,8 @@ def start(data_dir: Path, faults: dict[str, Any] | None = None, timeout: float =
     command = [sys.executable, "-m", "hsmcert.emulator.server", "--data", str(data_dir)]
     if faults:
         command += ["--faults", json.dumps(faults)]
+    if exit_with is not None:
+        command += ["--exit-with", str(exit_with)]
     with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(
             command, stdin=devnull, stdout=log, stderr=log, start_new_session=True, close_fds=True

@@ -660,8 +660,18 @@ def _status(emulator: Emulator) -> dict[str, Any]:
 # --- process entry point -------------------------------------------------------------------------------
 
 
-def run(data_dir: Path, faults: Faults | None = None) -> int:
-    """Serve until SIGTERM/SIGINT or a control stop; returns the exit code."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run(data_dir: Path, faults: Faults | None = None, exit_with: int | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, a control stop, or (``exit_with``) the end of that process."""
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = (data_dir / "emulator.lock").open("a")
     try:
@@ -679,7 +689,9 @@ def run(data_dir: Path, faults: Faults | None = None) -> int:
     emulator.start()
     log.info("emulator ready: control port %s, %d services", emulator.control_port, len(emulator.services))
     while not emulator.stopping.wait(1.0):
-        pass
+        if exit_with is not None and not _alive(exit_with):
+            log.info("process %d has ended: stopping", exit_with)
+            break
     emulator.shutdown()
     lock.close()
     return 0
@@ -690,6 +702,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--faults", default="{}", help="JSON object of fault settings")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--exit-with", type=int, help="stop when the process of this pid ends (test sessions)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
@@ -699,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, HsmcertError) as exc:
         print(f"hsmcert emulator: bad --faults: {exc}", file=sys.stderr)
         return 2
-    return run(args.data.resolve(), faults)
+    return run(args.data.resolve(), faults, args.exit_with)
 
 
 if __name__ == "__main__":

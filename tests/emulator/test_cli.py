@@ -90,3 +90,17 @@ def test_a_stale_state_file_does_not_fool_start(tmp_path: Path) -> None:
     finally:
         control.stop(data)
     assert control.running(data) is None
+
+
+def test_an_emulator_tied_to_a_process_ends_with_it(tmp_path: Path) -> None:
+    import time
+
+    from hsmcert.emulator import control
+
+    parent = subprocess.Popen(["sleep", "0.5"])
+    running = control.start(tmp_path / "emu", exit_with=parent.pid)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while control.running(tmp_path / "emu") is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert control.running(tmp_path / "emu") is None, f"pid {running.pid} still serves"
