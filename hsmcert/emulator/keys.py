@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -161,7 +160,7 @@ class KeyVersion:
 
     def item(self, service: Service, base_url: str) -> dict[str, Any]:
         result: dict[str, Any] = {
-            "kid": f"{base_url}/keys/{self.name}" + ("" if self is None else f"/{self.version}"),
+            "kid": self.kid(base_url),
             "attributes": self.attributes(service),
         }
         if self.tags:
@@ -576,8 +575,6 @@ def unwrap(service: Service, kv: KeyVersion, body: dict[str, Any]) -> bytes:
 
 # --- handlers -------------------------------------------------------------------------------------------
 
-_lock = threading.Lock()
-
 
 def handle_create(service: Service, req: Request, name: str) -> Response:
     check_name(name)
@@ -696,8 +693,6 @@ def handle_list(service: Service, req: Request) -> Response:
         latest = entry[-1]
         item = latest.item(service, req.base_url)
         item["kid"] = f"{req.base_url}/keys/{latest.name}"
-        if latest.release_policy is not None:
-            pass
         items.append(item)
     return Response(200, paged(items, req, "/keys"), audit={})
 

@@ -168,7 +168,9 @@ class Rbac:
             if wanted is not None:
                 items = [d for d in items if d["properties"]["roleName"] == wanted]
             return Response(
-                200, paged(items, req, "/providers/Microsoft.Authorization/roleDefinitions"), audit={}
+                200,
+                paged(items, req, "/providers/Microsoft.Authorization/roleDefinitions"),
+                audit={"operation": "roledefinition-list"},
             )
         ident = _uuid(ident, "role definition")
         if req.method == "GET":
@@ -176,7 +178,7 @@ class Rbac:
             found = self.definition(ident)
             if found is None:
                 raise ApiError(404, "RoleDefinitionNotFound", f"The role definition {ident} does not exist.")
-            return Response(200, found, audit={"role_definition": ident})
+            return Response(200, found, audit={"operation": "roledefinition-get", "role_definition": ident})
         if req.method == "PUT":
             self.require(req, "roleDefinitions/write/action", scope)
             if ident in BUILTIN:
@@ -191,7 +193,11 @@ class Rbac:
                 self.custom[ident] = definition
                 self._cache.clear()
             self.service.store.put(self.service.name, "roledef", ident, definition)
-            return Response(200 if existed else 201, definition, audit={"role_definition": ident})
+            return Response(
+                200 if existed else 201,
+                definition,
+                audit={"operation": "roledefinition-set", "role_definition": ident},
+            )
         if req.method == "DELETE":
             self.require(req, "roleDefinitions/delete/action", scope)
             if ident in BUILTIN:
@@ -204,7 +210,9 @@ class Rbac:
             if found is None:
                 raise ApiError(404, "RoleDefinitionNotFound", f"The role definition {ident} does not exist.")
             self.service.store.delete(self.service.name, "roledef", ident)
-            return Response(200, found, audit={"role_definition": ident})
+            return Response(
+                200, found, audit={"operation": "roledefinition-delete", "role_definition": ident}
+            )
         raise ApiError(405, "MethodNotAllowed", f"{req.method} is not allowed here.")
 
     def _parse_definition(self, req: Request, ident: str) -> dict[str, Any]:
@@ -259,7 +267,7 @@ class Rbac:
             return Response(
                 200,
                 paged(items, req, f"{prefix}/providers/Microsoft.Authorization/roleAssignments"),
-                audit={},
+                audit={"operation": "roleassignment-list", "scope": scope},
             )
         if req.method == "GET":
             self.require(req, "roleAssignments/read/action", scope)
@@ -268,7 +276,7 @@ class Rbac:
                 raise ApiError(
                     404, "RoleAssignmentNotFound", f"The role assignment {ident[:60]} does not exist."
                 )
-            return Response(200, found, audit={"role_assignment": ident})
+            return Response(200, found, audit={"operation": "roleassignment-get", "role_assignment": ident})
         if req.method == "PUT":
             self.require(req, "roleAssignments/write/action", scope)
             ident = _uuid(ident, "role assignment")
@@ -292,7 +300,11 @@ class Rbac:
                     400, "RoleAssignmentLimitExceeded", f"At most {limit} role assignments at {scope}."
                 )
             created = self._assign(scope, definition, principal, ident)
-            return Response(201, created, audit={"role_assignment": ident, "scope": scope})
+            return Response(
+                201,
+                created,
+                audit={"operation": "roleassignment-create", "role_assignment": ident, "scope": scope},
+            )
         if req.method == "DELETE":
             self.require(req, "roleAssignments/delete/action", scope)
             with self._lock:
@@ -303,7 +315,9 @@ class Rbac:
                     404, "RoleAssignmentNotFound", f"The role assignment {ident[:60]} does not exist."
                 )
             self.service.store.delete(self.service.name, "roleassign", ident)
-            return Response(200, found, audit={"role_assignment": ident})
+            return Response(
+                200, found, audit={"operation": "roleassignment-delete", "role_assignment": ident}
+            )
         raise ApiError(405, "MethodNotAllowed", f"{req.method} is not allowed here.")
 
 

@@ -530,7 +530,6 @@ class ServiceHandler(_Handler):
             response = emulator.dispatch(service, req)
         except ApiError as exc:
             response = Response(exc.status, exc.body(), exc.headers, audit=_failure_audit(service, req))
-            response.audit = _failure_audit(service, req)
             if response.audit is not None:
                 response.audit["code"] = exc.code
         except HsmcertError as exc:
