@@ -1,0 +1,198 @@
+"""The hsmcert OpenSSL 3 provider (``native/``): where it is, how to build it, how to load it.
+
+The provider is loaded per service through ``OPENSSL_CONF`` (never system-wide): :func:`openssl_cnf`
+writes a configuration that activates the default provider first and then hsmcert, pointed at an
+agent socket. Programs that read only PEM key files use :func:`pem_ref`, a PEM file wrapping the
+key reference.
+
+>>> print(pem_ref("managedhsm:local-hsm:tls").decode().splitlines()[0])
+-----BEGIN HSMCERT KEY REFERENCE-----
+>>> "socket = /run/a.sock" in openssl_cnf("/run/a.sock", module="/x/hsmcert.so")
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from hsmcert.errors import HsmcertError, UsageError
+
+PEM_LABEL = "HSMCERT KEY REFERENCE"
+DESCRIPTION = "hsmcert key reference v1"
+MODULE_NAME = "hsmcert.so"
+DEFAULT_TIMEOUT_MS = 10000
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_SOURCE_TREE = _PACKAGE_DIR.parent / "native"
+
+
+def native_sources() -> Path:
+    """The provider's sources: ``native/`` of a checkout, else the copy shipped in the wheel."""
+    if (_SOURCE_TREE / "Makefile").is_file():
+        return _SOURCE_TREE
+    return _PACKAGE_DIR / "_data" / "native"
+
+
+def cache_dir() -> Path:
+    """The per-user directory where :func:`build` puts the module (``platformdirs`` cache dir)."""
+    explicit = os.environ.get("HSMCERT_PROVIDER_DIR")
+    if explicit:
+        return Path(explicit)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("hsmcert")) / "provider"
+
+
+def provider_path(*, asan: bool = False) -> Path:
+    """The built module: the checkout's ``native/build`` first, then the user cache of :func:`build`.
+
+    Raises NotFoundError-like :class:`HsmcertError` with the build command when neither exists.
+    """
+    candidates = [_SOURCE_TREE / "build" / ("asan" if asan else "") / MODULE_NAME]
+    if not asan:
+        candidates.append(cache_dir() / MODULE_NAME)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise HsmcertError(
+        "The hsmcert OpenSSL provider is not built.",
+        "Build it with `hsmcert provider build` (or `make native` in a checkout).",
+        exit_code=3,
+    )
+
+
+def build(*, target: Path | None = None, cc: str | None = None) -> Path:
+    """Compile the provider from its sources into ``target`` (default: :func:`cache_dir`).
+
+    Needs a C compiler, ``make`` and the OpenSSL 3 headers (Debian: ``gcc make libssl-dev``).
+    """
+    sources = native_sources()
+    if not (sources / "Makefile").is_file():
+        raise HsmcertError(
+            f"The provider sources are missing from {sources}.", "Reinstall hsmcert from its wheel."
+        )
+    for tool in ("make", cc or os.environ.get("CC", "cc")):
+        if shutil.which(tool) is None:
+            raise HsmcertError(
+                f"Building the provider needs `{tool}`, which is not installed.",
+                "Install a C toolchain and the OpenSSL headers (Debian: apt install gcc make libssl-dev).",
+            )
+    destination = target or cache_dir()
+    destination.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hsmcert-build-") as tmp:
+        work = Path(tmp) / "native"
+        shutil.copytree(sources, work, ignore=shutil.ignore_patterns("build"))
+        command = ["make", "-C", str(work)]
+        if cc:
+            command.append(f"CC={cc}")
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
+            raise HsmcertError(
+                f"Building the provider failed: {tail}",
+                "Install the OpenSSL 3 headers (Debian: apt install libssl-dev) and retry.",
+            )
+        built = work / "build" / MODULE_NAME
+        final = destination / MODULE_NAME
+        partial = destination / f".{MODULE_NAME}.tmp"
+        shutil.copyfile(built, partial)
+        partial.chmod(0o755)
+        partial.replace(final)
+    return final
+
+
+def openssl_cnf(
+    socket_path: str | os.PathLike[str],
+    *,
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    include_default: bool = True,
+    module: str | os.PathLike[str] | None = None,
+) -> str:
+    """An openssl.cnf that activates the default provider first, then hsmcert on ``socket_path``.
+
+    ``include_default=True`` starts with ``.include`` of the system configuration's defaults being
+    kept out on purpose: only the providers are configured, so a service's behaviour otherwise stays
+    OpenSSL's built-in default. Pass ``include_default=False`` to leave the default provider out
+    (then only hsmcert's STORE/KEYMGMT/SIGNATURE are loaded and nothing else works).
+    """
+    if timeout_ms <= 0:
+        raise UsageError(f"The timeout must be positive, not {timeout_ms} ms.")
+    path = Path(module) if module is not None else provider_path()
+    socket_text = str(socket_path)
+    for text in (socket_text, str(path)):
+        if any(c in text for c in "\n\r\"'$") or not text:
+            raise UsageError(f"The path {text!r} cannot be written into an openssl.cnf.")
+    lines = [
+        "# Generated by hsmcert: loads the hsmcert provider for the program given this file in OPENSSL_CONF.",
+        "openssl_conf = openssl_init",
+        "",
+        "[openssl_init]",
+        "providers = provider_sect",
+        "",
+        "[provider_sect]",
+    ]
+    if include_default:
+        lines.append("default = default_sect")
+    lines += [
+        "hsmcert = hsmcert_sect",
+        "",
+    ]
+    if include_default:
+        lines += ["[default_sect]", "activate = 1", ""]
+    lines += [
+        "[hsmcert_sect]",
+        f"module = {path}",
+        f"socket = {socket_text}",
+        f"timeout_ms = {timeout_ms}",
+        "activate = 1",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    if n < 0x100:
+        return bytes([0x81, n])
+    if n < 0x10000:
+        return bytes([0x82, n >> 8, n & 0xFF])
+    raise UsageError("The key reference is too long.")
+
+
+def _der(tag: int, value: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(value)) + value
+
+
+def pem_ref(ref: object) -> bytes:
+    """The PEM file that wraps a key reference (label ``HSMCERT KEY REFERENCE``).
+
+    Its body is DER ``SEQUENCE { UTF8String "hsmcert key reference v1", UTF8String reference }``.
+    The reference is checked with :func:`hsmcert.keyref.parse_keyref` and written canonically.
+    """
+    from hsmcert.keyref import parse_keyref
+
+    canonical = str(parse_keyref(str(ref)))
+    body = _der(0x30, _der(0x0C, DESCRIPTION.encode()) + _der(0x0C, canonical.encode("utf-8")))
+    b64 = base64.b64encode(body).decode("ascii")
+    lines = [f"-----BEGIN {PEM_LABEL}-----"]
+    lines += [b64[i : i + 64] for i in range(0, len(b64), 64)]
+    lines.append(f"-----END {PEM_LABEL}-----")
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT_MS",
+    "PEM_LABEL",
+    "build",
+    "cache_dir",
+    "native_sources",
+    "openssl_cnf",
+    "pem_ref",
+    "provider_path",
+]

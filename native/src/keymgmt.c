@@ -1,0 +1,312 @@
+/* KEYMGMT for RSA and EC keys held in the HSM. A key is a reference string, the version the agent
+ * pinned and the public key (parsed from the agent's SPKI in the child library context). Public parts
+ * import and export (key matching, certificate checks); private parts never export, which is what
+ * makes OpenSSL 3.0 use this provider's SIGNATURE and ASYM_CIPHER. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/core_object.h>
+#include <openssl/params.h>
+#include <openssl/x509.h>
+
+#include "hsmcert.h"
+
+HSMCERT_KEY *hsmcert_key_up(HSMCERT_KEY *key)
+{
+    if (key != NULL)
+        __atomic_add_fetch(&key->refs, 1, __ATOMIC_RELAXED);
+    return key;
+}
+
+void hsmcert_key_free(HSMCERT_KEY *key)
+{
+    if (key == NULL || __atomic_sub_fetch(&key->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    EVP_PKEY_free(key->pub);
+    free(key->ref);
+    free(key->version);
+    free(key);
+}
+
+static HSMCERT_KEY *key_new(HSMCERT_PROV *prov, int type)
+{
+    HSMCERT_KEY *key = calloc(1, sizeof(*key));
+
+    if (key == NULL)
+        return NULL;
+    key->prov = prov;
+    key->refs = 1;
+    key->type = type;
+    return key;
+}
+
+const char *hsmcert_key_type_name(const HSMCERT_KEY *key)
+{
+    return key->type == EVP_PKEY_EC ? "EC" : "RSA";
+}
+
+static char *dup_value(const HSMCERT_FRAME *f, int tag)
+{
+    char *s = malloc(f->len[tag] + 1);
+
+    if (s != NULL) {
+        memcpy(s, f->value[tag], f->len[tag]);
+        s[f->len[tag]] = '\0';
+    }
+    return s;
+}
+
+HSMCERT_KEY *hsmcert_key_fetch(HSMCERT_PROV *prov, const char *ref)
+{
+    HSMCERT_FIELD field = { HSMCERT_TAG_KEYREF, ref, strlen(ref) };
+    HSMCERT_REPLY reply;
+    HSMCERT_KEY *key = NULL;
+    const HSMCERT_FRAME *f = &reply.frame;
+    const unsigned char *der;
+    char err[512];
+    int type;
+
+    if (!hsmcert_agent_call(prov->agent, HSMCERT_OP_PUBKEY, &field, 1, &reply, err, sizeof(err))) {
+        hsmcert_raise(prov, HSMCERT_R_AGENT, "Cannot load the key %s: %s", ref, err);
+        return NULL;
+    }
+    if (f->len[HSMCERT_TAG_KEYTYPE] == 3 && memcmp(f->value[HSMCERT_TAG_KEYTYPE], "RSA", 3) == 0) {
+        type = EVP_PKEY_RSA;
+    } else if (f->len[HSMCERT_TAG_KEYTYPE] == 2 && memcmp(f->value[HSMCERT_TAG_KEYTYPE], "EC", 2) == 0) {
+        type = EVP_PKEY_EC;
+    } else {
+        hsmcert_raise(prov, HSMCERT_R_UNSUPPORTED, "The key %s is neither RSA nor EC.", ref);
+        goto done;
+    }
+    if ((key = key_new(prov, type)) == NULL)
+        goto done;
+    der = f->value[HSMCERT_TAG_SPKI];
+    key->pub = d2i_PUBKEY_ex(NULL, &der, (long)f->len[HSMCERT_TAG_SPKI], prov->libctx, HSMCERT_INNER_PROPQ);
+    key->ref = strdup(ref);
+    key->version = dup_value(f, HSMCERT_TAG_KEYVERSION);
+    if (key->pub == NULL || key->ref == NULL || key->version == NULL
+        || EVP_PKEY_get_base_id(key->pub) != type) {
+        hsmcert_raise(prov, HSMCERT_R_AGENT, "The agent returned an unusable public key for %s.", ref);
+        hsmcert_key_free(key);
+        key = NULL;
+    }
+done:
+    hsmcert_reply_clear(&reply);
+    return key;
+}
+
+int hsmcert_key_to_object_cb(HSMCERT_KEY *key, OSSL_CALLBACK *cb, void *cbarg)
+{
+    OSSL_PARAM params[4];
+    int object_type = OSSL_OBJECT_PKEY;
+
+    params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &object_type);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
+                                                 (char *)hsmcert_key_type_name(key), 0);
+    /* The reference is the key pointer itself; keymgmt load takes its own reference count. */
+    params[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &key, sizeof(key));
+    params[3] = OSSL_PARAM_construct_end();
+    return cb(params, cbarg);
+}
+
+/* ---- dispatch functions ---- */
+
+static void *rsa_new(void *provctx)
+{
+    return key_new(provctx, EVP_PKEY_RSA);
+}
+
+static void *ec_new(void *provctx)
+{
+    return key_new(provctx, EVP_PKEY_EC);
+}
+
+static void km_free(void *keydata)
+{
+    hsmcert_key_free(keydata);
+}
+
+static void *load_typed(const void *reference, size_t size, int type)
+{
+    HSMCERT_KEY *key;
+
+    if (reference == NULL || size != sizeof(HSMCERT_KEY *))
+        return NULL;
+    memcpy(&key, reference, sizeof(key));
+    if (key == NULL || key->type != type)
+        return NULL;
+    return hsmcert_key_up(key);
+}
+
+static void *rsa_load(const void *reference, size_t size)
+{
+    return load_typed(reference, size, EVP_PKEY_RSA);
+}
+
+static void *ec_load(const void *reference, size_t size)
+{
+    return load_typed(reference, size, EVP_PKEY_EC);
+}
+
+static int km_has(const void *keydata, int selection)
+{
+    const HSMCERT_KEY *key = keydata;
+
+    if (key == NULL)
+        return 0;
+    if ((selection & OSSL_KEYMGMT_SELECT_ALL) == 0)
+        return 1;
+    if (key->pub == NULL)
+        return 0;
+    if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) && key->ref == NULL)
+        return 0;
+    return 1;
+}
+
+static int km_match(const void *keydata1, const void *keydata2, int selection)
+{
+    const HSMCERT_KEY *a = keydata1, *b = keydata2;
+
+    if (a == NULL || b == NULL || a->pub == NULL || b->pub == NULL)
+        return 0;
+    if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) && !(selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY)
+        && (a->ref == NULL || b->ref == NULL || strcmp(a->ref, b->ref) != 0))
+        return 0;
+    return EVP_PKEY_eq(a->pub, b->pub) == 1;
+}
+
+static int km_import(void *keydata, int selection, const OSSL_PARAM params[])
+{
+    HSMCERT_KEY *key = keydata;
+    EVP_PKEY_CTX *ctx;
+    int ok;
+
+    if (key == NULL || key->pub != NULL)
+        return 0;
+    if (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) {
+        /* A private key from elsewhere is not an HSM key: let another provider hold it. */
+        hsmcert_raise(key->prov, HSMCERT_R_UNSUPPORTED, "The hsmcert provider holds only HSM keys.");
+        return 0;
+    }
+    ctx = EVP_PKEY_CTX_new_from_name(key->prov->libctx, hsmcert_key_type_name(key), HSMCERT_INNER_PROPQ);
+    ok = ctx != NULL && EVP_PKEY_fromdata_init(ctx) == 1
+         && EVP_PKEY_fromdata(ctx, &key->pub, EVP_PKEY_PUBLIC_KEY, (OSSL_PARAM *)params) == 1;
+    EVP_PKEY_CTX_free(ctx);
+    return ok;
+}
+
+static int km_export(void *keydata, int selection, OSSL_CALLBACK *cb, void *cbarg)
+{
+    HSMCERT_KEY *key = keydata;
+    OSSL_PARAM *params = NULL;
+    int ok;
+
+    if (key == NULL || key->pub == NULL)
+        return 0;
+    if (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) {
+        hsmcert_raise(key->prov, HSMCERT_R_NO_PRIVATE_EXPORT,
+                      "The private key %s stays in the HSM and cannot be exported.",
+                      key->ref != NULL ? key->ref : "(public key)");
+        return 0;
+    }
+    if (EVP_PKEY_todata(key->pub, EVP_PKEY_PUBLIC_KEY, &params) != 1)
+        return 0;
+    ok = cb(params, cbarg);
+    OSSL_PARAM_free(params);
+    return ok;
+}
+
+static const OSSL_PARAM rsa_key_types[] = {
+    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
+    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
+    OSSL_PARAM_END,
+};
+
+static const OSSL_PARAM ec_key_types[] = {
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_EC_ENCODING, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+    OSSL_PARAM_END,
+};
+
+static const OSSL_PARAM *rsa_types(int selection)
+{
+    return selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY ? NULL : rsa_key_types;
+}
+
+static const OSSL_PARAM *ec_types(int selection)
+{
+    return selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY ? NULL : ec_key_types;
+}
+
+static int km_get_params(void *keydata, OSSL_PARAM params[])
+{
+    HSMCERT_KEY *key = keydata;
+
+    if (key == NULL || key->pub == NULL)
+        return 0;
+    /* bits, security-bits, max-size, default-digest and the public parts, as the default provider
+     * computes them for the same public key. */
+    return EVP_PKEY_get_params(key->pub, params);
+}
+
+static const OSSL_PARAM rsa_gettable[] = {
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, NULL, 0),
+    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
+    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
+    OSSL_PARAM_END,
+};
+
+static const OSSL_PARAM ec_gettable[] = {
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_EC_ENCODING, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+    OSSL_PARAM_END,
+};
+
+static const OSSL_PARAM *rsa_gettable_params(void *provctx)
+{
+    return rsa_gettable;
+}
+
+static const OSSL_PARAM *ec_gettable_params(void *provctx)
+{
+    return ec_gettable;
+}
+
+static const char *rsa_query_name(int operation_id)
+{
+    return "RSA";
+}
+
+static const char *ec_query_name(int operation_id)
+{
+    return operation_id == OSSL_OP_SIGNATURE ? "ECDSA" : "EC";
+}
+
+#define FN(id, f) { OSSL_FUNC_KEYMGMT_##id, (void (*)(void))(f) }
+
+const OSSL_DISPATCH hsmcert_rsa_keymgmt_functions[] = {
+    FN(NEW, rsa_new), FN(FREE, km_free), FN(LOAD, rsa_load), FN(HAS, km_has), FN(MATCH, km_match),
+    FN(IMPORT, km_import), FN(IMPORT_TYPES, rsa_types), FN(EXPORT, km_export), FN(EXPORT_TYPES, rsa_types),
+    FN(GET_PARAMS, km_get_params), FN(GETTABLE_PARAMS, rsa_gettable_params),
+    FN(QUERY_OPERATION_NAME, rsa_query_name), { 0, NULL },
+};
+
+const OSSL_DISPATCH hsmcert_ec_keymgmt_functions[] = {
+    FN(NEW, ec_new), FN(FREE, km_free), FN(LOAD, ec_load), FN(HAS, km_has), FN(MATCH, km_match),
+    FN(IMPORT, km_import), FN(IMPORT_TYPES, ec_types), FN(EXPORT, km_export), FN(EXPORT_TYPES, ec_types),
+    FN(GET_PARAMS, km_get_params), FN(GETTABLE_PARAMS, ec_gettable_params),
+    FN(QUERY_OPERATION_NAME, ec_query_name), { 0, NULL },
+};
