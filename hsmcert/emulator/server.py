@@ -190,8 +190,11 @@ class Emulator:
 
     def shutdown(self) -> None:
         self.stopping.set()
-        for server in self.servers:
-            server.shutdown()
+        stoppers = [threading.Thread(target=server.shutdown) for server in self.servers]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper, server in zip(stoppers, self.servers, strict=True):
+            stopper.join()
             server.server_close()
         state = self.data_dir / "state.json"
         data = read_json(state)
