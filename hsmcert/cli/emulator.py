@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -67,9 +68,12 @@ def start(
     directory = _dir(data)
     faults = _fault_settings(throttle, unavailable, drop, latency_ms)
     if foreground:
+        import logging
+
         from hsmcert.emulator.faults import parse_faults
         from hsmcert.emulator.server import run
 
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
         log(f"hsmcert emulator serving from {directory} (stop with Ctrl-C or hsmcert emulator stop)")
         raise typer.Exit(run(directory, parse_faults(faults)))
     from hsmcert.emulator.control import shell_exports, start

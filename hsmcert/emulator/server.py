@@ -690,6 +690,8 @@ def run(data_dir: Path, faults: Faults | None = None, exit_with: int | None = No
     signal.signal(signal.SIGINT, stop)
     emulator.start()
     log.info("emulator ready: control port %s, %d services", emulator.control_port, len(emulator.services))
+    for service in emulator.services.values():
+        log.info("%s %s: https://127.0.0.1:%d", service.kind, service.name, service.port)
     while not emulator.stopping.wait(1.0):
         if exit_with is not None and not _alive(exit_with):
             log.info("process %d has ended: stopping", exit_with)

@@ -104,3 +104,30 @@ def test_an_emulator_tied_to_a_process_ends_with_it(tmp_path: Path) -> None:
     while control.running(tmp_path / "emu") is not None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert control.running(tmp_path / "emu") is None, f"pid {running.pid} still serves"
+
+
+def test_foreground_serves_until_stopped_from_another_shell(tmp_path: Path) -> None:
+    import time
+
+    from hsmcert.emulator import control
+
+    data = tmp_path / "emu"
+    proc = subprocess.Popen(
+        [*HSMCERT, "emulator", "start", "--foreground", "--data", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while control.running(data) is None and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        assert control.running(data) is not None
+        assert _run("emulator", "stop", "--data", str(data)).returncode == 0
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and out == ""
+    assert "managedhsm local-hsm: https://127.0.0.1:" in err
