@@ -248,6 +248,32 @@ timeout:
     return -1;
 }
 
+/* HELLO on a new connection: agrees on version 1 and names the client for the agent's audit log. */
+static int hello(HSMCERT_AGENT *a, long long deadline, char *err, size_t errlen)
+{
+    static const unsigned char versions[] = { 1 };
+    static const char client[] = "hsmcert-provider/" HSMCERT_VERSION;
+    const HSMCERT_FIELD fields[] = {
+        { HSMCERT_TAG_VERSIONS, versions, sizeof(versions) },
+        { HSMCERT_TAG_CLIENT, client, sizeof(client) - 1 },
+    };
+    unsigned char req[64];
+    long len = hsmcert_frame_encode(HSMCERT_OP_HELLO, fields, 2, req, sizeof(req));
+    HSMCERT_REPLY reply;
+    int rc;
+
+    memset(&reply, 0, sizeof(reply));
+    rc = exchange(a, req, (size_t)len, HSMCERT_OP_HELLO, &reply, deadline, err, errlen);
+    if (rc == 1 && (reply.frame.code != HSMCERT_ST_OK || reply.frame.value[HSMCERT_TAG_VERSIONS][0] != 1)) {
+        set_err(err, errlen, "The hsmcert agent at %s does not speak protocol version 1.", a->path);
+        rc = -1;
+    } else if (rc == 0) {
+        set_err(err, errlen, "The hsmcert agent at %s closed the connection.", a->path);
+    }
+    hsmcert_reply_clear(&reply);
+    return rc == 1;
+}
+
 int hsmcert_agent_call(HSMCERT_AGENT *a, int op, const HSMCERT_FIELD *fields, size_t nfields,
                        HSMCERT_REPLY *reply, char *err, size_t errlen)
 {
@@ -280,6 +306,10 @@ int hsmcert_agent_call(HSMCERT_AGENT *a, int op, const HSMCERT_FIELD *fields, si
 
         if (fresh && !agent_connect(a, deadline, err, errlen))
             break;
+        if (fresh && !hello(a, deadline, err, errlen)) {
+            agent_close(a);
+            break;
+        }
         rc = exchange(a, req, (size_t)req_len, op, reply, deadline, err, errlen);
         if (rc == 1)
             break;
