@@ -231,14 +231,40 @@ def _read_input(file: str) -> tuple[bytes, str]:
 
 def inspect(
     file: Annotated[str, typer.Argument(help="A CSR or certificate(s), PEM or DER; - for standard input.")],
+    lint: Annotated[
+        bool,
+        typer.Option("--lint", help="Also run pkilint's RFC 5280 linter (exit 6 on a WARNING or worse)."),
+    ] = False,
 ) -> None:
     """Show what is in a CSR or certificate (text, or JSON with --output json)."""
+    from hsmcert.errors import VerificationError
     from hsmcert.pki.inspect import describe, render_text
-    from hsmcert.pki.io import parse_any
+    from hsmcert.pki.io import encode, parse_any
+    from hsmcert.pki.lint import lint_certificate
 
     data, source = _read_input(file)
-    items = [describe(obj) for obj in parse_any(data, source)]
-    emit(items[0] if len(items) == 1 else items, "\n\n".join(render_text(i) for i in items))
+    objs = parse_any(data, source)
+    items = [describe(obj) for obj in objs]
+    if lint:
+        for obj, item in zip(objs, items, strict=True):
+            if item["kind"] == "certificate":
+                item["lint"] = lint_certificate(encode(obj, der=True))
+
+    def text() -> str:
+        blocks = []
+        for item in items:
+            block = render_text(item)
+            if "lint" in item:
+                block += "\n  lint:       " + (
+                    "; ".join(item["lint"]) or "clean (RFC 5280, WARNING and above)"
+                )
+            blocks.append(block)
+        return "\n\n".join(blocks)
+
+    emit(items[0] if len(items) == 1 else items, text)
+    findings = sum(len(i.get("lint", [])) for i in items)
+    if findings:
+        raise VerificationError(f"{source}: pkilint reports {findings} finding(s) at WARNING or above.")
 
 
 def verify(

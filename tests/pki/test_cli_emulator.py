@@ -213,6 +213,8 @@ def test_chain_root_intermediate_leaf(emulator: Any, keys: dict[str, str], tmp_p
     shown = json.loads(ok(run_cli("--output", "json", "inspect", str(inter))).out)
     assert shown["extensions"]["basic_constraints"] == {"ca": True, "path_length": 0}
     assert "keyCertSign" in shown["extensions"]["key_usage"]
+    linted = ok(run_cli("inspect", "--lint", str(leaf))).out
+    assert "lint:       clean" in linted and "rsassaPss (SHA256)" in linted
 
 
 def test_stdout_der_and_json(keys: dict[str, str]) -> None:
