@@ -1,0 +1,115 @@
+"""hsmcert exec: a private agent and an OPENSSL_CONF around one command, with the real openssl."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+
+def _hsmcert(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hsmcert", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def test_exec_openssl_req_signs_in_the_hsm(
+    emulator: Any, native: Any, agent_keys: dict[str, str], tmp_path: Path
+) -> None:
+    ref = agent_keys["p256"]
+    audit = tmp_path / "audit.jsonl"
+    csr_path = tmp_path / "req.pem"
+    result = _hsmcert(
+        "exec", "--audit", str(audit), "--",
+        "openssl", "req", "-new", "-key", ref, "-subj", "/CN=exec.example", "-out", str(csr_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    csr = x509.load_pem_x509_csr(csr_path.read_bytes())
+    assert csr.is_signature_valid
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    signs = [r for r in records if r["op"] == "sign" and r["result"] == "ok"]
+    assert signs and signs[-1]["key"] == ref and signs[-1]["alg"] == "ES256"
+    pubkeys = [r for r in records if r["op"] == "pubkey"]
+    assert pubkeys
+    from hsmcert import hsm
+
+    spki = hsm.open_key(ref).spki_der
+    assert (
+        csr.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        == spki
+    )
+    key = ref.rsplit(":", 1)[1]
+    assert any(e.get("operation") == "sign" and e.get("key") == key for e in emulator.audit())
+
+
+def test_exec_passes_the_exit_status_and_cleans_up(emulator: Any, native: Any, tmp_path: Path) -> None:
+    script = (
+        "import os, sys; conf = os.environ['OPENSSL_CONF']; print(conf); "
+        "print(os.environ['HSMCERT_AGENT_SOCKET']); sys.exit(3)"
+    )
+    result = _hsmcert("exec", "--", sys.executable, "-c", script)
+    assert result.returncode == 3, result.stderr
+    conf, socket_path = result.stdout.split()
+    assert not Path(conf).exists() and not Path(socket_path).exists()
+    assert "hsmcert" in conf
+
+
+def test_exec_of_a_missing_command_is_one_clear_sentence(emulator: Any, native: Any) -> None:
+    result = _hsmcert("exec", "--", "no-such-command-hsmcert")
+    assert result.returncode == 2
+    assert "no-such-command-hsmcert" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_exec_without_a_command_is_a_usage_error() -> None:
+    result = _hsmcert("exec")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_exec_openssl_dgst_pss_and_pkeyutl_oaep(
+    emulator: Any, native: Any, agent_keys: dict[str, str], tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    from hsmcert import hsm
+
+    ref = agent_keys["rsa"]
+    public = hsm.open_key(ref).public_key
+    assert isinstance(public, rsa.RSAPublicKey)
+    data = tmp_path / "data.txt"
+    data.write_bytes(b"signed through hsmcert exec\n")
+    signature = tmp_path / "sig.bin"
+    result = _hsmcert(
+        "exec", "--",
+        "openssl", "dgst", "-sha256", "-sign", ref, "-sigopt", "rsa_padding_mode:pss",
+        "-sigopt", "rsa_pss_saltlen:digest", "-out", str(signature), str(data),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    public.verify(
+        signature.read_bytes(),
+        data.read_bytes(),
+        padding.PSS(padding.MGF1(hashes.SHA256()), 32),
+        hashes.SHA256(),
+    )
+    secret = os.urandom(24)
+    ciphertext = tmp_path / "ct.bin"
+    ciphertext.write_bytes(
+        public.encrypt(secret, padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None))
+    )
+    plain = tmp_path / "plain.bin"
+    result = _hsmcert(
+        "exec", "--",
+        "openssl", "pkeyutl", "-decrypt", "-inkey", ref, "-pkeyopt", "rsa_padding_mode:oaep",
+        "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256",
+        "-in", str(ciphertext), "-out", str(plain),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert plain.read_bytes() == secret
