@@ -28,7 +28,7 @@ from typing import Literal
 from hsmcert.errors import HsmcertError, NotFoundError, UsageError, VerificationError
 from hsmcert.keyref import parse_keyref
 from hsmcert.managed import ManagedFile
-from hsmcert.templates import render, shipped_dir
+from hsmcert.templates import render
 
 Version = tuple[int, int, int]
 Mode = Literal["server", "server-sidecar", "client-sidecar"]
@@ -106,6 +106,7 @@ class Site:
     nginx_version: Version = (1, 22, 1)
     http2: bool = False
     local_key: Path | None = None
+    timeout_ms: int | None = None
     nginx_group: str = "www-data"
     agent_command: str = field(default_factory=lambda: f"{sys.executable} -m hsmcert agent")
     agent_environment: Mapping[str, str] = field(default_factory=dict)
@@ -192,38 +193,23 @@ def _key_directive(site: Site) -> str:
     return str(site.key_file)
 
 
-def _provider() -> object | None:
-    try:
-        from hsmcert import provider  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    return provider  # type: ignore[no-any-return,unused-ignore]
+def openssl_cnf_text(socket: Path, timeout_ms: int | None = None) -> str:
+    """The openssl.cnf for nginx: the default provider first, then hsmcert with the agent socket.
 
-
-def openssl_cnf_text(socket: Path) -> str:
-    """The openssl.cnf that loads the default provider, then hsmcert with the agent socket.
-
-    The provider's own generator (:func:`hsmcert.provider.openssl_cnf`) is the authority when it is present.
+    The provider module's own generator (:func:`hsmcert.provider.openssl_cnf`) writes it.
     """
-    provider = _provider()
-    generator = getattr(provider, "openssl_cnf", None)
-    if generator is not None:
-        return str(generator(str(socket)))
-    module = shipped_dir("native") / "build" / "hsmcert.so"
-    return render("openssl.cnf.j2", module=module, socket=socket)
+    from hsmcert import provider
+
+    if timeout_ms is None:
+        return provider.openssl_cnf(socket)
+    return provider.openssl_cnf(socket, timeout_ms=timeout_ms)
 
 
 def pem_reference(key: str) -> str:
-    """The PEM file that stands for an HSM key (for nginx < 1.29), made by the provider module."""
-    provider = _provider()
-    generator = getattr(provider, "pem_ref", None)
-    if generator is None:
-        raise HsmcertError(
-            "This hsmcert has no OpenSSL provider (hsmcert.provider), so it cannot write a key reference file.",
-            "Install a complete hsmcert, or render for nginx >= 1.29 with --nginx-version.",
-        )
-    data = generator(parse_keyref(key))
-    return data.decode() if isinstance(data, bytes) else str(data)
+    """The PEM file that stands for an HSM key for nginx < 1.29 (it holds the reference, no key material)."""
+    from hsmcert import provider
+
+    return provider.pem_ref(parse_keyref(key)).decode("ascii")
 
 
 def generate(site: Site) -> list[ManagedFile]:

@@ -50,6 +50,12 @@ def nginx(
     socket: Annotated[
         Path, typer.Option("--socket", help="The hsmcert agent's socket, as nginx's workers reach it.")
     ] = Path("/run/hsmcert/agent.sock"),
+    timeout_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--timeout-ms", help="How long nginx waits for one signature before failing the handshake."
+        ),
+    ] = None,
     http2: Annotated[bool, typer.Option("--http2", help="server: also offer HTTP/2.")] = False,
     nginx_bin: Annotated[str, typer.Option("--nginx", help="The nginx binary.")] = "nginx",
     nginx_version: Annotated[
@@ -97,6 +103,7 @@ def nginx(
             nginx_version=version,
             http2=http2,
             nginx_group=nginx_group,
+            timeout_ms=timeout_ms,
         )
     )
     if check or reload:

@@ -60,8 +60,8 @@ def test_store_uri_from_nginx_1_29(tmp_path: Path, local_pki: LocalPki) -> None:
     dropin = (out / "systemd/nginx.service.d/hsmcert.conf").read_text()
     assert f"Environment=OPENSSL_CONF={out / 'openssl.cnf'}" in dropin
     cnf = (out / "openssl.cnf").read_text()
-    assert cnf.index("default") < cnf.index("hsmcert =") or "default" in cnf.split("hsmcert")[0]
-    assert "/run/hsmcert/agent.sock" in cnf
+    assert cnf.index("default = ") < cnf.index("hsmcert = "), "the default provider must come first"
+    assert "socket = /run/hsmcert/agent.sock" in cnf
 
 
 def test_rerun_is_unchanged_and_edits_are_never_overwritten(tmp_path: Path, local_pki: LocalPki) -> None:
