@@ -42,7 +42,7 @@ def sans_with_cn(
             dns = check_dns_name(str(cns[0].value))
         except UsageError:
             dns = ""
-        if dns and "." in dns:
+        if dns and ("." in dns or dns == "localhost"):
             return [x509.DNSName(dns)], [f"added the common name as DNS:{dns} (a TLS server needs a SAN)"]
     raise UsageError(
         f"A {profile.name} certificate needs a subject alternative name.",

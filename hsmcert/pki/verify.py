@@ -81,6 +81,11 @@ def verify(
         ok = signature_is_valid(obj.public_key(), obj)
         checks.append(Check("self-signature", ok, "valid" if ok else "the CSR's signature does not verify"))
     else:
+        if obj.issuer != obj.subject and ca_certs is None and public_key is None and csr is None:
+            raise UsageError(
+                "This certificate is not self-signed, so there is nothing to check its signature against.",
+                "Pass --ca with its CA certificate(s) (and --untrusted intermediates), --key or --csr.",
+            )
         checks.append(_validity(obj, when))
         if obj.issuer == obj.subject and not ca_certs:
             ok = signature_is_valid(obj.public_key(), obj)

@@ -210,6 +210,8 @@ def test_chain_root_intermediate_leaf(emulator: Any, keys: dict[str, str], tmp_p
     assert bad.code == 6 and "key check failed" in bad.err
     bad = run_cli("verify", str(leaf), "--ca", str(root))
     assert bad.code == 6 and "chain check failed" in bad.err
+    alone = run_cli("verify", str(leaf))
+    assert alone.code == 2 and "nothing to check its signature against" in alone.err
     shown = json.loads(ok(run_cli("--output", "json", "inspect", str(inter))).out)
     assert shown["extensions"]["basic_constraints"] == {"ca": True, "path_length": 0}
     assert "keyCertSign" in shown["extensions"]["key_usage"]
