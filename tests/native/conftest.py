@@ -93,3 +93,8 @@ def s_client(port: int, ca: Path, *extra: str) -> subprocess.CompletedProcess[st
          "-servername", "localhost", "-ign_eof", *extra],
         input="GET / HTTP/1.0\r\n\r\n", env=env, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
+
+
+def served(result: subprocess.CompletedProcess[str]) -> bool:
+    """The s_client completed a verified handshake and got s_server's -www page."""
+    return "Verify return code: 0 (ok)" in result.stdout and "HTTP/1.0 200 ok" in result.stdout

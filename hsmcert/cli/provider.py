@@ -1,0 +1,80 @@
+"""hsmcert provider path | build | openssl-cnf | pem-ref: wire the OpenSSL provider into other programs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hsmcert.cli._common import ForceOpt, KeyOpt, emit, log
+
+app = typer.Typer(
+    help="The hsmcert OpenSSL 3 provider: HSM keys for openssl, curl, haproxy, stunnel and nginx.",
+    no_args_is_help=True,
+)
+
+OutOpt = Annotated[str, typer.Option("--out", "-o", help="Output file; - for standard output.")]
+
+
+@app.command("path")
+def path_() -> None:
+    """Print the path of the built provider module (hsmcert.so)."""
+    from hsmcert.provider import provider_path
+
+    found = provider_path()
+    emit({"path": str(found)}, str(found))
+
+
+@app.command("build")
+def build_(
+    cc: Annotated[str | None, typer.Option("--cc", help="C compiler (default: $CC or cc).")] = None,
+) -> None:
+    """Compile the provider from the sources shipped with hsmcert into the user cache directory."""
+    from hsmcert.provider import build, native_sources
+
+    log(f"building the provider from {native_sources()}")
+    built = build(cc=cc)
+    emit({"path": str(built)}, str(built))
+
+
+@app.command("openssl-cnf")
+def openssl_cnf_(
+    socket: Annotated[
+        Path | None,
+        typer.Option(
+            "--socket",
+            "-s",
+            help="The agent's socket (default: the agent's default path).",
+            envvar="HSMCERT_AGENT_SOCKET",
+        ),
+    ] = None,
+    timeout_ms: Annotated[
+        int, typer.Option("--timeout-ms", help="How long the provider waits for the agent per operation.")
+    ] = 10000,
+    no_default: Annotated[
+        bool, typer.Option("--no-default", help="Do not activate OpenSSL's default provider first.")
+    ] = False,
+    out: OutOpt = "-",
+    force: ForceOpt = False,
+) -> None:
+    """Write an openssl.cnf that loads the default provider, then hsmcert (use it with OPENSSL_CONF)."""
+    from hsmcert.agent import default_socket_path
+    from hsmcert.fsutil import write_output
+    from hsmcert.provider import openssl_cnf
+
+    text = openssl_cnf(socket or default_socket_path(), timeout_ms=timeout_ms, include_default=not no_default)
+    write_output(out, text.encode(), force=force)
+
+
+@app.command("pem-ref")
+def pem_ref_(key: KeyOpt, out: OutOpt = "-", force: ForceOpt = False) -> None:
+    """Write a PEM file wrapping the key reference, for programs that read only PEM key files."""
+    from hsmcert.fsutil import write_output
+    from hsmcert.provider import pem_ref
+
+    write_output(out, pem_ref(key), force=force, mode=0o644)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="provider")
