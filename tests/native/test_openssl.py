@@ -167,3 +167,48 @@ def test_s_server_with_a_store_uri_key(
         result = s_client(port, crt, "-tls1_3")
     assert served(result), result.stdout
     assert hsm_signs(emulator, hsm_keys.ec) == before + 1
+
+
+def test_sanitizer_build_in_openssl_has_no_memory_errors_or_leaks(
+    native: Any, agent: Any, hsm_keys: HsmKeys, tmp_path: Path
+) -> None:
+    """The ASAN+UBSan build inside the real openssl binary (which frees everything at exit)."""
+    from hsmcert.provider import pem_ref
+
+    env = native.openssl_env(agent.socket, module=native.asan_path)
+    env["LD_PRELOAD"] = native.sanitizer_runtime()
+    env["ASAN_OPTIONS"] = "detect_leaks=1:exitcode=23"
+    env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+    pem = tmp_path / "ec.key"
+    pem.write_bytes(pem_ref(hsm_keys.ec))
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"x" * 20)
+    pub = _pubkey(env, hsm_keys.rsa, tmp_path / "rsa.pub")
+    enc = tmp_path / "secret.enc"
+    oaep = ["-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256"]
+    ok(["openssl", "pkeyutl", "-encrypt", "-pubin", "-inkey", str(pub), *oaep, "-in", str(secret),
+        "-out", str(enc)], env)  # fmt: skip
+    commands = [
+        ["openssl", "req", "-new", "-key", hsm_keys.rsa, "-subj", "/CN=a", "-sigopt", "rsa_padding_mode:pss",
+         "-out", str(tmp_path / "a.csr")],
+        ["openssl", "req", "-x509", "-key", str(pem), "-subj", "/CN=b", "-out", str(tmp_path / "b.crt")],
+        ["openssl", "pkeyutl", "-decrypt", "-inkey", hsm_keys.rsa, *oaep, "-in", str(enc)],
+        ["openssl", "dgst", "-sha384", "-sign", hsm_keys.rsa, "-out", str(tmp_path / "s.sig"), str(secret)],
+    ]  # fmt: skip
+    for command in commands:
+        result = run(command, env)
+        assert result.returncode == 0, result.stderr
+        assert "Sanitizer" not in result.stderr and "runtime error" not in result.stderr, result.stderr
+    # error paths: an unknown key, a refused algorithm, an agent that is not there
+    failing = [
+        (env, ["openssl", "req", "-new", "-key", hsm_keys.rsa + "-missing", "-subj", "/CN=a", "-noout"]),
+        (env, ["openssl", "req", "-new", "-key", hsm_keys.ec, "-sha1", "-subj", "/CN=a", "-noout"]),
+        (env, ["openssl", "pkey", "-in", hsm_keys.ec]),
+    ]
+    down = dict(env)
+    down["OPENSSL_CONF"] = str(native.openssl_cnf(tmp_path / "none.sock", module=native.asan_path))
+    failing.append((down, ["openssl", "req", "-new", "-key", hsm_keys.ec, "-subj", "/CN=a", "-noout"]))
+    for command_env, command in failing:
+        result = run(command, command_env)
+        assert result.returncode not in (0, 23), result.stderr
+        assert "Sanitizer" not in result.stderr and "runtime error" not in result.stderr, result.stderr
