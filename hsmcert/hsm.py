@@ -323,18 +323,23 @@ class _Service:
 
 _RETRY: dict[str, Any] = {"retry_total": 4, "retry_backoff_factor": 0.4, "retry_backoff_max": 8}
 _POOL: dict[str, Any] = {"pool_connections": 4, "pool_maxsize": 32}
+_TIMEOUTS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60}
 _services: dict[tuple[str, str | None, int], _Service] = {}
 _services_lock = threading.Lock()
 
 
-def configure_service_clients(*, pool: dict[str, Any] | None = None, **retry: Any) -> None:
+def configure_service_clients(
+    *, pool: dict[str, Any] | None = None, timeouts: dict[str, Any] | None = None, **retry: Any
+) -> None:
     """Tune the SDK pipeline of the clients built after this call (used by the agent).
 
-    ``pool``: requests ``HTTPAdapter`` keywords (``pool_maxsize``, ``pool_block``); ``retry``: azure-core
-    RetryPolicy keywords (``retry_total``, ``retry_status``, ``retry_on_methods``, ``timeout``, ...).
+    ``pool``: requests ``HTTPAdapter`` keywords (``pool_maxsize``, ``pool_block``); ``timeouts``: the
+    transport's ``connection_timeout`` and ``read_timeout`` (seconds, per HTTP request); ``retry``:
+    azure-core RetryPolicy keywords (``retry_total``, ``retry_status``, ``timeout``, ...).
     """
     with _services_lock:
         _POOL.update(pool or {})
+        _TIMEOUTS.update(timeouts or {})
         _RETRY.update(retry)
 
 
@@ -359,8 +364,7 @@ def service_clients(endpoint: Endpoint, credential: Any = None) -> _Service:
         transport = RequestsTransport(
             session=session,
             session_owner=False,
-            connection_timeout=10,
-            read_timeout=60,
+            **_TIMEOUTS,
             **endpoint.client_kwargs(),
         )
         key_client = KeyClient(endpoint.url, credential, transport=transport, **_RETRY)

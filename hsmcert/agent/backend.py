@@ -8,7 +8,8 @@ cache that refreshes before expiry) and caches public keys. The agent adds:
 - a deadline per operation (``deadline`` seconds): the SDK retries 429/5xx honouring ``Retry-After``
   within it, and the agent retries what the SDK will not retry for a POST (a 429 without ``Retry-After``,
   a dropped connection) with jittered exponential backoff, again honouring ``Retry-After``, until the
-  deadline; every HTTP request has a connect and read timeout;
+  deadline; every HTTP request has a connect timeout (10 s) and a read timeout (60 s), both capped at the
+  deadline;
 - a cache of opened keys per pinned version (one crypto client each), so a signature is one request;
 - the per-uid allow-list;
 - the mapping of hsmcert errors to protocol status codes.
@@ -177,6 +178,7 @@ class Backend:
 
             hsm.configure_service_clients(
                 pool={"pool_connections": 4, "pool_maxsize": pool_size, "pool_block": True},
+                timeouts={"connection_timeout": min(10.0, deadline), "read_timeout": min(60.0, deadline)},
                 retry_total=10,
                 retry_status=10,
                 retry_connect=3,
