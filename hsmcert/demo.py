@@ -79,7 +79,7 @@ class Nginx:
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             pid = self.master_pid()
-            os.kill(pid, signal.SIGQUIT)
+            os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 os.kill(pid, 0)

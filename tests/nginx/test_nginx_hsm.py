@@ -1,0 +1,348 @@
+"""Keyless TLS end to end: Debian's nginx 1.22 with keys in the emulator's Managed HSM.
+
+nginx (own prefix, 127.0.0.1) reads the PEM key reference written by ``hsmcert nginx``; the hsmcert provider
+asks the agent, the agent asks the emulator. Every test proves from an audit log that the handshake was
+signed in the HSM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from tests.fixtures.nginx import (
+    LocalCa,
+    Nginx,
+    NginxFactory,
+    TcpProxy,
+    curl,
+    free_port,
+    unix_http_app,
+)
+
+pytestmark = pytest.mark.e2e
+HSM = "local-hsm"
+
+
+def hsmcert(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = dict(os.environ if env is None else env)
+    base.pop("OPENSSL_CONF", None)
+    return subprocess.run(
+        [sys.executable, "-m", "hsmcert", *args], capture_output=True, text=True, env=base, timeout=120
+    )
+
+
+def s_client(port: int, *args: str, servername: str = "localhost") -> subprocess.CompletedProcess[str]:
+    """One full handshake with openssl s_client (client side without OPENSSL_CONF)."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENSSL_CONF"}
+    command = [
+        "openssl",
+        "s_client",
+        "-connect",
+        f"127.0.0.1:{port}",
+        "-servername",
+        servername,
+        "-brief",
+        *args,
+    ]
+    return subprocess.run(command, input="", capture_output=True, text=True, env=env, timeout=60)
+
+
+@dataclass
+class HsmKey:
+    ref: str
+    name: str
+    public_key: Any
+
+
+def new_key(kty: str) -> HsmKey:
+    from hsmcert.hsm import open_key
+    from hsmcert.keys import create_key
+
+    name = f"nginx-{kty.lower()}-{uuid4().hex[:8]}"
+    ref = f"managedhsm:{HSM}:{name}"
+    if kty == "RSA":
+        create_key(ref, "RSA", size=2048)
+    else:
+        create_key(ref, "EC", curve="P-256")
+    return HsmKey(ref, name, open_key(ref).public_key)
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCa:
+    return LocalCa.create(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def rsa_key(emulator: Any) -> HsmKey:
+    return new_key("RSA")
+
+
+@pytest.fixture(scope="module")
+def ec_key(emulator: Any) -> HsmKey:
+    return new_key("EC")
+
+
+@dataclass
+class Served:
+    nginx: Nginx
+    port: int
+    key: HsmKey
+    out: Path
+
+
+ServeFn = Callable[..., Served]
+
+
+@pytest.fixture
+def serve(tmp_path: Path, ca: LocalCa, nginx_factory: NginxFactory, native: Any) -> ServeFn:
+    """Render ``hsmcert nginx`` for an HSM key (checked with nginx -t) and start nginx on it."""
+
+    def start(key: HsmKey, socket: Path, *, workers: int = 1, name: str = "nginx") -> Served:
+        port = free_port()
+        out = tmp_path / f"{name}-conf"
+        cert = ca.issue(key.public_key, "localhost", tmp_path / f"{name}-{key.name}.pem")
+        result = hsmcert(
+            "nginx", "--key", key.ref, "--cert", str(cert), "--server-name", "localhost", "-o", str(out),
+            "--listen", f"127.0.0.1:{port}", "--socket", str(socket), "--check",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "BEGIN" in next((out / "keys").iterdir()).read_text()
+        nginx = nginx_factory([out / "localhost.conf"], ports=[port], openssl_cnf=out / "openssl.cnf",
+                              workers=workers, name=name)  # fmt: skip
+        return Served(nginx, port, key, out)
+
+    return start
+
+
+def signs(audit: list[dict[str, Any]], key: HsmKey) -> list[dict[str, Any]]:
+    """The successful sign operations on ``key`` in an audit log (emulator's or agent's)."""
+    return [
+        line
+        for line in audit
+        if (line.get("operation") or line.get("op")) == "sign"
+        and key.name in str(line.get("key"))
+        and line.get("result") == "ok"
+    ]
+
+
+def _alg(line: dict[str, Any]) -> str:
+    return str(line.get("alg") or line.get("algorithm"))
+
+
+def test_rsa_tls12_pkcs1_and_tls13_pss_signed_in_the_hsm(
+    serve: ServeFn, agent: Any, emulator: Any, rsa_key: HsmKey, ca: LocalCa
+) -> None:
+    served = serve(rsa_key, agent.socket)
+    before = len(signs(emulator.audit(), rsa_key))
+
+    tls12 = s_client(served.port, "-tls1_2", "-sigalgs", "RSA+SHA256", "-CAfile", str(ca.path))
+    assert "Protocol version: TLSv1.2" in tls12.stderr, tls12.stderr
+    assert "Verification: OK" in tls12.stderr
+    tls13 = curl(f"https://localhost:{served.port}/", "--tlsv1.3", ca=ca.path)
+    assert tls13.returncode == 0 and "TLSv1.3" in tls13.stdout, tls13.stderr
+
+    new = signs(emulator.audit(), rsa_key)[before:]
+    assert [_alg(line) for line in new] == ["RS256", "PS256"]
+
+
+def test_ec_tls12_and_tls13_signed_in_the_hsm(
+    serve: ServeFn, agent: Any, emulator: Any, ec_key: HsmKey, ca: LocalCa
+) -> None:
+    served = serve(ec_key, agent.socket)
+    before = len(signs(emulator.audit(), ec_key))
+    for tls in ("1.2", "1.3"):
+        result = curl(f"https://localhost:{served.port}/", f"--tlsv{tls}", "--tls-max", tls, ca=ca.path)
+        assert result.returncode == 0, result.stderr
+        assert f"TLSv{tls}" in result.stdout
+    new = signs(emulator.audit(), ec_key)[before:]
+    assert [_alg(line) for line in new] == ["ES256", "ES256"]
+
+
+class Load:
+    """Full handshakes in a background thread; counts successes and failures."""
+
+    def __init__(self, port: int, ca: Path) -> None:
+        self.port, self.ca = port, ca
+        self.ok = 0
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            result = curl(f"https://localhost:{self.port}/", ca=self.ca, timeout=15)
+            if result.returncode == 0:
+                self.ok += 1
+            else:
+                self.failed += 1
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_reload_keeps_serving_and_a_killed_worker_is_replaced(
+    serve: ServeFn, agent: Any, ec_key: HsmKey, ca: LocalCa
+) -> None:
+    served = serve(ec_key, agent.socket, workers=2)
+    with Load(served.port, ca.path) as load:
+        wait_until(lambda: load.ok >= 3, 20, "handshakes before the reload")
+        old_workers = set(served.nginx.worker_pids())
+        served.nginx.reload()
+        wait_until(lambda: not (set(served.nginx.worker_pids()) & old_workers), 20, "new workers")
+        count = load.ok
+        wait_until(lambda: load.ok >= count + 3, 20, "handshakes after the reload")
+    assert load.failed == 0
+
+    victim = served.nginx.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(
+        lambda: victim not in served.nginx.worker_pids() and len(served.nginx.worker_pids()) == 2,
+        20,
+        "the master to replace the killed worker",
+    )
+    successor = (set(served.nginx.worker_pids()) - {victim}) - old_workers
+    seen: set[int] = set()
+    deadline = time.monotonic() + 30
+    while not (seen & successor) and time.monotonic() < deadline:
+        assert curl(f"https://localhost:{served.port}/", ca=ca.path).returncode == 0
+        seen = {int(line.get("pid", 0)) for line in signs(agent.audit(), ec_key)}
+    assert seen & successor, "the replacement worker never signed through the agent"
+
+
+def test_agent_restart_under_load_recovers_without_touching_nginx(
+    serve: ServeFn, agent_factory: Any, ec_key: HsmKey, ca: LocalCa
+) -> None:
+    own = agent_factory()
+    served = serve(ec_key, own.socket, workers=2)
+    master = served.nginx.master_pid()
+    with Load(served.port, ca.path) as load:
+        wait_until(lambda: load.ok >= 3, 20, "handshakes before the restart")
+        own.restart()
+        count = load.ok
+        wait_until(lambda: load.ok >= count + 5, 30, "handshakes after the agent restarted")
+    assert served.nginx.master_pid() == master
+    assert len(signs(own.audit(), ec_key)) >= 5
+
+
+def test_hsm_unreachable_fails_fast_then_recovers_by_itself(
+    serve: ServeFn, agent_factory: Any, emulator: Any, ec_key: HsmKey, ca: LocalCa
+) -> None:
+    from urllib.parse import urlsplit
+
+    target = urlsplit(emulator.url("managedhsm", HSM)).port
+    assert target is not None
+    proxy = TcpProxy(target).start()
+    try:
+        own = agent_factory(
+            "--endpoint",
+            f"https://127.0.0.1:{proxy.port}",
+            "--ca-bundle",
+            str(emulator.ca),
+            "--deadline",
+            "3",
+        )
+        served = serve(ec_key, own.socket)
+        assert curl(f"https://localhost:{served.port}/", ca=ca.path).returncode == 0
+
+        proxy.stop()
+        began = time.monotonic()
+        down = curl(f"https://localhost:{served.port}/", ca=ca.path, timeout=30)
+        elapsed = time.monotonic() - began
+        assert down.returncode != 0
+        assert elapsed < 15, f"the failed handshake took {elapsed:.1f} s"
+        assert os.path.exists(f"/proc/{served.nginx.master_pid()}")
+
+        proxy.start()
+        wait_until(
+            lambda: curl(f"https://localhost:{served.port}/", ca=ca.path, timeout=15).returncode == 0,
+            30,
+            "service to return with the HSM",
+        )
+    finally:
+        proxy.stop()
+
+
+def test_check_reports_an_unreachable_agent(tmp_path: Path, ca: LocalCa, ec_key: HsmKey, native: Any) -> None:
+    cert = ca.issue(ec_key.public_key, "localhost", tmp_path / "cert.pem")
+    result = hsmcert(
+        "nginx", "--key", ec_key.ref, "--cert", str(cert), "--server-name", "localhost", "-o", str(tmp_path / "o"),
+        "--listen", f"127.0.0.1:{free_port()}", "--socket", str(tmp_path / "no-agent.sock"), "--check",
+    )  # fmt: skip
+    assert result.returncode == 6, result.stderr
+    assert "nginx rejected the configuration" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def app_socket(tmp_path: Path) -> Iterator[tuple[Path, list[dict[str, str]]]]:
+    path = tmp_path / "app.sock"
+    with unix_http_app(path) as seen:
+        yield path, seen
+
+
+def test_sidecars_carry_a_request_over_mutual_tls_with_hsm_keys(
+    tmp_path: Path,
+    ca: LocalCa,
+    agent: Any,
+    emulator: Any,
+    rsa_key: HsmKey,
+    ec_key: HsmKey,
+    nginx_factory: NginxFactory,
+    native: Any,
+    app_socket: tuple[Path, list[dict[str, str]]],
+) -> None:
+    app, seen = app_socket
+    port = free_port()
+    client_sock = tmp_path / "client.sock"
+    server_cert = ca.issue(rsa_key.public_key, "api.internal", tmp_path / "server.pem")
+    client_cert = ca.issue(ec_key.public_key, "orders-service", tmp_path / "client.pem", client=True)
+    out = tmp_path / "conf"
+    common = ["-o", str(out), "--socket", str(agent.socket), "--ca", str(ca.path), "--app-protocol", "http"]
+    server = hsmcert(
+        "nginx", "--mode", "server-sidecar", "--key", rsa_key.ref, "--cert", str(server_cert),
+        "--server-name", "api.internal", "--listen", f"127.0.0.1:{port}", "--upstream", str(app), *common,
+    )  # fmt: skip
+    assert server.returncode == 0, server.stderr
+    client = hsmcert(
+        "nginx", "--mode", "client-sidecar", "--key", ec_key.ref, "--cert", str(client_cert),
+        "--server-name", "api.internal", "--listen", str(client_sock), "--upstream", f"127.0.0.1:{port}",
+        *common,
+    )  # fmt: skip
+    assert client.returncode == 0, client.stderr
+    includes = sorted(out.glob("api.internal-*.conf"))
+    before = {k.name: len(signs(emulator.audit(), k)) for k in (rsa_key, ec_key)}
+    nginx_factory(includes, ports=[port], openssl_cnf=out / "openssl.cnf")
+
+    result = curl("http://app/orders", "--unix-socket", str(client_sock))
+    assert result.returncode == 0, result.stderr
+    assert seen[-1]["path"] == "/orders"
+    assert seen[-1]["x-client-verify"] == "SUCCESS"
+    assert "CN=orders-service" in seen[-1]["x-client-subject"]
+    after = {k.name: len(signs(emulator.audit(), k)) for k in (rsa_key, ec_key)}
+    assert after[rsa_key.name] > before[rsa_key.name], "the server sidecar did not sign in the HSM"
+    assert after[ec_key.name] > before[ec_key.name], "the client sidecar did not sign in the HSM"
