@@ -92,6 +92,7 @@ _MAX_LENGTH = {
 _PRINTABLE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]*$")
 _PRINTABLE_ONLY = {"COUNTRY_NAME", "JURISDICTION_COUNTRY_NAME", "SERIAL_NUMBER", "DN_QUALIFIER"}
 _IA5_ONLY = {"EMAIL_ADDRESS", "DOMAIN_COMPONENT"}
+_SPACE = " \t\r\n"  # stripped around values and the whole subject unless escaped
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 
@@ -158,8 +159,9 @@ def _attribute(name: str, raw_value: str, *, hex_escapes: bool, subject: str) ->
             "Use C, ST, L, O, OU, CN, serialNumber, emailAddress, DC, UID, street, title, GN, SN, "
             "postalCode, organizationIdentifier or a dotted OID.",
         )
-    value = _unescape(raw_value.strip(), hex_escapes=hex_escapes)
-    if value.startswith("#") and hex_escapes:
+    raw = _strip_unescaped(raw_value)
+    value = _unescape(raw, hex_escapes=hex_escapes)
+    if raw.startswith("#") and hex_escapes:
         raise UsageError(f"BER-encoded values ({key}={value}) are not supported.", "Write the value as text.")
     if not value:
         raise UsageError(f"The subject attribute {key} in {subject!r} has an empty value.", _FORMS)
@@ -192,7 +194,7 @@ def parse_subject(text: str) -> x509.Name:
     """The :class:`~cryptography.x509.Name` for an OpenSSL-form (``/``) or RFC 4514 (``,``) subject."""
     from cryptography import x509
 
-    source = text.strip()
+    source = _strip_unescaped(text)
     if not source or source == "/":
         raise UsageError("The subject is empty.", _FORMS)
     openssl_form = source.startswith("/")
@@ -217,6 +219,21 @@ def parse_subject(text: str) -> x509.Name:
         except ValueError as exc:
             raise UsageError(f"Bad RDN {rdn_text!r} in the subject: {exc}.", _FORMS) from None
     return x509.Name(rdns)
+
+
+def _strip_unescaped(raw: str) -> str:
+    """``raw`` without surrounding spaces, keeping an escaped trailing space (``a\\ ``)."""
+    text = raw.lstrip(_SPACE)
+    while text and text[-1] in _SPACE and not _escaped_at(text, len(text) - 1):
+        text = text[:-1]
+    return text
+
+
+def _escaped_at(text: str, index: int) -> bool:
+    backslashes = 0
+    while index - backslashes - 1 >= 0 and text[index - backslashes - 1] == "\\":
+        backslashes += 1
+    return backslashes % 2 == 1
 
 
 def _partition_unescaped(ava: str) -> tuple[str, str, str]:
@@ -245,6 +262,10 @@ def openssl_form(name: x509.Name) -> str:
             short = {"2.5.4.5": "serialNumber", "1.2.840.113549.1.9.1": "emailAddress"}
             label = short.get(attr.oid.dotted_string, label)
             value = str(attr.value).replace("\\", "\\\\").replace("/", "\\/").replace("+", "\\+")
+            if value[:1] in tuple(_SPACE):
+                value = "\\" + value
+            if value[-1:] in tuple(_SPACE) and len(value) > 1:
+                value = value[:-1] + "\\" + value[-1]
             avas.append(f"{label}={value}")
         parts.append("+".join(avas))
     return "/" + "/".join(parts)
