@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -172,6 +173,12 @@ class Stack:
         lines = path.read_text(errors="replace").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
+    def agent_audit_lines(self) -> list[dict[str, Any]]:
+        if not self.agent_audit.exists():
+            return []
+        lines = self.agent_audit.read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
     def create_key(self, name: str, *spec: str) -> str:
         ref = f"managedhsm:{HSM}:{name}"
         self.hsmcert("key", "create", "--key", ref, *spec)
@@ -248,17 +255,16 @@ class Stack:
 def _curl(url: str, tls: str, ca: Path, resolve: str) -> str:
     top = {"1.2": "1.2", "1.3": "1.3"}[tls]
     command = ["curl", "-sS", "--max-time", "20", f"--tlsv{tls}", "--tls-max", top, "--cacert", str(ca)]
-    command += ["--resolve", resolve, "-w", "  [%{http_code}]", url]
+    command += ["--resolve", resolve, "-w", "HTTP %{http_code}: ", url]
     env = {k: v for k, v in os.environ.items() if k != "OPENSSL_CONF"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
     if result.returncode != 0:
         raise HsmcertError(f"curl --tlsv{tls} {url} failed: {result.stderr.strip()}")
-    return result.stdout.strip()
+    body, _, status = result.stdout.rpartition("HTTP ")
+    return f"HTTP {status}{body.strip()}"
 
 
 def _require_tools() -> None:
-    import shutil
-
     missing = [
         tool
         for tool in ("nginx", "curl", "openssl")
@@ -342,6 +348,19 @@ def run(workdir: Path, echo: Callable[[str], None] = print) -> int:
         for line in signed:
             fields = ("time", "principal_name", "service", "key", "alg", "operation", "result")
             echo("  " + " ".join(str(line[f]) for f in fields if f in line))
+        agent_signs = [line for line in stack.agent_audit_lines() if line.get("op") == "sign"]
+        if agent_signs:
+            echo(
+                "\n   ...asked for by nginx's workers through the agent (its audit log: caller uid and pid):"
+            )
+        for line in agent_signs:
+            shown = ("time", "uid", "pid", "key", "alg", "result")
+            echo(
+                "  "
+                + " ".join(
+                    f"{f}={line[f]}" if f in ("uid", "pid") else str(line[f]) for f in shown if f in line
+                )
+            )
         if len(signed) < 4:
             raise HsmcertError(f"Expected at least 4 signatures in the HSM's audit log, found {len(signed)}.")
         echo(
@@ -379,10 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         except KeyboardInterrupt:
             print("\ndemo interrupted; everything it started was stopped.", file=sys.stderr)
+            if not keep:
+                shutil.rmtree(workdir, ignore_errors=True)
             return 130
         if not keep:
-            import shutil
-
             shutil.rmtree(workdir, ignore_errors=True)
     print("\ndemo finished: exit 0")
     return 0
