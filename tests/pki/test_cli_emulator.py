@@ -6,6 +6,7 @@ validation check what was written. Errors: one line, the documented exit code, n
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -241,7 +242,8 @@ def test_stdout_der_and_json(keys: dict[str, str]) -> None:
     assert doc["subject"] == "CN=env.example"
 
 
-def _disabled_key(emulator: Any) -> str:
+def _unusable_key(**properties: Any) -> str:
+    """A new key whose properties are then changed (enabled=False, expires_on=...)."""
     from hsmcert import hsm
     from hsmcert.config import resolve_service
     from hsmcert.credentials import get_credential
@@ -250,7 +252,7 @@ def _disabled_key(emulator: Any) -> str:
     ref = f"managedhsm:{HSM}:pki-off-{uuid4().hex[:8]}"
     create_key(ref, "EC", curve="P-256")
     client = hsm.service_clients(resolve_service("managedhsm", HSM), get_credential()).key_client
-    client.update_key_properties(ref.rsplit(":", 1)[1], enabled=False)
+    client.update_key_properties(ref.rsplit(":", 1)[1], **properties)
     hsm.forget(ref)
     return ref
 
@@ -260,6 +262,8 @@ def _disabled_key(emulator: Any) -> str:
     [
         ("missing-key", 3, "not found"),
         ("disabled-key", 4, "disabled"),
+        ("expired-key", 4, "expired"),
+        ("unreachable", 5, "Cannot reach"),
         ("no-role", 4, "hsmcert grant"),
         ("wrong-alg", 2, "needs an EC key"),
         ("bad-subject", 2, "Unknown subject attribute"),
@@ -282,7 +286,11 @@ def test_errors_one_line_exit_code_no_file(
     if case == "missing-key":
         args[2] = f"managedhsm:{HSM}:no-such-{uuid4().hex[:8]}"
     elif case == "disabled-key":
-        args[2] = _disabled_key(emulator)
+        args[2] = _unusable_key(enabled=False)
+    elif case == "expired-key":
+        args[2] = _unusable_key(expires_on=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1))
+    elif case == "unreachable":
+        args += ["--endpoint", "https://127.0.0.1:9", "--ca-bundle", str(emulator.ca)]
     elif case == "no-role":
         from hsmcert import hsm
 
