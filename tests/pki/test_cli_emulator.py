@@ -358,3 +358,22 @@ def test_inspect_and_verify_a_csr(keys: dict[str, str], tmp_path: Path) -> None:
     bad = run_cli("inspect", str(garbage))
     assert bad.code == 2 and "holds no certificate or CSR" in bad.err
     assert run_cli("inspect", str(tmp_path / "none.pem")).code == 3
+
+
+@pytest.mark.parametrize("command", ["csr", "selfsign"])
+def test_a_wrong_signature_from_the_hsm_writes_nothing(
+    keys: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """The HSM answers with a corrupted signature (the signer test's lying HsmKey): exit 6, no file."""
+    from hsmcert import hsm, signer
+    from tests.hsm.test_hsm_signer import _LyingKey
+
+    def lying(ref: str, **kwargs: Any) -> Any:
+        opened = hsm.open_key(ref, **kwargs)
+        return signer.private_key_for(_LyingKey(opened.ref, opened.info, opened._service))
+
+    monkeypatch.setattr(signer, "load_private_key", lying)
+    out = tmp_path / "out.pem"
+    result = run_cli(command, "--key", keys["p256"], "--subj", "/CN=a.example", "-o", str(out))
+    assert result.code == 6 and "does not verify" in result.err, result.err
+    assert list(tmp_path.iterdir()) == []
