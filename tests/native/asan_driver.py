@@ -185,7 +185,7 @@ def main() -> int:
     count = check_vectors(lib, failures)
     examples = {"n": 0}
 
-    @settings(max_examples=int(os.environ.get("HSMCERT_FUZZ_EXAMPLES", "1500")), deadline=None,
+    @settings(max_examples=int(os.environ.get("HSMCERT_FUZZ_EXAMPLES", "1000")), deadline=None,
               suppress_health_check=list(HealthCheck), database=None)  # fmt: skip
     @given(st.one_of(st.binary(max_size=80), mutated(), structured()), st.integers(-1, 1), st.integers(0, 4))
     def differential(data: bytes, direction: int, op: int) -> None:

@@ -1,0 +1,250 @@
+"""Latency of one signature through the OpenSSL provider and the agent, next to the Python SDK directly.
+
+In one run, against a private emulator:
+
+- provider: a process using the system libcrypto (through ctypes, nothing else loaded) with the hsmcert
+  provider from OPENSSL_CONF signs a SHA-256 digest with an EC P-256 HSM key (EVP_PKEY_sign): provider ->
+  Unix socket -> agent -> pooled HTTPS -> emulator;
+- sdk: azure-keyvault-keys CryptographyClient.sign("ES256", digest) straight to the emulator, kept-alive
+  (the baseline of the target), and for reference through the same counting relay as the agent.
+
+The provider path includes the relay hop (a Python TCP relay that counts connections), so the figure
+against the direct SDK is an upper bound of what the provider and agent add.
+
+Each mode is measured --runs times with --count signatures after a warm-up; the medians of the per-run
+p50 and p99 are printed with the difference (target: the provider path adds at most 0.5 ms at p50) and the
+number of TLS connections the HSM saw from the agent (counted by a relay in front of the emulator).
+
+    python bench/provider.py [--runs 3] [--count 300] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Runs in a child process: only ctypes and the system libcrypto (OPENSSL_CONF loads the provider).
+CHILD = r"""
+import ctypes, json, sys, time
+uri, count, runs = sys.argv[1].encode(), int(sys.argv[2]), int(sys.argv[3])
+c = ctypes.CDLL("libcrypto.so.3")
+P = ctypes.c_void_p
+c.OPENSSL_init_crypto.argtypes = [ctypes.c_uint64, P]
+c.OPENSSL_init_crypto(0x40, None)  # OPENSSL_INIT_LOAD_CONFIG
+c.OSSL_STORE_open.restype = P
+c.OSSL_STORE_open.argtypes = [ctypes.c_char_p, P, P, P, P]
+c.OSSL_STORE_load.restype = P
+c.OSSL_STORE_load.argtypes = [P]
+c.OSSL_STORE_INFO_get1_PKEY.restype = P
+c.OSSL_STORE_INFO_get1_PKEY.argtypes = [P]
+c.EVP_PKEY_CTX_new_from_pkey.restype = P
+c.EVP_PKEY_CTX_new_from_pkey.argtypes = [P, P, P]
+c.EVP_PKEY_sign_init.argtypes = [P]
+c.EVP_PKEY_sign.argtypes = [P, ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_char_p, ctypes.c_size_t]
+c.EVP_PKEY_CTX_free.argtypes = [P]
+store = c.OSSL_STORE_open(uri, None, None, None, None)
+info = c.OSSL_STORE_load(store)
+pkey = c.OSSL_STORE_INFO_get1_PKEY(info)
+assert pkey, "the key did not load"
+digest = bytes(range(32))
+sig = ctypes.create_string_buffer(256)
+def sign():
+    ctx = c.EVP_PKEY_CTX_new_from_pkey(None, pkey, None)
+    n = ctypes.c_size_t(256)
+    assert c.EVP_PKEY_sign_init(ctx) == 1 and c.EVP_PKEY_sign(ctx, sig, ctypes.byref(n), digest, 32) == 1
+    c.EVP_PKEY_CTX_free(ctx)
+for _ in range(20):
+    sign()
+out = []
+for _ in range(runs):
+    lat = []
+    for _ in range(count):
+        t = time.perf_counter(); sign(); lat.append(time.perf_counter() - t)
+    out.append(lat)
+print(json.dumps(out))
+"""
+
+
+class CountingRelay:
+    """TCP relay in front of the emulator's HSM port; counts connections (TLS connections the HSM sees)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(self.target)
+            for end in (client, upstream):  # no Nagle delay added by the relay itself
+                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _summary(runs: list[list[float]]) -> dict[str, float]:
+    return {
+        "p50_ms": round(statistics.median(_percentile(r, 0.5) for r in runs) * 1000, 3),
+        "p99_ms": round(statistics.median(_percentile(r, 0.99) for r in runs) * 1000, 3),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    import logging
+    from urllib.parse import urlsplit
+
+    from azure.keyvault.keys import KeyClient
+    from azure.keyvault.keys.crypto import CryptographyClient
+
+    from hsmcert.emulator import control
+    from hsmcert.provider import openssl_cnf, provider_path
+
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    subprocess.run(["make", "-s", "-C", str(ROOT / "native")], check=True)
+
+    class Token:
+        def __init__(self, token: str) -> None:
+            self.token = token
+
+        def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            from azure.core.credentials import AccessToken
+
+            return AccessToken(self.token, int(time.time()) + 3600)
+
+    digest = hashlib.sha256(b"benchmark").digest()
+    with tempfile.TemporaryDirectory(prefix="hsmcert-bench-") as tmp:
+        data_dir = Path(tmp) / "emulator"
+        running = control.start(data_dir)
+        agent = None
+        try:
+            env = dict(os.environ)
+            env.update(running.env())
+            env["HSMCERT_EMULATOR"] = str(data_dir)
+            url, ca = control.service_endpoint(data_dir, "managedhsm", "local-hsm")
+            credential = Token(control.token(data_dir))
+            key = KeyClient(url, credential, connection_verify=str(ca)).create_ec_key(
+                "bench-provider", curve="P-256", hardware_protected=True
+            )
+            ref = "managedhsm:local-hsm:bench-provider"
+            parts = urlsplit(url)
+            relay = CountingRelay((parts.hostname or "127.0.0.1", parts.port or 443))
+            sock = Path(tmp) / "run" / "agent.sock"
+            agent = subprocess.Popen(
+                [sys.executable, "-m", "hsmcert", "agent", "--socket", str(sock), "--audit", str(Path(tmp) / "a.jsonl"),
+                 "--pool-size", "2", "--endpoint", f"https://127.0.0.1:{relay.port}", "--ca-bundle", str(ca)],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            deadline = time.monotonic() + 30
+            while not sock.exists():
+                if time.monotonic() > deadline or agent.poll() is not None:
+                    raise SystemExit("the agent did not start")
+                time.sleep(0.05)
+            conf = Path(tmp) / "openssl.cnf"
+            conf.write_text(openssl_cnf(sock, module=provider_path()))
+            child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OPENSSL_CONF": str(conf)}
+            result = subprocess.run(
+                [sys.executable, "-c", CHILD, ref, str(args.count), str(args.runs)],
+                env=child_env, capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise SystemExit(f"provider signing failed: {result.stderr.strip()[-2000:]}")
+            provider_runs = json.loads(result.stdout)
+
+            agent_connections = relay.connections
+            relayed_id = f"https://127.0.0.1:{relay.port}/keys/{key.name}/{key.properties.version}"
+            sdk_runs: dict[str, list[list[float]]] = {}
+            for mode, key_id in (("direct", key.id), ("relay", relayed_id)):
+                client = CryptographyClient(key_id, credential, connection_verify=str(ca))
+                for _ in range(20):
+                    client.sign("ES256", digest)
+                sdk_runs[mode] = []
+                for _ in range(args.runs):
+                    lat = []
+                    for _ in range(args.count):
+                        t = time.perf_counter()
+                        client.sign("ES256", digest)
+                        lat.append(time.perf_counter() - t)
+                    sdk_runs[mode].append(lat)
+                client.close()
+        finally:
+            if agent is not None:
+                agent.terminate()
+                agent.wait(15)
+            control.stop(running.data_dir)
+    provider, sdk, sdk_relay = (
+        _summary(provider_runs),
+        _summary(sdk_runs["direct"]),
+        _summary(sdk_runs["relay"]),
+    )
+    added = round(provider["p50_ms"] - sdk["p50_ms"], 3)
+    row = {
+        "key": "EC P-256 ES256",
+        "runs": args.runs,
+        "count": args.count,
+        "provider": provider,
+        "sdk": sdk,
+        "sdk_via_relay": sdk_relay,
+        "added_p50_ms": added,
+        "ratio_p50": round(provider["p50_ms"] / sdk["p50_ms"], 3),
+        "hsm_tls_connections": agent_connections,
+        "signatures_through_agent": args.runs * args.count + 20,
+    }
+    if args.json:
+        print(json.dumps(row, indent=2))
+    else:
+        print(f"provider+agent  p50 {provider['p50_ms']:7.3f} ms  p99 {provider['p99_ms']:7.3f} ms")
+        print(f"SDK direct      p50 {sdk['p50_ms']:7.3f} ms  p99 {sdk['p99_ms']:7.3f} ms")
+        print(f"SDK via relay   p50 {sdk_relay['p50_ms']:7.3f} ms  p99 {sdk_relay['p99_ms']:7.3f} ms"
+              "  (relay threads share this process's GIL)")  # fmt: skip
+        verdict = "meets" if added <= 0.5 else "misses"
+        print(f"added at p50: {added:+.3f} ms (ratio {row['ratio_p50']:.2f}); {verdict} the 0.5 ms target")
+        print(f"TLS connections the HSM saw from the agent: {agent_connections} "
+              f"for {row['signatures_through_agent']} signatures (pool size 2)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
