@@ -115,10 +115,10 @@ def openssl_cnf(
 ) -> str:
     """An openssl.cnf that activates the default provider first, then hsmcert on ``socket_path``.
 
-    ``include_default=True`` starts with ``.include`` of the system configuration's defaults being
-    kept out on purpose: only the providers are configured, so a service's behaviour otherwise stays
-    OpenSSL's built-in default. Pass ``include_default=False`` to leave the default provider out
-    (then only hsmcert's STORE/KEYMGMT/SIGNATURE are loaded and nothing else works).
+    Only providers are configured: the system openssl.cnf is not included, so a program given this file
+    in ``OPENSSL_CONF`` otherwise keeps OpenSSL's built-in defaults. ``include_default=False`` leaves the
+    default provider out (for a program that activates it itself). ``module`` defaults to
+    :func:`provider_path`; ``timeout_ms`` bounds each operation's wait for the agent.
     """
     if timeout_ms <= 0:
         raise UsageError(f"The timeout must be positive, not {timeout_ms} ms.")
