@@ -111,7 +111,7 @@ def _backend() -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def _daemon(args: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[None]:
+def _daemon(args: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "w") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -121,7 +121,7 @@ def _daemon(args: list[str], env: dict[str, str], port: int, log: Path) -> Itera
             proc.kill()
             proc.wait()
             raise AssertionError(f"{args[0]} did not start:\n{log.read_text()}") from None
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -138,8 +138,9 @@ def _get(port: int, ca: Path, version: str) -> str:
 
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
 def test_haproxy_serves_tls_with_a_pem_reference_key(
-    env: dict[str, str], emulator: Any, hsm_keys: HsmKeys, tmp_path: Path, kind: str
+    env: dict[str, str], emulator: Any, agent: Any, hsm_keys: HsmKeys, tmp_path: Path, kind: str
 ) -> None:
+    """Master-worker mode: the master loads the key, the forked worker signs over its own connection."""
     ref = getattr(hsm_keys, kind)
     key, crt = _hsm_cert(env, ref, tmp_path, "site")
     bundle = tmp_path / "site.pem"
@@ -154,9 +155,11 @@ def test_haproxy_serves_tls_with_a_pem_reference_key(
     )
     ok(["haproxy", "-c", "-f", str(conf)], env)
     before = hsm_signs(emulator, ref)
-    with _daemon(["haproxy", "-db", "-f", str(conf)], env, port, tmp_path / "haproxy.log"):
+    with _daemon(["haproxy", "-W", "-db", "-f", str(conf)], env, port, tmp_path / "haproxy.log") as master:
         out12 = _get(port, crt, "-tls1_2")
         out13 = _get(port, crt, "-tls1_3")
+    signers = {r["pid"] for r in agent.audit()[-2:] if r["op"] == "sign" and r["key"] == ref}
+    assert signers and master.pid not in signers
     for out in (out12, out13):
         assert "Verify return code: 0 (ok)" in out and "haproxy-ok" in out, out
     assert hsm_signs(emulator, ref) >= before + 2
