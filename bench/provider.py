@@ -38,46 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# Runs in a child process: only ctypes and the system libcrypto (OPENSSL_CONF loads the provider).
-CHILD = r"""
-import ctypes, json, sys, time
-uri, count, runs = sys.argv[1].encode(), int(sys.argv[2]), int(sys.argv[3])
-c = ctypes.CDLL("libcrypto.so.3")
-P = ctypes.c_void_p
-c.OPENSSL_init_crypto.argtypes = [ctypes.c_uint64, P]
-c.OPENSSL_init_crypto(0x40, None)  # OPENSSL_INIT_LOAD_CONFIG
-c.OSSL_STORE_open.restype = P
-c.OSSL_STORE_open.argtypes = [ctypes.c_char_p, P, P, P, P]
-c.OSSL_STORE_load.restype = P
-c.OSSL_STORE_load.argtypes = [P]
-c.OSSL_STORE_INFO_get1_PKEY.restype = P
-c.OSSL_STORE_INFO_get1_PKEY.argtypes = [P]
-c.EVP_PKEY_CTX_new_from_pkey.restype = P
-c.EVP_PKEY_CTX_new_from_pkey.argtypes = [P, P, P]
-c.EVP_PKEY_sign_init.argtypes = [P]
-c.EVP_PKEY_sign.argtypes = [P, ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_char_p, ctypes.c_size_t]
-c.EVP_PKEY_CTX_free.argtypes = [P]
-store = c.OSSL_STORE_open(uri, None, None, None, None)
-info = c.OSSL_STORE_load(store)
-pkey = c.OSSL_STORE_INFO_get1_PKEY(info)
-assert pkey, "the key did not load"
-digest = bytes(range(32))
-sig = ctypes.create_string_buffer(256)
-def sign():
-    ctx = c.EVP_PKEY_CTX_new_from_pkey(None, pkey, None)
-    n = ctypes.c_size_t(256)
-    assert c.EVP_PKEY_sign_init(ctx) == 1 and c.EVP_PKEY_sign(ctx, sig, ctypes.byref(n), digest, 32) == 1
-    c.EVP_PKEY_CTX_free(ctx)
-for _ in range(20):
-    sign()
-out = []
-for _ in range(runs):
-    lat = []
-    for _ in range(count):
-        t = time.perf_counter(); sign(); lat.append(time.perf_counter() - t)
-    out.append(lat)
-print(json.dumps(out))
-"""
+SIGN_LOOP = ROOT / "native" / "tools" / "sign_loop.py"
 
 
 class CountingRelay:
@@ -186,7 +147,7 @@ def main(argv: list[str]) -> int:
             conf.write_text(openssl_cnf(sock, module=provider_path()))
             child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OPENSSL_CONF": str(conf)}
             result = subprocess.run(
-                [sys.executable, "-c", CHILD, ref, str(args.count), str(args.runs)],
+                [sys.executable, str(SIGN_LOOP), ref, str(args.count), str(args.runs)],
                 env=child_env, capture_output=True, text=True, timeout=600,
             )  # fmt: skip
             if result.returncode != 0:

@@ -1,0 +1,62 @@
+"""Sign a 32-byte digest with a key URI through the system libcrypto, as any C program would.
+
+    OPENSSL_CONF=hsmcert.cnf python native/tools/sign_loop.py URI COUNT RUNS
+
+Only ctypes and libcrypto.so.3 are loaded (no pyca/cryptography, whose bundled OpenSSL cannot load the
+provider); OPENSSL_CONF loads the provider. Prints a JSON list of RUNS lists of COUNT latencies (seconds)
+after 20 warm-up signatures. Used by bench/provider.py and tests/native.
+"""
+
+import ctypes
+import json
+import sys
+import time
+
+uri, count, runs = sys.argv[1].encode(), int(sys.argv[2]), int(sys.argv[3])
+c = ctypes.CDLL("libcrypto.so.3")
+P = ctypes.c_void_p
+c.OPENSSL_init_crypto.argtypes = [ctypes.c_uint64, P]
+c.OPENSSL_init_crypto(0x40, None)  # OPENSSL_INIT_LOAD_CONFIG
+c.OSSL_STORE_open.restype = P
+c.OSSL_STORE_open.argtypes = [ctypes.c_char_p, P, P, P, P]
+c.OSSL_STORE_load.restype = P
+c.OSSL_STORE_load.argtypes = [P]
+c.OSSL_STORE_INFO_get1_PKEY.restype = P
+c.OSSL_STORE_INFO_get1_PKEY.argtypes = [P]
+c.EVP_PKEY_CTX_new_from_pkey.restype = P
+c.EVP_PKEY_CTX_new_from_pkey.argtypes = [P, P, P]
+c.EVP_PKEY_sign_init.argtypes = [P]
+c.EVP_PKEY_sign.argtypes = [
+    P,
+    ctypes.c_char_p,
+    ctypes.POINTER(ctypes.c_size_t),
+    ctypes.c_char_p,
+    ctypes.c_size_t,
+]
+c.EVP_PKEY_CTX_free.argtypes = [P]
+store = c.OSSL_STORE_open(uri, None, None, None, None)
+info = c.OSSL_STORE_load(store)
+pkey = c.OSSL_STORE_INFO_get1_PKEY(info)
+assert pkey, "the key did not load"
+digest = bytes(range(32))
+sig = ctypes.create_string_buffer(256)
+
+
+def sign():
+    ctx = c.EVP_PKEY_CTX_new_from_pkey(None, pkey, None)
+    n = ctypes.c_size_t(256)
+    assert c.EVP_PKEY_sign_init(ctx) == 1 and c.EVP_PKEY_sign(ctx, sig, ctypes.byref(n), digest, 32) == 1
+    c.EVP_PKEY_CTX_free(ctx)
+
+
+for _ in range(20):
+    sign()
+out = []
+for _ in range(runs):
+    lat = []
+    for _ in range(count):
+        t = time.perf_counter()
+        sign()
+        lat.append(time.perf_counter() - t)
+    out.append(lat)
+print(json.dumps(out))
