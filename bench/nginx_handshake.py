@@ -234,8 +234,10 @@ def soak(nginx: Nginx, site: dict[str, object], args: argparse.Namespace) -> int
     start = time.monotonic()
     print(f"soak: {args.soak} min of full handshakes at concurrency 4; nginx worker RSS (KiB, all workers)")
     handshakes(port, 4, 5)  # warm-up: caches and pools filled before the first sample
+    samples.append((time.monotonic() - start, worker_rss_kib(nginx)))
+    print(f"  t={samples[-1][0]:6.0f}s  rss={samples[-1][1]} KiB  (after warm-up)", flush=True)
     while time.monotonic() < end:
-        rate = handshakes(port, 4, min(30.0, max(1.0, end - time.monotonic())))
+        rate = handshakes(port, 4, min(15.0, max(1.0, end - time.monotonic())))
         rss = worker_rss_kib(nginx)
         samples.append((time.monotonic() - start, rss))
         print(f"  t={samples[-1][0]:6.0f}s  rss={rss} KiB  rate={rate:.0f}/s", flush=True)
