@@ -209,7 +209,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
-    args = parser.parse_args(argv)
+    args, _ = parser.parse_known_args(argv)  # bench/run_all.py passes every benchmark the same flags
     if shutil.which("openssl") is None:
         raise SystemExit("openssl is needed for the baseline")
     results = {"startup": startup(args.runs), "csr": csr_cost(args.runs)}
