@@ -241,15 +241,42 @@ static const OSSL_PARAM *ec_types(int selection)
     return selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY ? NULL : ec_key_types;
 }
 
+/* The curve's own hash (ES256 on P-256, ES384 on P-384, ES512 on P-521) is an EC key's default digest,
+ * as Azure pairs them; other hashes still work (see signature.c). */
+static const char *ec_digest(const HSMCERT_KEY *key)
+{
+    char group[64] = "";
+
+    if (key->type != EVP_PKEY_EC
+        || !EVP_PKEY_get_utf8_string_param(key->pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL))
+        return NULL;
+    if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0 || strcmp(group, "secp256k1") == 0)
+        return "SHA256";
+    if (strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0)
+        return "SHA384";
+    if (strcmp(group, "secp521r1") == 0 || strcmp(group, "P-521") == 0)
+        return "SHA512";
+    return NULL;
+}
+
 static int km_get_params(void *keydata, OSSL_PARAM params[])
 {
     HSMCERT_KEY *key = keydata;
+    const char *md;
+    OSSL_PARAM *p;
 
     if (key == NULL || key->pub == NULL)
         return 0;
     /* bits, security-bits, max-size, default-digest and the public parts, as the default provider
      * computes them for the same public key. */
-    return EVP_PKEY_get_params(key->pub, params);
+    if (!EVP_PKEY_get_params(key->pub, params))
+        return 0;
+    if ((md = ec_digest(key)) != NULL) {
+        if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_DEFAULT_DIGEST)) != NULL
+            && !OSSL_PARAM_set_utf8_string(p, md))
+            return 0;
+    }
+    return 1;
 }
 
 static const OSSL_PARAM rsa_gettable[] = {

@@ -198,6 +198,41 @@ static int sign_init(void *vctx, void *vkey, const OSSL_PARAM params[])
     return sig_init(vctx, vkey, params);
 }
 
+/* ECDSA in the HSM signs a digest as long as the curve's own hash (ES256: 32 bytes on P-256, ES384: 48 on
+ * P-384, ES512: 64 on P-521). ECDSA uses the leftmost bits of any hash up to the order's size, so a longer
+ * digest is cut to that length and a shorter one is left-padded with zeros: the same integer, hence a
+ * valid ECDSA signature with the hash actually used (TLS 1.2 may ask for SHA-384 with a P-256 key).
+ * Returns the JWA name and fills out/out_len, or NULL with an error raised. */
+static const char *ecdsa_input(SIG_CTX *ctx, const unsigned char *digest, size_t len, unsigned char *out,
+                               size_t *out_len)
+{
+    char group[64] = "";
+    const char *alg;
+    size_t want;
+
+    EVP_PKEY_get_utf8_string_param(ctx->key->pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL);
+    if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0) {
+        alg = "ES256", want = 32;
+    } else if (strcmp(group, "secp256k1") == 0) {
+        alg = "ES256K", want = 32;
+    } else if (strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0) {
+        alg = "ES384", want = 48;
+    } else if (strcmp(group, "secp521r1") == 0 || strcmp(group, "P-521") == 0) {
+        alg = "ES512", want = 64;
+    } else {
+        hsmcert_raise(ctx->prov, HSMCERT_R_UNSUPPORTED, "The HSM has no ECDSA for the curve %s.", group);
+        return NULL;
+    }
+    if (len >= want) {
+        memcpy(out, digest, want);
+    } else {
+        memset(out, 0, want - len);
+        memcpy(out + want - len, digest, len);
+    }
+    *out_len = want;
+    return alg;
+}
+
 /* JWA name of this signature, or NULL with an error raised. */
 static const char *jwa_name(SIG_CTX *ctx, size_t digest_len)
 {
@@ -226,13 +261,6 @@ static const char *jwa_name(SIG_CTX *ctx, size_t digest_len)
             return NULL;
         }
     }
-    if (row == 2) {
-        char group[64] = "";
-
-        EVP_PKEY_get_utf8_string_param(ctx->key->pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL);
-        if (strcmp(group, "secp256k1") == 0 && col == 0)
-            return "ES256K";
-    }
     return names[row][col];
 }
 
@@ -244,6 +272,7 @@ static int sign_digest(void *vctx, unsigned char *sig, size_t *siglen, size_t si
     HSMCERT_FIELD fields[4];
     HSMCERT_REPLY reply;
     size_t n = 0, max = (size_t)EVP_PKEY_get_size(key->pub);
+    unsigned char ec_digest[64];
     const char *alg;
     char err[512];
     int ok = 0;
@@ -258,6 +287,11 @@ static int sign_digest(void *vctx, unsigned char *sig, size_t *siglen, size_t si
     }
     if ((alg = jwa_name(ctx, tbslen)) == NULL)
         return 0;
+    if (ctx->ecdsa) {
+        if ((alg = ecdsa_input(ctx, tbs, tbslen, ec_digest, &tbslen)) == NULL)
+            return 0;
+        tbs = ec_digest;
+    }
     fields[n++] = (HSMCERT_FIELD){ HSMCERT_TAG_KEYREF, key->ref, strlen(key->ref) };
     fields[n++] = (HSMCERT_FIELD){ HSMCERT_TAG_KEYVERSION, key->version, strlen(key->version) };
     fields[n++] = (HSMCERT_FIELD){ HSMCERT_TAG_ALG, alg, strlen(alg) };

@@ -21,6 +21,7 @@ HSM = "local-hsm"
 class HsmKeys:
     rsa: str
     ec: str
+    ec384: str
 
     @staticmethod
     def name(ref: str) -> str:
@@ -29,15 +30,17 @@ class HsmKeys:
 
 @pytest.fixture(scope="session")
 def hsm_keys(emulator: Any) -> HsmKeys:
-    """An RSA 2048 and an EC P-256 key in the emulator's default Managed HSM."""
+    """An RSA 2048, an EC P-256 and an EC P-384 key in the emulator's default Managed HSM."""
     from hsmcert.keys import create_key
 
     tag = uuid4().hex[:8]
     rsa = f"managedhsm:{HSM}:prov-rsa-{tag}"
     ec = f"managedhsm:{HSM}:prov-ec-{tag}"
     create_key(rsa, "RSA", size=2048)
+    ec384 = f"managedhsm:{HSM}:prov-p384-{tag}"
     create_key(ec, "EC", curve="P-256")
-    return HsmKeys(rsa, ec)
+    create_key(ec384, "EC", curve="P-384")
+    return HsmKeys(rsa, ec, ec384)
 
 
 def hsm_signs(emulator: Any, ref: str) -> int:

@@ -30,6 +30,7 @@ def _pubkey(env: dict[str, str], key: str | Path, out: Path) -> Path:
         ("rsa", [], "RS256"),
         ("rsa", ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"], "PS256"),
         ("ec", [], "ES256"),
+        ("ec384", [], "ES384"),
     ],
 )
 def test_req_new_and_x509_signed_in_the_hsm(
@@ -212,3 +213,49 @@ def test_sanitizer_build_in_openssl_has_no_memory_errors_or_leaks(
         result = run(command, command_env)
         assert result.returncode not in (0, 23), result.stderr
         assert "Sanitizer" not in result.stderr and "runtime error" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["ec", "ec384"])
+@pytest.mark.parametrize("digest", ["-sha256", "-sha384", "-sha512"])
+def test_ecdsa_with_any_sha2_on_any_curve(
+    env: dict[str, str], hsm_keys: HsmKeys, tmp_path: Path, kind: str, digest: str
+) -> None:
+    """The HSM signs ES256 on P-256 and ES384 on P-384 only; the provider fits other SHA-2 digests to the
+    curve (ECDSA's own truncation) so that the signature verifies as ECDSA with the hash asked for."""
+    plain = {"PATH": "/usr/bin:/bin", "OPENSSL_CONF": "/dev/null"}
+    ref = getattr(hsm_keys, kind)
+    data, sig = tmp_path / "data", tmp_path / "data.sig"
+    data.write_bytes(b"payload")
+    ok(["openssl", "dgst", digest, "-sign", ref, "-out", str(sig), str(data)], env)
+    pub = _pubkey(env, ref, tmp_path / "pub.pem")
+    result = ok(["openssl", "dgst", digest, "-verify", str(pub), "-signature", str(sig), str(data)], plain)
+    assert "Verified OK" in result.stdout
+
+
+def test_tls12_client_preferring_sha384_with_a_p256_server_key(
+    env: dict[str, str], hsm_keys: HsmKeys, tmp_path: Path
+) -> None:
+    from hsmcert.provider import pem_ref
+
+    key, crt = tmp_path / "server.key", tmp_path / "server.crt"
+    key.write_bytes(pem_ref(hsm_keys.ec))
+    ok(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-key",
+            str(key),
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "2",
+            "-out",
+            str(crt),
+        ],
+        env,
+    )
+    with s_server(env, crt, key) as port:
+        result = s_client(port, crt, "-tls1_2", "-sigalgs", "ECDSA+SHA384:ECDSA+SHA256")
+    assert served(result), result.stdout
+    assert "Peer signing digest: SHA384" in result.stdout
