@@ -1,6 +1,7 @@
-/* The agent client: one Unix stream socket per process, reconnected after fork (pid check) and when
- * the agent closed the connection (restart). Every call has a deadline of timeout_ms. No network:
- * the only I/O of the provider is this socket. */
+/* The agent client: a few Unix stream sockets per process (one request at a time on each, so threads
+ * of one server sign in parallel), reconnected after fork (pid check) and when the agent closed the
+ * connection (restart). Every call has a deadline of timeout_ms. No network: the only I/O of the
+ * provider is this socket. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -15,12 +16,20 @@
 
 #include "hsmcert.h"
 
-struct hsmcert_agent {
-    pthread_mutex_t lock;
-    char *path;
-    int timeout_ms;
+#define AGENT_CONNS 4
+
+typedef struct {
     int fd;
     pid_t pid; /* the process that opened fd */
+    int busy;
+} CONN;
+
+struct hsmcert_agent {
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    char *path;
+    int timeout_ms;
+    CONN conns[AGENT_CONNS];
 };
 
 static const char *const status_names[] = {
@@ -38,8 +47,10 @@ HSMCERT_AGENT *hsmcert_agent_new(const char *socket_path, int timeout_ms)
         return NULL;
     }
     pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->freed, NULL);
     a->timeout_ms = timeout_ms > 0 ? timeout_ms : HSMCERT_DEFAULT_TIMEOUT_MS;
-    a->fd = -1;
+    for (int i = 0; i < AGENT_CONNS; i++)
+        a->conns[i].fd = -1;
     return a;
 }
 
@@ -48,20 +59,22 @@ const char *hsmcert_agent_path(const HSMCERT_AGENT *agent)
     return agent->path;
 }
 
-static void agent_close(HSMCERT_AGENT *a)
+static void conn_close(CONN *c)
 {
-    /* A descriptor inherited across fork belongs to the parent's conversation: just drop it. */
-    if (a->fd >= 0)
-        close(a->fd);
-    a->fd = -1;
+    /* A descriptor inherited across fork belongs to the parent's conversation: closing our copy
+     * leaves the parent's connection alone. */
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
 }
 
 void hsmcert_agent_free(HSMCERT_AGENT *agent)
 {
     if (agent == NULL)
         return;
-    if (agent->pid == getpid())
-        agent_close(agent);
+    for (int i = 0; i < AGENT_CONNS; i++)
+        conn_close(&agent->conns[i]);
+    pthread_cond_destroy(&agent->freed);
     pthread_mutex_destroy(&agent->lock);
     free(agent->path);
     free(agent);
@@ -111,7 +124,7 @@ static int wait_fd(int fd, short events, long long deadline)
     }
 }
 
-static int agent_connect(HSMCERT_AGENT *a, long long deadline, char *err, size_t errlen)
+static int agent_connect(HSMCERT_AGENT *a, CONN *c, long long deadline, char *err, size_t errlen)
 {
     struct sockaddr_un addr;
     int fd;
@@ -151,8 +164,8 @@ static int agent_connect(HSMCERT_AGENT *a, long long deadline, char *err, size_t
             return 0;
         }
     }
-    a->fd = fd;
-    a->pid = getpid();
+    c->fd = fd;
+    c->pid = getpid();
     return 1;
 }
 
@@ -200,19 +213,19 @@ static int recv_all(int fd, unsigned char *buf, size_t len, long long deadline)
 
 /* One exchange on the open connection. Returns 1 done, 0 connection lost before an answer (retry on a
  * new connection), -1 failed (err set). */
-static int exchange(HSMCERT_AGENT *a, const unsigned char *req, size_t req_len, int op, HSMCERT_REPLY *reply,
+static int exchange(HSMCERT_AGENT *a, CONN *c, const unsigned char *req, size_t req_len, int op, HSMCERT_REPLY *reply,
                     long long deadline, char *err, size_t errlen)
 {
     unsigned char header[HSMCERT_FRAME_HEADER];
     size_t body_len;
     int rc;
 
-    rc = send_all(a->fd, req, req_len, deadline);
+    rc = send_all(c->fd, req, req_len, deadline);
     if (rc == -2)
         goto timeout;
     if (rc < 0)
         return 0;
-    rc = recv_all(a->fd, header, sizeof(header), deadline);
+    rc = recv_all(c->fd, header, sizeof(header), deadline);
     if (rc == -2)
         goto timeout;
     if (rc <= 0)
@@ -226,7 +239,7 @@ static int exchange(HSMCERT_AGENT *a, const unsigned char *req, size_t req_len, 
         return -1;
     }
     memcpy(reply->buf, header, sizeof(header));
-    rc = recv_all(a->fd, reply->buf + HSMCERT_FRAME_HEADER, body_len, deadline);
+    rc = recv_all(c->fd, reply->buf + HSMCERT_FRAME_HEADER, body_len, deadline);
     if (rc == -2)
         goto timeout;
     if (rc <= 0) {
@@ -249,7 +262,7 @@ timeout:
 }
 
 /* HELLO on a new connection: agrees on version 1 and names the client for the agent's audit log. */
-static int hello(HSMCERT_AGENT *a, long long deadline, char *err, size_t errlen)
+static int hello(HSMCERT_AGENT *a, CONN *c, long long deadline, char *err, size_t errlen)
 {
     static const unsigned char versions[] = { 1 };
     static const char client[] = "hsmcert-provider/" HSMCERT_VERSION;
@@ -263,7 +276,7 @@ static int hello(HSMCERT_AGENT *a, long long deadline, char *err, size_t errlen)
     int rc;
 
     memset(&reply, 0, sizeof(reply));
-    rc = exchange(a, req, (size_t)len, HSMCERT_OP_HELLO, &reply, deadline, err, errlen);
+    rc = exchange(a, c, req, (size_t)len, HSMCERT_OP_HELLO, &reply, deadline, err, errlen);
     if (rc == 1 && (reply.frame.code != HSMCERT_ST_OK || reply.frame.value[HSMCERT_TAG_VERSIONS][0] != 1)) {
         set_err(err, errlen, "The hsmcert agent at %s does not speak protocol version 1.", a->path);
         rc = -1;
@@ -274,6 +287,56 @@ static int hello(HSMCERT_AGENT *a, long long deadline, char *err, size_t errlen)
     return rc == 1;
 }
 
+/* A connection for this thread: an idle one of this process, else an unused slot, else wait. */
+static CONN *conn_take(HSMCERT_AGENT *a, long long deadline)
+{
+    CONN *found = NULL;
+    pid_t pid = getpid();
+
+    pthread_mutex_lock(&a->lock);
+    while (found == NULL) {
+        for (int i = 0; i < AGENT_CONNS; i++) {
+            CONN *c = &a->conns[i];
+
+            if (c->pid != pid) {
+                /* Opened before a fork (its busy flag is the parent's): forget it. */
+                conn_close(c);
+                c->busy = 0;
+                c->pid = pid;
+            }
+            if (!c->busy && (found == NULL || (found->fd < 0 && c->fd >= 0)))
+                found = c;
+        }
+        if (found == NULL) {
+            struct timespec ts;
+            long long left = deadline - now_ms();
+
+            if (left <= 0)
+                break;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += left / 1000;
+            ts.tv_nsec += (left % 1000) * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&a->freed, &a->lock, &ts);
+        }
+    }
+    if (found != NULL)
+        found->busy = 1;
+    pthread_mutex_unlock(&a->lock);
+    return found;
+}
+
+static void conn_give(HSMCERT_AGENT *a, CONN *c)
+{
+    pthread_mutex_lock(&a->lock);
+    c->busy = 0;
+    pthread_cond_signal(&a->freed);
+    pthread_mutex_unlock(&a->lock);
+}
+
 int hsmcert_agent_call(HSMCERT_AGENT *a, int op, const HSMCERT_FIELD *fields, size_t nfields,
                        HSMCERT_REPLY *reply, char *err, size_t errlen)
 {
@@ -281,6 +344,7 @@ int hsmcert_agent_call(HSMCERT_AGENT *a, int op, const HSMCERT_FIELD *fields, si
     long req_len;
     long long deadline = now_ms() + a->timeout_ms;
     int ok = 0, rc = 0;
+    CONN *c;
 
     memset(reply, 0, sizeof(*reply));
     req = malloc(HSMCERT_FRAME_HEADER + HSMCERT_FRAME_MAX);
@@ -294,27 +358,27 @@ int hsmcert_agent_call(HSMCERT_AGENT *a, int op, const HSMCERT_FIELD *fields, si
         free(req);
         return 0;
     }
-    pthread_mutex_lock(&a->lock);
-    if (a->fd >= 0 && a->pid != getpid()) {
-        /* Forked: the descriptor is the parent's conversation. Forget it without closing the
-         * parent's socket state (close only drops our copy). */
-        agent_close(a);
+    if ((c = conn_take(a, deadline)) == NULL) {
+        set_err(err, errlen, "All connections to the hsmcert agent at %s stayed busy for %d ms.", a->path,
+                a->timeout_ms);
+        free(req);
+        return 0;
     }
     /* A kept connection may have been closed by an agent restart: one retry on a fresh one. */
     for (int attempt = 0; attempt < 2; attempt++) {
-        int fresh = a->fd < 0;
+        int fresh = c->fd < 0;
 
-        if (fresh && !agent_connect(a, deadline, err, errlen))
+        if (fresh && !agent_connect(a, c, deadline, err, errlen))
             break;
-        if (fresh && !hello(a, deadline, err, errlen)) {
-            agent_close(a);
+        if (fresh && !hello(a, c, deadline, err, errlen)) {
+            conn_close(c);
             break;
         }
-        rc = exchange(a, req, (size_t)req_len, op, reply, deadline, err, errlen);
+        rc = exchange(a, c, req, (size_t)req_len, op, reply, deadline, err, errlen);
         if (rc == 1)
             break;
         hsmcert_reply_clear(reply);
-        agent_close(a);
+        conn_close(c);
         if (rc < 0)
             break;
         if (fresh) {
@@ -323,7 +387,10 @@ int hsmcert_agent_call(HSMCERT_AGENT *a, int op, const HSMCERT_FIELD *fields, si
             break;
         }
     }
-    pthread_mutex_unlock(&a->lock);
+    /* After BAD_REQUEST the agent may hang up: do not keep that connection. */
+    if (rc == 1 && reply->frame.code == HSMCERT_ST_BAD_REQUEST)
+        conn_close(c);
+    conn_give(a, c);
     free(req);
     if (rc != 1)
         return 0;
@@ -332,11 +399,6 @@ int hsmcert_agent_call(HSMCERT_AGENT *a, int op, const HSMCERT_FIELD *fields, si
 
         set_err(err, errlen, "%.*s (agent status %s)", (int)f->len[HSMCERT_TAG_MESSAGE],
                 (const char *)f->value[HSMCERT_TAG_MESSAGE], status_names[f->code]);
-        if (f->code == HSMCERT_ST_BAD_REQUEST) {
-            pthread_mutex_lock(&a->lock);
-            agent_close(a);
-            pthread_mutex_unlock(&a->lock);
-        }
         hsmcert_reply_clear(reply);
         return 0;
     }

@@ -48,3 +48,25 @@ def test_signatures_succeed_while_20_percent_of_hsm_calls_fail(
         assert len({r["pid"] for r in records}) == 1
     finally:
         agent.stop()
+
+
+def test_threads_sign_concurrently_under_the_sanitizer(
+    native: Any, agent: Any, emulator: Any, hsm_keys: HsmKeys
+) -> None:
+    """Four threads of one process share the provider's agent connections (ASAN+UBSan build)."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "OPENSSL_CONF": str(native.openssl_cnf(agent.socket, module=native.asan_path)),
+        "LD_PRELOAD": native.sanitizer_runtime(),
+        "ASAN_OPTIONS": "detect_leaks=0:exitcode=23",  # CPython is not leak-clean; leaks are checked elsewhere
+        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+    }
+    before = hsm_signs(emulator, hsm_keys.ec384)
+    result = subprocess.run(
+        [sys.executable, str(SIGN_LOOP), hsm_keys.ec384, "25", "1", "4"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Sanitizer" not in result.stderr and "runtime error" not in result.stderr
+    assert len(json.loads(result.stdout)[0]) == 100
+    assert hsm_signs(emulator, hsm_keys.ec384) == before + 120
