@@ -5,15 +5,11 @@ In one run, against a private emulator:
 - provider: a process using the system libcrypto (through ctypes, nothing else loaded) with the hsmcert
   provider from OPENSSL_CONF signs a SHA-256 digest with an EC P-256 HSM key (EVP_PKEY_sign): provider ->
   Unix socket -> agent -> pooled HTTPS -> emulator;
-- sdk: azure-keyvault-keys CryptographyClient.sign("ES256", digest) straight to the emulator, kept-alive
-  (the baseline of the target), and for reference through the same counting relay as the agent.
-
-The provider path includes the relay hop (a Python TCP relay that counts connections), so the figure
-against the direct SDK is an upper bound of what the provider and agent add.
+- sdk: azure-keyvault-keys CryptographyClient.sign("ES256", digest) straight to the emulator, kept-alive.
 
 Each mode is measured --runs times with --count signatures after a warm-up; the medians of the per-run
 p50 and p99 are printed with the difference (target: the provider path adds at most 0.5 ms at p50) and the
-number of TLS connections the HSM saw from the agent (counted by a relay in front of the emulator).
+number of TLS connections the HSM saw from the agent (sampled from /proc, no relay in the path).
 
     python bench/provider.py [--runs 3] [--count 300] [--json]
 """
@@ -21,16 +17,13 @@ number of TLS connections the HSM saw from the agent (counted by a relay in fron
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,38 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SIGN_LOOP = ROOT / "native" / "tools" / "sign_loop.py"
-
-
-class CountingRelay:
-    """TCP relay in front of the emulator's HSM port; counts connections (TLS connections the HSM sees)."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.connections = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            upstream = socket.create_connection(self.target)
-            for end in (client, upstream):  # no Nagle delay added by the relay itself
-                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -100,6 +61,7 @@ def main(argv: list[str]) -> int:
     from azure.keyvault.keys import KeyClient
     from azure.keyvault.keys.crypto import CryptographyClient
 
+    from bench.nginx_handshake import ConnectionCounter
     from hsmcert.emulator import control
     from hsmcert.provider import openssl_cnf, provider_path
 
@@ -130,12 +92,11 @@ def main(argv: list[str]) -> int:
                 "bench-provider", curve="P-256", hardware_protected=True
             )
             ref = "managedhsm:local-hsm:bench-provider"
-            parts = urlsplit(url)
-            relay = CountingRelay((parts.hostname or "127.0.0.1", parts.port or 443))
+            hsm_port = urlsplit(url).port or 443
             sock = Path(tmp) / "run" / "agent.sock"
             agent = subprocess.Popen(
                 [sys.executable, "-m", "hsmcert", "agent", "--socket", str(sock), "--audit", str(Path(tmp) / "a.jsonl"),
-                 "--pool-size", "2", "--endpoint", f"https://127.0.0.1:{relay.port}", "--ca-bundle", str(ca)],
+                 "--pool-size", "2"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             deadline = time.monotonic() + 30
@@ -143,6 +104,7 @@ def main(argv: list[str]) -> int:
                 if time.monotonic() > deadline or agent.poll() is not None:
                     raise SystemExit("the agent did not start")
                 time.sleep(0.05)
+            counter = ConnectionCounter(agent.pid, hsm_port)
             conf = Path(tmp) / "openssl.cnf"
             conf.write_text(openssl_cnf(sock, module=provider_path()))
             child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OPENSSL_CONF": str(conf)}
@@ -154,32 +116,25 @@ def main(argv: list[str]) -> int:
                 raise SystemExit(f"provider signing failed: {result.stderr.strip()[-2000:]}")
             provider_runs = json.loads(result.stdout)
 
-            agent_connections = relay.connections
-            relayed_id = f"https://127.0.0.1:{relay.port}/keys/{key.name}/{key.properties.version}"
-            sdk_runs: dict[str, list[list[float]]] = {}
-            for mode, key_id in (("direct", key.id), ("relay", relayed_id)):
-                client = CryptographyClient(key_id, credential, connection_verify=str(ca))
-                for _ in range(20):
+            agent_connections = counter.stop()
+            client = CryptographyClient(key, credential, connection_verify=str(ca))
+            for _ in range(20):
+                client.sign("ES256", digest)
+            sdk_runs: list[list[float]] = []
+            for _ in range(args.runs):
+                lat = []
+                for _ in range(args.count):
+                    t = time.perf_counter()
                     client.sign("ES256", digest)
-                sdk_runs[mode] = []
-                for _ in range(args.runs):
-                    lat = []
-                    for _ in range(args.count):
-                        t = time.perf_counter()
-                        client.sign("ES256", digest)
-                        lat.append(time.perf_counter() - t)
-                    sdk_runs[mode].append(lat)
-                client.close()
+                    lat.append(time.perf_counter() - t)
+                sdk_runs.append(lat)
+            client.close()
         finally:
             if agent is not None:
                 agent.terminate()
                 agent.wait(15)
             control.stop(running.data_dir)
-    provider, sdk, sdk_relay = (
-        _summary(provider_runs),
-        _summary(sdk_runs["direct"]),
-        _summary(sdk_runs["relay"]),
-    )
+    provider, sdk = _summary(provider_runs), _summary(sdk_runs)
     added = round(provider["p50_ms"] - sdk["p50_ms"], 3)
     row = {
         "key": "EC P-256 ES256",
@@ -187,7 +142,6 @@ def main(argv: list[str]) -> int:
         "count": args.count,
         "provider": provider,
         "sdk": sdk,
-        "sdk_via_relay": sdk_relay,
         "added_p50_ms": added,
         "ratio_p50": round(provider["p50_ms"] / sdk["p50_ms"], 3),
         "hsm_tls_connections": agent_connections,
@@ -198,8 +152,6 @@ def main(argv: list[str]) -> int:
     else:
         print(f"provider+agent  p50 {provider['p50_ms']:7.3f} ms  p99 {provider['p99_ms']:7.3f} ms")
         print(f"SDK direct      p50 {sdk['p50_ms']:7.3f} ms  p99 {sdk['p99_ms']:7.3f} ms")
-        print(f"SDK via relay   p50 {sdk_relay['p50_ms']:7.3f} ms  p99 {sdk_relay['p99_ms']:7.3f} ms"
-              "  (relay threads share this process's GIL)")  # fmt: skip
         verdict = "meets" if added <= 0.5 else "misses"
         print(f"added at p50: {added:+.3f} ms (ratio {row['ratio_p50']:.2f}); {verdict} the 0.5 ms target")
         print(f"TLS connections the HSM saw from the agent: {agent_connections} "
