@@ -102,7 +102,8 @@ def worker_rss_kib(nginx: Nginx) -> int:
         except OSError:
             continue
         if re.search(rf"^PPid:\s+{master}$", text, re.MULTILINE):
-            match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.MULTILINE)
+            # Private memory only: the shared session cache's pages would count once per worker in VmRSS.
+            match = re.search(r"^RssAnon:\s+(\d+) kB", text, re.MULTILINE)
             total += int(match.group(1)) if match else 0
     return total
 
@@ -232,7 +233,9 @@ def soak(nginx: Nginx, site: dict[str, object], args: argparse.Namespace) -> int
     end = time.monotonic() + args.soak * 60
     samples: list[tuple[float, int]] = []
     start = time.monotonic()
-    print(f"soak: {args.soak} min of full handshakes at concurrency 4; nginx worker RSS (KiB, all workers)")
+    print(
+        f"soak: {args.soak} min of full handshakes at concurrency 4; nginx workers' private memory (RssAnon, KiB, all workers)"
+    )
     handshakes(port, 4, 5)  # warm-up: caches and pools filled before the first sample
     samples.append((time.monotonic() - start, worker_rss_kib(nginx)))
     print(f"  t={samples[-1][0]:6.0f}s  rss={samples[-1][1]} KiB  (after warm-up)", flush=True)

@@ -20,16 +20,40 @@ pytestmark = pytest.mark.e2e
 REF = "managedhsm:local-hsm:tls-key"
 
 
+def written_server(tmp_path: Path, pki: LocalPki, port: int) -> lib.Site:
+    """A server site on 127.0.0.1:port with the local server key, its files written."""
+    site = lib.validate(
+        lib.Site(REF, pki.server_cert, "localhost", tmp_path / "out", listen=f"127.0.0.1:{port}",
+                 local_key=pki.server_key)
+    )  # fmt: skip
+    managed.write_all(lib.generate(site))
+    return site
+
+
+def written_sidecars(
+    tmp_path: Path, pki: LocalPki, port: int, app_sock: Path, client_sock: Path, protocol: str
+) -> tuple[lib.Site, lib.Site]:
+    """Server and client sidecars with local keys, mutual TLS on 127.0.0.1:port, their files written."""
+    server = lib.validate(
+        lib.Site(REF, pki.server_cert, "localhost", tmp_path / "server", mode="server-sidecar",
+                 listen=f"127.0.0.1:{port}", upstream=str(app_sock), ca=pki.ca, app_protocol=protocol,  # type: ignore[arg-type]
+                 local_key=pki.server_key)
+    )  # fmt: skip
+    client = lib.validate(
+        lib.Site(REF, pki.client_cert, "localhost", tmp_path / "client", mode="client-sidecar",
+                 listen=str(client_sock), upstream=f"127.0.0.1:{port}", ca=pki.ca, app_protocol=protocol,  # type: ignore[arg-type]
+                 local_key=pki.client_key)
+    )  # fmt: skip
+    managed.write_all(lib.generate(server) + lib.generate(client))
+    return server, client
+
+
 @pytest.mark.parametrize("tls", ["--tlsv1.2", "--tlsv1.3"])
 def test_server_answers_over_tls12_and_tls13(
     tmp_path: Path, local_pki: LocalPki, nginx_factory: NginxFactory, tls: str
 ) -> None:
     port = free_port()
-    site = lib.validate(
-        lib.Site(REF, local_pki.server_cert, "localhost", tmp_path / "out", listen=f"127.0.0.1:{port}",
-                 local_key=local_pki.server_key)
-    )  # fmt: skip
-    managed.write_all(lib.generate(site))
+    site = written_server(tmp_path, local_pki, port)
     nginx_factory([site.site_conf], ports=[port])
     max_tls = "1.2" if tls == "--tlsv1.2" else "1.3"
     result = curl(f"https://localhost:{port}/", tls, "--tls-max", max_tls, ca=local_pki.ca)
@@ -42,17 +66,7 @@ def test_sidecars_carry_a_request_over_mutual_tls(
 ) -> None:
     port = free_port()
     app_sock, client_sock = tmp_path / "app.sock", tmp_path / "client.sock"
-    server = lib.validate(
-        lib.Site(REF, local_pki.server_cert, "localhost", tmp_path / "server", mode="server-sidecar",
-                 listen=f"127.0.0.1:{port}", upstream=str(app_sock), ca=local_pki.ca, app_protocol="http",
-                 local_key=local_pki.server_key)
-    )  # fmt: skip
-    client = lib.validate(
-        lib.Site(REF, local_pki.client_cert, "localhost", tmp_path / "client", mode="client-sidecar",
-                 listen=str(client_sock), upstream=f"127.0.0.1:{port}", ca=local_pki.ca, app_protocol="http",
-                 local_key=local_pki.client_key)
-    )  # fmt: skip
-    managed.write_all(lib.generate(server) + lib.generate(client))
+    server, client = written_sidecars(tmp_path, local_pki, port, app_sock, client_sock, "http")
     with unix_http_app(app_sock) as seen:
         nginx_factory([server.site_conf, client.site_conf], ports=[port])
         result = curl("http://app/hello", "--unix-socket", str(client_sock))
@@ -72,11 +86,7 @@ def test_reload_only_after_a_passing_test(
     tmp_path: Path, local_pki: LocalPki, nginx_factory: NginxFactory
 ) -> None:
     port = free_port()
-    site = lib.validate(
-        lib.Site(REF, local_pki.server_cert, "localhost", tmp_path / "out", listen=f"127.0.0.1:{port}",
-                 local_key=local_pki.server_key)
-    )  # fmt: skip
-    managed.write_all(lib.generate(site))
+    site = written_server(tmp_path, local_pki, port)
     running = nginx_factory([site.site_conf], ports=[port], openssl_cnf=site.openssl_cnf)
     master = running.master_pid()
 
@@ -96,11 +106,7 @@ def test_reload_needs_a_running_nginx(
     tmp_path: Path, local_pki: LocalPki, nginx_factory: NginxFactory
 ) -> None:
     port = free_port()
-    site = lib.validate(
-        lib.Site(REF, local_pki.server_cert, "localhost", tmp_path / "out", listen=f"127.0.0.1:{port}",
-                 local_key=local_pki.server_key)
-    )  # fmt: skip
-    managed.write_all(lib.generate(site))
+    site = written_server(tmp_path, local_pki, port)
     running = nginx_factory([site.site_conf], ports=[port])
     running.stop()
     with pytest.raises(HsmcertError, match="nginx is not running") as caught:
@@ -119,16 +125,7 @@ def test_grpc_sidecars_carry_http2_over_mutual_tls(
         f"server {{ listen unix:{app_sock} http2; location / {{ default_type text/plain;\n"
         f'  return 200 "h2 app: $server_protocol $http_x_client_verify $http_x_client_subject\\n"; }} }}\n'
     )
-    server = lib.validate(
-        lib.Site(REF, local_pki.server_cert, "localhost", tmp_path / "server", mode="server-sidecar",
-                 listen=f"127.0.0.1:{port}", upstream=str(app_sock), ca=local_pki.ca, local_key=local_pki.server_key)
-    )  # fmt: skip
-    client = lib.validate(
-        lib.Site(REF, local_pki.client_cert, "localhost", tmp_path / "client", mode="client-sidecar",
-                 listen=str(client_sock), upstream=f"127.0.0.1:{port}", ca=local_pki.ca,
-                 local_key=local_pki.client_key)
-    )  # fmt: skip
-    managed.write_all(lib.generate(server) + lib.generate(client))
+    server, client = written_sidecars(tmp_path, local_pki, port, app_sock, client_sock, "grpc")
     nginx_factory([app_conf, server.site_conf, client.site_conf], ports=[port])
     result = curl(
         "http://app/helloworld.Greeter/SayHello", "--http2-prior-knowledge", "--unix-socket", str(client_sock)
