@@ -196,12 +196,13 @@ class Emulator:
         for stopper, server in zip(stoppers, self.servers, strict=True):
             stopper.join()
             server.server_close()
+        self.audit.close()
+        self.store.close()
+        # The state file goes last: once it is gone, `stop` in another process may read the data directory.
         state = self.data_dir / "state.json"
         data = read_json(state)
         if isinstance(data, dict) and data.get("pid") == os.getpid():
             state.unlink(missing_ok=True)
-        self.audit.close()
-        self.store.close()
 
     # --- the data plane ---------------------------------------------------------------------------------
 
