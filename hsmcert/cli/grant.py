@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hsmcert.cli._common import CaBundleOpt, EndpointOpt, emit, log
+from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, emit, log
 
 
 def grant(
@@ -44,6 +44,7 @@ def grant(
     ] = False,
     endpoint: EndpointOpt = None,
     ca_bundle: CaBundleOpt = None,
+    credential: CredentialOpt = None,
 ) -> None:
     """Give an identity access to keys in a Managed HSM (local RBAC), exactly as much as it needs.
 
@@ -80,15 +81,15 @@ def grant(
     from hsmcert.config import resolve_service
     from hsmcert.credentials import get_credential
 
-    credential = get_credential()
+    azure_credential = get_credential(credential)
     if machine is not None:
-        plan.principal_id = machine_principal_id(machine, credential)
+        plan.principal_id = machine_principal_id(machine, azure_credential)
         log(f"{machine.name}: managed identity {plan.principal_id}")
     service = resolve_service("managedhsm", hsm, endpoint=endpoint, ca_bundle=ca_bundle)
-    client = KeyVaultAccessControlClient(service.url, credential, **service.client_kwargs())
+    client = KeyVaultAccessControlClient(service.url, azure_credential, **service.client_kwargs())
     from hsmcert.hsm import translate_azure_errors
 
-    with translate_azure_errors(f"managedhsm:{hsm}", "role management"):
+    with translate_azure_errors(f"managedhsm:{hsm}", "role management", credential=azure_credential):
         apply_grant(plan, client)
     emit(
         plan.to_json(),
