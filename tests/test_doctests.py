@@ -1,11 +1,33 @@
 """The examples in the library's docstrings run, so the docs cannot rot."""
 
+from __future__ import annotations
+
 import doctest
 import importlib
+import pkgutil
 
 import pytest
 
-MODULES = ["hsmcert.keyref"]
+import hsmcert
+
+
+def _modules_with_examples() -> list[str]:
+    finder = doctest.DocTestFinder()
+    found = []
+    for info in pkgutil.walk_packages(hsmcert.__path__, "hsmcert."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        if any(test.examples for test in finder.find(module)):
+            found.append(info.name)
+    return found
+
+
+MODULES = _modules_with_examples()
+
+
+def test_the_modules_that_document_by_example_are_found() -> None:
+    assert {"hsmcert.keyref", "hsmcert.clock", "hsmcert.credentials"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -20,14 +20,10 @@ import json
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
-
-def _now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+from hsmcert.clock import utc_timestamp
 
 
 class AuditLog:
@@ -62,7 +58,7 @@ class AuditLog:
         error: str | None = None,
     ) -> None:
         record: dict[str, Any] = {
-            "time": _now(),
+            "time": utc_timestamp(),
             "uid": uid,
             "pid": pid,
             "client": client,

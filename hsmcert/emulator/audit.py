@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
+
+from hsmcert.clock import utc_timestamp
 
 
 class AuditLog:
@@ -16,10 +17,7 @@ class AuditLog:
         self._fh = path.open("a", encoding="utf-8", buffering=1)
 
     def record(self, **fields: Any) -> None:
-        entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-            + f".{int(time.time() * 1000) % 1000:03d}Z"
-        }
+        entry: dict[str, Any] = {"time": utc_timestamp()}
         entry.update(fields)
         line = json.dumps(entry, separators=(",", ":"), default=str) + "\n"
         with self._lock:

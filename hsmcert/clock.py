@@ -1,0 +1,17 @@
+"""Timestamps as hsmcert's audit logs write them."""
+
+from __future__ import annotations
+
+import time
+
+
+def utc_timestamp(now: float | None = None) -> str:
+    """``now`` (default: the current time) as UTC ISO 8601 with milliseconds, from one clock reading.
+
+    >>> utc_timestamp(1796109303.0456)
+    '2026-12-01T07:15:03.045Z'
+    """
+    if now is None:
+        now = time.time()
+    millis = int(now * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000)) + f".{millis % 1000:03d}Z"
