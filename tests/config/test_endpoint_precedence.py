@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,7 +64,7 @@ def test_vault_references_resolve_to_key_vault(config: Path) -> None:
 
 def test_a_config_entry_without_url_is_named(config: Path) -> None:
     config.write_text('[endpoints."managedhsm:contoso"]\nca_bundle = "/x.pem"\n')
-    with pytest.raises(UsageError, match='endpoints."managedhsm:contoso" has no url'):
+    with pytest.raises(UsageError, match=re.escape('endpoints."managedhsm:contoso" has no url')):
         resolve_endpoint(REF)
 
 
@@ -78,9 +80,9 @@ def test_a_broken_config_file_is_one_clear_line_and_exit_2(
 
 
 def test_the_emulator_named_in_the_config_file_serves_references(
-    emulator: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data_dir = Path(getattr(emulator, "data_dir"))
+    data_dir = Path(emulator.data_dir)
     monkeypatch.delenv("HSMCERT_EMULATOR", raising=False)
     monkeypatch.delenv("HSMCERT_ENDPOINT", raising=False)
     path = tmp_path / "config.toml"
