@@ -31,6 +31,7 @@ KEYS = {
     "p256": ("EC", None, "P-256"),
     "p384": ("EC", None, "P-384"),
     "p521": ("EC", None, "P-521"),
+    "p256k": ("EC", None, "P-256K"),
 }
 
 
@@ -67,12 +68,14 @@ def ok(result: CliResult) -> CliResult:
     [
         ("rsa2048", "RS256", "RS256"),
         ("rsa2048", "PS256", "PS256"),
+        ("rsa3072", "RS384", "RS384"),
         ("rsa3072", "PS384", "PS384"),
         ("rsa4096", "RS512", "RS512"),
         ("rsa4096", "PS512", "PS512"),
         ("p256", None, "ES256"),
         ("p384", None, "ES384"),
         ("p521", "ES512", "ES512"),
+        ("p256k", None, "ES256K"),
     ],
 )
 def test_csr_and_selfsign_for_each_key_and_algorithm(
