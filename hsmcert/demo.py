@@ -343,7 +343,7 @@ def run(workdir: Path, echo: Callable[[str], None] = print) -> int:
             for line in stack.emulator_audit()
             if line.get("operation") == "sign"
             and line.get("key") in names
-            and _epoch(line.get("time")) >= started - 1
+            and _epoch(line.get("time")) >= started
         ]
         for line in signed:
             fields = ("time", "principal_name", "service", "key", "alg", "operation", "result")

@@ -1,7 +1,5 @@
-"""make demo: whatever happens, everything the demo started is stopped.
-
-(The full demo run is ``make demo`` itself; these tests cover its clean-up on failure and interruption.)
-"""
+"""make demo: it runs end to end and proves each handshake was signed in the HSM; whatever happens,
+everything the demo started is stopped (on a failed step and on SIGTERM)."""
 
 from __future__ import annotations
 
@@ -66,3 +64,29 @@ def test_interrupted_demo_stops_what_it_started() -> None:
     assert demo.returncode == 130, err
     assert "everything it started was stopped" in err
     assert running(data_dir) is None
+
+
+def test_make_demo_runs_end_to_end_and_proves_each_handshake_was_signed_in_the_hsm() -> None:
+    """What `make demo` runs: four HTTPS requests (TLS 1.3 and 1.2, RSA and EC), each signed in the HSM."""
+    demo = subprocess.run(
+        [sys.executable, "-m", "hsmcert.demo"],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        timeout=240,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    out = demo.stdout
+    assert out.count("HTTP 200: hsmcert keyless TLS: TLSv1.3") == 2
+    assert out.count("HTTP 200: hsmcert keyless TLS: TLSv1.2") == 2
+    hsm_signs = re.findall(
+        r"^  \S+Z admin local-hsm demo-(rsa|ec)-\w+ (PS256|ES256|RS256) sign ok$", out, re.M
+    )
+    agent_signs = re.findall(
+        r"^  \S+Z uid=\d+ pid=\d+ managedhsm:local-hsm:demo-(rsa|ec)-\w+ \w+ ok$", out, re.M
+    )
+    assert len(hsm_signs) == len(agent_signs) == 4, out
+    assert {kind for kind, _ in hsm_signs} == {"rsa", "ec"}
+    assert "4 TLS handshakes signed in the HSM" in out
+    assert "demo finished: exit 0" in out
