@@ -1,0 +1,47 @@
+"""hsmcert's credential caches a token per scope and asks for a new one five minutes before it expires."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from azure.core.credentials import AccessToken
+
+from hsmcert.credentials import Credential
+
+
+class Issuer:
+    """An identity provider that hands out numbered tokens living ``lifetime`` seconds."""
+
+    def __init__(self, lifetime: int) -> None:
+        self.lifetime = lifetime
+        self.issued = 0
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.issued += 1
+        return AccessToken(f"token-{self.issued}", int(time.time()) + self.lifetime)
+
+
+def test_a_token_is_reused_while_it_has_more_than_five_minutes_left() -> None:
+    issuer = Issuer(3600)
+    credential = Credential("test", [("test", issuer)])
+    tokens = {credential.get_token("https://managedhsm.azure.net/.default").token for _ in range(50)}
+    assert tokens == {"token-1"} and issuer.issued == 1
+    credential.get_token("https://vault.azure.net/.default")
+    assert issuer.issued == 2  # one cache entry per scope
+
+
+def test_a_token_close_to_expiry_is_replaced_before_it_expires() -> None:
+    issuer = Issuer(299)  # already inside the five-minute margin
+    credential = Credential("test", [("test", issuer)])
+    first = credential.get_token("https://managedhsm.azure.net/.default")
+    second = credential.get_token("https://managedhsm.azure.net/.default")
+    assert (first.token, second.token) == ("token-1", "token-2")
+
+
+def test_a_claims_challenge_always_gets_a_fresh_token() -> None:
+    issuer = Issuer(3600)
+    credential = Credential("test", [("test", issuer)])
+    credential.get_token("s")
+    credential.get_token("s", claims='{"access_token":{"nbf":{"essential":true}}}')
+    assert issuer.issued == 2
