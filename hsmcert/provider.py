@@ -21,21 +21,17 @@ import tempfile
 from pathlib import Path
 
 from hsmcert.errors import HsmcertError, UsageError
+from hsmcert.shipped import CHECKOUT, shipped_dir
 
 PEM_LABEL = "HSMCERT KEY REFERENCE"
 DESCRIPTION = "hsmcert key reference v1"
 MODULE_NAME = "hsmcert.so"
 DEFAULT_TIMEOUT_MS = 10000
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
-_SOURCE_TREE = _PACKAGE_DIR.parent / "native"
-
 
 def native_sources() -> Path:
     """The provider's sources: ``native/`` of a checkout, else the copy shipped in the wheel."""
-    if (_SOURCE_TREE / "Makefile").is_file():
-        return _SOURCE_TREE
-    return _PACKAGE_DIR / "_data" / "native"
+    return shipped_dir("native")
 
 
 def cache_dir() -> Path:
@@ -53,7 +49,9 @@ def provider_path(*, asan: bool = False) -> Path:
 
     Raises NotFoundError-like :class:`HsmcertError` with the build command when neither exists.
     """
-    candidates = [_SOURCE_TREE / "build" / ("asan" if asan else "") / MODULE_NAME]
+    candidates = []
+    if CHECKOUT is not None:
+        candidates.append(CHECKOUT / "native" / "build" / ("asan" if asan else "") / MODULE_NAME)
     if not asan:
         candidates.append(cache_dir() / MODULE_NAME)
     for candidate in candidates:

@@ -1,7 +1,7 @@
 """The Jinja2 templates hsmcert renders (nginx, openssl.cnf, systemd), from ``templates/``.
 
 In a checkout the templates are the top-level ``templates/`` directory; an installed wheel carries a copy
-as ``hsmcert/_data/templates`` (see setup.py). :func:`shipped_dir` finds either.
+as ``hsmcert/_data/templates`` (see setup.py). :func:`hsmcert.shipped.shipped_dir` finds either.
 
 >>> "nginx/server.conf.j2" in template_names()
 True
@@ -13,26 +13,13 @@ True
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hsmcert.errors import HsmcertError
+from hsmcert.shipped import shipped_dir
 
 if TYPE_CHECKING:
     import jinja2
-
-_PACKAGE = Path(__file__).resolve().parent
-
-
-def shipped_dir(name: str) -> Path:
-    """The directory ``name`` (``templates`` or ``native``) of a checkout, else of the installed wheel."""
-    for candidate in (_PACKAGE.parent / name, _PACKAGE / "_data" / name):
-        if candidate.is_dir():
-            return candidate
-    raise HsmcertError(
-        f"hsmcert's {name}/ directory is missing from this installation.",
-        "Reinstall hsmcert (pip install --force-reinstall hsmcert), or run it from a source checkout.",
-    )
 
 
 @lru_cache(maxsize=1)
