@@ -1,0 +1,89 @@
+"""Guards a user relies on without seeing them: the linter does flag a bad certificate, serials are
+random over their full width, and --force replaces a file only when asked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from hsmcert.pki.certificate import SERIAL_BITS, random_serial
+from tests.hsm.conftest import run_cli
+
+from .helpers import assert_csr_verifies
+
+
+def test_the_linter_flags_a_ca_certificate_that_breaks_rfc_5280(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "careless CA")])
+    now = dt.datetime.now(dt.timezone.utc)
+    careless = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path / "careless.pem"
+    path.write_bytes(careless.public_bytes(serialization.Encoding.PEM))
+    result = run_cli("--output", "json", "inspect", "--lint", str(path))
+    assert result.code == 6, result.err
+    findings = " ".join(json.loads(result.out)["lint"])
+    for code in (
+        "pkix.certificate_skid_ca_missing",
+        "pkix.basic_constraints_extension_not_critical",
+        "pkix.ca_certificate_no_ku_extension",
+    ):
+        assert code in findings
+
+
+def test_serials_are_positive_random_and_use_the_full_width() -> None:
+    serials = [random_serial() for _ in range(256)]
+    assert len(set(serials)) == 256
+    assert all(0 < s < 2**SERIAL_BITS for s in serials)
+    # a counter or a short random field would never reach the top bits
+    assert max(s.bit_length() for s in serials) >= SERIAL_BITS - 2
+    assert sum(s >> (SERIAL_BITS - 1) for s in serials) > 64  # about half have the top bit set
+
+
+def test_force_replaces_an_existing_file_and_nothing_else_does(keys_p256: str, tmp_path: Path) -> None:
+    out = tmp_path / "www.csr"
+    out.write_text("an old request\n")
+    refused = run_cli("csr", "--key", keys_p256, "--subj", "/CN=www.example", "-o", str(out))
+    assert refused.code == 1 and out.read_text() == "an old request\n"
+    replaced = run_cli("csr", "--key", keys_p256, "--subj", "/CN=www.example", "-o", str(out), "--force")
+    assert replaced.code == 0, replaced.err
+    assert_csr_verifies(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["www.csr"]  # no temporary file left
+
+
+def test_pem_is_the_default_and_der_on_request(keys_p256: str, tmp_path: Path) -> None:
+    pem, der = tmp_path / "a.pem", tmp_path / "a.der"
+    assert run_cli("selfsign", "--key", keys_p256, "--subj", "/CN=a.example", "-o", str(pem)).code == 0
+    assert (
+        run_cli("selfsign", "--key", keys_p256, "--subj", "/CN=a.example", "--der", "-o", str(der)).code == 0
+    )
+    assert pem.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert x509.load_der_x509_certificate(der.read_bytes()).subject.rfc4514_string() == "CN=a.example"
+
+
+@pytest.fixture(scope="module")
+def keys_p256(emulator: Any) -> str:
+    from uuid import uuid4
+
+    from hsmcert.keys import create_key
+
+    ref = f"managedhsm:local-hsm:pki-guard-{uuid4().hex[:8]}"
+    create_key(ref, "EC", curve="P-256")
+    return ref
