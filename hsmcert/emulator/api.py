@@ -11,6 +11,7 @@ from typing import Any
 
 NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 VERSION_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+_B64U_RE = re.compile(r"[A-Za-z0-9_-]*")
 MAX_BODY = 1 << 20
 PAGE_SIZE = 25
 
@@ -89,7 +90,7 @@ def unb64u(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise bad(f"The '{what}' field must be a base64url string.")
     text = value.strip().rstrip("=").replace("+", "-").replace("/", "_")
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text) or len(text) % 4 == 1:
+    if not _B64U_RE.fullmatch(text) or len(text) % 4 == 1:
         raise bad(f"The '{what}' field is not valid base64url.")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

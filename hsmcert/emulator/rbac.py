@@ -194,7 +194,7 @@ class Rbac:
                 self._cache.clear()
             self.service.store.put(self.service.name, "roledef", ident, definition)
             return Response(
-                200 if existed else 201,
+                201,  # Azure answers a PUT of a role definition 201, update or not (the SDK accepts only 201)
                 definition,
                 audit={"operation": "roledefinition-set", "role_definition": ident},
             )

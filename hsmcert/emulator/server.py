@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -361,6 +362,18 @@ def _bind(cls: type[_Server], port: int, handler: Any) -> Any:
         return cls(("127.0.0.1", 0), handler)
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"))
+# Parsed query strings seen first (a client sends the same ``?api-version=7.5`` on every request).
+_QUERY_CACHE: dict[str, dict[str, str]] = {}
+_REQUEST_IDS = itertools.count(1)
+_REQUEST_ID_PREFIX = str(uuid.uuid4())[:24]
+
+
+def _request_id() -> str:
+    """A unique ``x-ms-request-id`` (UUID-shaped: a random prefix for this process and a counter)."""
+    return f"{_REQUEST_ID_PREFIX}{next(_REQUEST_IDS) % (1 << 48):012x}"
+
+
 class _Headers(dict[str, str]):
     """Request headers by lower-case name; ``get`` is case-insensitive."""
 
@@ -378,23 +391,22 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.client_address[0], *args)
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        payload = b"" if body is None or status == 204 else json.dumps(body, separators=(",", ":")).encode()
-        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}"]
-        all_headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "Content-Length": str(len(payload)),
-            "x-ms-request-id": str(uuid.uuid4()),
-            "x-ms-keyvault-service-version": "hsmcert-emulator",
-            "Cache-Control": "no-cache",
-        }
+        payload = b"" if body is None or status == 204 else _JSON.encode(body).encode()
+        reason = self.responses.get(status, ("",))[0]
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\n"
+            f"Content-Length: {len(payload)}\r\nx-ms-request-id: {_request_id()}\r\n"
+            "x-ms-keyvault-service-version: hsmcert-emulator\r\nCache-Control: no-cache\r\n"
+        )
         if self.close_connection:
-            all_headers["Connection"] = "close"
-        all_headers.update(headers or {})
-        lines.extend(f"{k}: {v}" for k, v in all_headers.items())
+            head += "Connection: close\r\n"
+        for name, value in (headers or {}).items():
+            head += f"{name}: {value}\r\n"
         if self.command == "HEAD":
             payload = b""
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
-        self.log_request(status, len(payload))
+        self.wfile.write((head + "\r\n").encode("latin-1") + payload)
+        if log.isEnabledFor(logging.DEBUG):
+            self.log_request(status, len(payload))
 
     def parse_request(self) -> bool:
         """Parse the request line and headers (a lean replacement of http.server's email-based parser)."""
@@ -408,22 +420,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(400, "Bad request line")
             return False
         self.command, self.path, self.request_version = words
+        lines = self._header_lines()
+        if lines is None:
+            return False
         headers = _Headers()
-        for _ in range(101):
-            line = self.rfile.readline(65537)
-            if len(line) > 65536:
-                self.send_error(431, "Header line too long")
-                return False
-            if line in (b"\r\n", b"\n", b""):
-                break
+        for line in lines:
             name, sep, value = line.decode("iso-8859-1").partition(":")
             if not sep or not name.strip():
                 self.send_error(400, "Bad header line")
                 return False
             headers[name.strip().lower()] = value.strip()
-        else:
-            self.send_error(431, "Too many headers")
-            return False
         self.headers = headers  # type: ignore[assignment]
         connection = headers.get("connection", "").lower()
         self.close_connection = connection == "close" or (
@@ -432,6 +438,43 @@ class _Handler(BaseHTTPRequestHandler):
         if headers.get("expect", "").lower() == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return True
+
+    def _header_block(self) -> bytes | None:
+        """All header lines at once (without the blank line) when they already sit in the read buffer with
+        CRLF line ends, as a client's request normally does; None: read them line by line."""
+        peek = getattr(self.rfile, "peek", None)
+        if peek is None:
+            return None
+        buffered: bytes = peek(1)
+        if buffered.startswith(b"\r\n"):
+            self.rfile.read(2)
+            return b""
+        end = buffered.find(b"\r\n\r\n")
+        if end < 0 or buffered.count(b"\n", 0, end) != buffered.count(b"\r\n", 0, end):
+            return None
+        block: bytes = self.rfile.read(end + 4)
+        return block[:end]
+
+    def _header_lines(self) -> list[bytes] | None:
+        """The header lines of the request (None: refused, the error answer sent)."""
+        block = self._header_block()
+        if block is not None:
+            lines = block.split(b"\r\n") if block else []
+            if len(lines) <= 100:
+                return lines
+            self.send_error(431, "Too many headers")
+            return None
+        lines = []
+        for _ in range(101):
+            line = self.rfile.readline(65537)
+            if len(line) > 65536:
+                self.send_error(431, "Header line too long")
+                return None
+            if line in (b"\r\n", b"\n", b""):
+                return lines
+            lines.append(line)
+        self.send_error(431, "Too many headers")
+        return None
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors of the HTTP layer itself (bad request line, unknown method...) in Azure's JSON shape."""
@@ -468,8 +511,18 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _split(self) -> tuple[str, dict[str, str]]:
-        parts = urlsplit(self.path)
-        return parts.path or "/", dict(parse_qsl(parts.query, keep_blank_values=True))
+        path, _, query = self.path.partition("?")
+        if "#" in self.path or self.path.startswith("//"):  # what urlsplit treats apart
+            parts = urlsplit(self.path)
+            path, query = parts.path, parts.query
+        if not query:
+            return path or "/", {}
+        if query in _QUERY_CACHE:
+            return path or "/", dict(_QUERY_CACHE[query])
+        parsed = dict(parse_qsl(query, keep_blank_values=True))
+        if len(_QUERY_CACHE) < 64:
+            _QUERY_CACHE[query] = parsed
+        return path or "/", dict(parsed)
 
 
 class ServiceHandler(_Handler):
