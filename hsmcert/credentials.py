@@ -18,6 +18,9 @@ azure-cli           ``az login``
 ==================  ===========================================================================
 
 ``--credential NAME`` or ``HSMCERT_CREDENTIAL=NAME`` picks one (``auto``, the default, walks the chain).
+``AZURE_AUTHORITY_HOST`` may name another login host than Azure's (the emulator's login endpoint, see
+``hsmcert emulator credentials``): :func:`_authority_options` adapts the service-principal and
+workload-identity credentials to it.
 Tokens are never printed or logged; :func:`describe` decodes only the claims that say who you are.
 """
 
@@ -151,24 +154,77 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
+# Microsoft Entra ID's login hosts (public and sovereign clouds, and their aliases) that MSAL knows itself.
+_AZURE_LOGIN_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoft.com",
+        "login.windows.net",
+        "sts.windows.net",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+        "login.microsoftonline.us",
+        "login-us.microsoftonline.com",
+        "login.usgovcloudapi.net",
+        "login.microsoftonline.de",
+        "login.sovcloud-identity.fr",
+        "login.sovcloud-identity.de",
+        "login.sovcloud-identity.sg",
+    }
+)
+
+
+def _authority_options() -> dict[str, Any]:
+    """What an azure-identity credential needs for ``$AZURE_AUTHORITY_HOST`` (nothing for Azure's own hosts).
+
+    Another host: ``disable_instance_discovery`` (else MSAL asks login.microsoftonline.com whether it knows the
+    host, and refuses it); when that host is the login endpoint of the emulator of ``$HSMCERT_EMULATOR`` (or
+    the default data directory), ``connection_verify`` with the emulator's CA. Other private authorities are
+    verified as requests does (``REQUESTS_CA_BUNDLE``).
+    """
+    from urllib.parse import urlsplit
+
+    authority = _env("AZURE_AUTHORITY_HOST")
+    if not authority:
+        return {}
+    parts = urlsplit(authority if "://" in authority else "https://" + authority)
+    try:
+        host, port = (parts.hostname or "").lower(), parts.port or 443
+    except ValueError:  # a bad port: azure-identity reports the authority itself
+        return {}
+    if host in _AZURE_LOGIN_HOSTS:
+        return {}
+    options: dict[str, Any] = {"disable_instance_discovery": True}
+    if host in ("127.0.0.1", "localhost", "::1"):
+        from hsmcert.emulator.control import default_data_dir, running
+
+        emulator = running(default_data_dir())
+        if emulator is not None and emulator.login_port == port:
+            options["connection_verify"] = str(emulator.ca)
+    return options
+
+
 def _service_principal() -> Any | None:
     from azure.identity import CertificateCredential, ClientSecretCredential
 
     tenant = _env("AZURE_TENANT_ID")
     client_id = _env("AZURE_CLIENT_ID")
     if client_id and tenant and _env("AZURE_CLIENT_SECRET"):
-        return ClientSecretCredential(tenant, client_id, os.environ["AZURE_CLIENT_SECRET"])
+        return ClientSecretCredential(
+            tenant, client_id, os.environ["AZURE_CLIENT_SECRET"], **_authority_options()
+        )
     if client_id and tenant and _env("AZURE_CLIENT_CERTIFICATE_PATH"):
         return CertificateCredential(
             tenant,
             client_id,
             os.environ["AZURE_CLIENT_CERTIFICATE_PATH"],
             password=_env("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+            **_authority_options(),
         )
     mhsm_id, mhsm_secret = _env("MHSM_CLIENT_ID"), _env("MHSM_CLIENT_SECRET")
     mhsm_tenant = _env("MHSM_TENANT_ID", "AZURE_TENANT_ID")
     if mhsm_id and mhsm_secret and mhsm_tenant:
-        return ClientSecretCredential(mhsm_tenant, mhsm_id, mhsm_secret)
+        return ClientSecretCredential(mhsm_tenant, mhsm_id, mhsm_secret, **_authority_options())
     return None
 
 
@@ -176,7 +232,10 @@ def _workload_identity() -> Any | None:
     from azure.identity import WorkloadIdentityCredential
 
     if _env("AZURE_FEDERATED_TOKEN_FILE") and _env("AZURE_CLIENT_ID") and _env("AZURE_TENANT_ID"):
-        return WorkloadIdentityCredential()
+        # It posts the assertion to the authority's token endpoint directly (no MSAL discovery to disable).
+        options = _authority_options()
+        options.pop("disable_instance_discovery", None)
+        return WorkloadIdentityCredential(**options)
     return None
 
 
@@ -240,6 +299,8 @@ _ENV_KEYS = (
     "AZURE_CLIENT_CERTIFICATE_PATH",
     "AZURE_TENANT_ID",
     "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "HSMCERT_EMULATOR",
     "MHSM_CLIENT_ID",
     "MHSM_CLIENT_SECRET",
     "MHSM_TENANT_ID",

@@ -1,4 +1,4 @@
-"""hsmcert emulator start | stop | status | token | faults: the local Managed HSM / Key Vault."""
+"""hsmcert emulator start | stop | status | token | credentials | faults: the local Managed HSM / Key Vault."""
 
 from __future__ import annotations
 
@@ -106,6 +106,10 @@ def status(data: DataOpt = None) -> None:
 
     def text() -> str:
         lines = [f"running:  pid {info['pid']}", f"data:     {info['data_dir']}"]
+        if info.get("login_url"):
+            lines.append(
+                f"login:    {info['login_url']}  (AZURE_AUTHORITY_HOST; hsmcert emulator credentials)"
+            )
         lines += [f"{s['kind']:<11} {s['name']:<20} {s['url']}  ({s['keys']} keys)" for s in info["services"]]
         active = {k: v for k, v in info["faults"].items() if v and k != "retry_after"}
         lines.append(f"faults:   {active or 'none'}")
@@ -128,6 +132,38 @@ def token(
 
     value = make_token(_dir(data), principal, audience)
     emit({"token": value, "principal": principal, "object_id": principal_id(principal)}, value)
+
+
+@emulator_app.command()
+def credentials(
+    principal: Annotated[str, typer.Option("--principal", help="Principal name or object id.")],
+    data: DataOpt = None,
+    federated_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--federated-token-file",
+            help="Write a federated token there and print workload-identity variables instead of a secret.",
+        ),
+    ] = None,
+    mhsm: Annotated[
+        bool,
+        typer.Option("--mhsm", help="MHSM_CLIENT_ID/MHSM_CLIENT_SECRET/MHSM_TENANT_ID instead of AZURE_*."),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing federated token file.")] = False,
+) -> None:
+    """Print the shell exports of a service principal (or workload identity) that signs in at the
+    emulator's login endpoint: eval "$(hsmcert emulator credentials --principal ci)"."""
+    from hsmcert.emulator.auth import principal_id
+    from hsmcert.emulator.control import credentials as make_credentials
+    from hsmcert.emulator.control import shell_exports
+
+    env = make_credentials(_dir(data), principal, federated_token_file, mhsm, force)
+    # A variable of the other kind left from an earlier eval would pick another credential.
+    other = "AZURE_CLIENT_SECRET" if federated_token_file else "AZURE_FEDERATED_TOKEN_FILE"
+    emit(
+        {"principal": principal, "object_id": principal_id(principal), "env": env},
+        f"unset {other};\n" + shell_exports(env),
+    )
 
 
 @emulator_app.command()

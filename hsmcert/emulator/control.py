@@ -1,7 +1,7 @@
 """Start, stop and find the emulator from other processes; the contract the rest of hsmcert uses.
 
 A data directory holds everything of one emulator: ``ca.pem`` (trust this), ``state.json`` (pid and ports of
-the running process), ``emulator.db`` (keys, roles...), ``master.key`` / ``token.key`` / ``identity.secret``
+the running process: control, login, services), ``emulator.db`` (keys, roles...), ``master.key`` / ``token.key`` / ``identity.secret``
 (0600 secrets), ``audit.jsonl`` and ``emulator.log``.
 """
 
@@ -48,6 +48,7 @@ class Running:
     pid: int
     control_port: int
     services: dict[str, int]
+    login_port: int | None = None
 
     @property
     def ca(self) -> Path:
@@ -56,6 +57,11 @@ class Running:
     @property
     def control_url(self) -> str:
         return f"http://127.0.0.1:{self.control_port}"
+
+    @property
+    def login_url(self) -> str | None:
+        """The Entra-ID-compatible login endpoint (an ``AZURE_AUTHORITY_HOST``); None for an older emulator."""
+        return f"https://127.0.0.1:{self.login_port}" if self.login_port else None
 
     @property
     def identity_endpoint(self) -> str:
@@ -120,11 +126,12 @@ def running(data_dir: Path) -> Running | None:
     try:
         state = json.loads((data_dir / "state.json").read_text())
         pid, port, services = int(state["pid"]), int(state["control_port"]), dict(state["services"])
-    except (OSError, ValueError, KeyError, TypeError):
+        login_port = int(state["login_port"]) if state.get("login_port") else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if not _alive(pid):
         return None
-    return Running(data_dir.resolve(), pid, port, {str(k): int(v) for k, v in services.items()})
+    return Running(data_dir.resolve(), pid, port, {str(k): int(v) for k, v in services.items()}, login_port)
 
 
 def require_running(data_dir: Path) -> Running:
@@ -149,19 +156,53 @@ def service_endpoint(data_dir: Path, kind: str, name: str) -> tuple[str, Path]:
     return emulator.url(kind, name), emulator.ca
 
 
-def token(data_dir: Path, principal: str = "admin", audience: str = "https://managedhsm.azure.net") -> str:
-    """A bearer token for ``principal`` signed with the emulator's key (the emulator need not run)."""
-    from hsmcert.emulator.auth import issue
-
-    path = Path(data_dir) / "token.key"
+def _token_key(data_dir: Path) -> bytes:
     try:
-        secret = path.read_bytes()
+        return (Path(data_dir) / "token.key").read_bytes()
     except FileNotFoundError:
         raise UsageError(
             f"{data_dir} holds no emulator (no token.key).",
             f"Start one first: {start_command(Path(data_dir))}",
         ) from None
-    return issue(secret, principal, audience)
+
+
+def token(data_dir: Path, principal: str = "admin", audience: str = "https://managedhsm.azure.net") -> str:
+    """A bearer token for ``principal`` signed with the emulator's key (the emulator need not run)."""
+    from hsmcert.emulator.auth import issue
+
+    return issue(_token_key(data_dir), principal, audience)
+
+
+def credentials(
+    data_dir: Path,
+    principal: str,
+    federated_token_file: Path | None = None,
+    mhsm: bool = False,
+    force: bool = False,
+) -> dict[str, str]:
+    """The variables that let azure-identity sign in as ``principal`` at the emulator's login endpoint:
+    a client secret, or (``federated_token_file``, written 0600) a federated token for workload identity."""
+    from hsmcert.emulator import login
+    from hsmcert.emulator.files import write_private
+
+    emulator = require_running(Path(data_dir))
+    if emulator.login_url is None:
+        raise UsageError(
+            f"The emulator of {data_dir} has no login endpoint (started by an older hsmcert).",
+            "Restart it: hsmcert emulator stop, then " + start_command(Path(data_dir)),
+        )
+    secret = _token_key(emulator.data_dir)
+    path = None
+    if federated_token_file is not None:
+        path = federated_token_file.expanduser().resolve()
+        if path.exists() and not force:
+            raise UsageError(f"{path} exists.", "Use --force to replace it, or another file.")
+        if not path.parent.is_dir():
+            raise UsageError(
+                f"The directory {path.parent} does not exist.", "Create it, or use another file."
+            )
+        write_private(path, login.federated_token(secret, principal).encode())
+    return login.credential_env(secret, principal, emulator.login_url, str(path) if path else None, mhsm)
 
 
 def start(

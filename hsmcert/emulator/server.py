@@ -4,7 +4,8 @@ Data plane (``https://127.0.0.1:<port>``, one port per service): the Key Vault R
 a 401 challenge the unchanged Azure SDKs accept, bearer tokens checked on every request, Managed HSM RBAC,
 faults, an audit line per operation. Control plane (``http://127.0.0.1:<control port>``): the App-Service-style
 managed-identity endpoint (``/msi/token``) and ``/control/*`` (services, faults, status, stop), both guarded by
-the secret in ``identity.secret``.
+the secret in ``identity.secret``. Login (``https://127.0.0.1:<login port>``): a small Entra-ID-compatible token
+endpoint for service principals and workload identities (:mod:`hsmcert.emulator.login`).
 
 Run with ``python -m hsmcert.emulator.server --data DIR`` (what ``hsmcert emulator start`` does).
 """
@@ -33,7 +34,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from hsmcert import roles
-from hsmcert.emulator import auth, keys
+from hsmcert.emulator import auth, keys, login
 from hsmcert.emulator.api import MAX_BODY, ApiError, Request, Response
 from hsmcert.emulator.audit import AuditLog
 from hsmcert.emulator.faults import Faults, parse_faults
@@ -98,6 +99,7 @@ class Emulator:
         self.services: dict[tuple[str, str], Service] = {}
         self.servers: list[ThreadingHTTPServer] = []
         self.control_port = 0
+        self.login_port = 0
         self.stopping = threading.Event()
         self.ready = False
         self._lock = threading.RLock()
@@ -124,6 +126,9 @@ class Emulator:
         control = remembered.pop("control", None)
         self.control_port = self._serve_control(int(control["port"]) if control else 0)
         self.store.put("", "service", "control", {"port": self.control_port})
+        login = remembered.pop("login", None)
+        self.login_port = self._serve_login(int(login["port"]) if login else 0)
+        self.store.put("", "service", "login", {"port": self.login_port})
         for data in remembered.values():
             restored = self._add(data["kind"], data["name"], int(data["port"]), fresh=False)
             for kind, obj_id, obj, sealed in loaded.get(restored.name, []):
@@ -137,6 +142,13 @@ class Emulator:
     def _serve_control(self, port: int) -> int:
         server = _bind(ControlServer, port, ControlHandler)
         server.emulator = self
+        self._run(server)
+        return int(server.server_address[1])
+
+    def _serve_login(self, port: int) -> int:
+        server = _bind(LoginServer, port, LoginHandler)
+        server.emulator = self
+        server.ssl_context = self.ssl_context
         self._run(server)
         return int(server.server_address[1])
 
@@ -184,6 +196,7 @@ class Emulator:
             {
                 "pid": os.getpid(),
                 "control_port": self.control_port,
+                "login_port": self.login_port,
                 "started": int(time.time()),
                 "services": {f"{k}:{n}": s.port for (k, n), s in self.services.items()},
             },
@@ -329,8 +342,7 @@ class _Server(ThreadingHTTPServer):
     emulator: Emulator
 
 
-class ServiceServer(_Server):
-    service: Service
+class _TlsServer(_Server):
     ssl_context: ssl.SSLContext
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -347,6 +359,14 @@ class ServiceServer(_Server):
         finally:
             with contextlib.suppress(OSError):
                 tls.close()
+
+
+class ServiceServer(_TlsServer):
+    service: Service
+
+
+class LoginServer(_TlsServer):
+    pass
 
 
 class ControlServer(_Server):
@@ -700,11 +720,39 @@ class ControlHandler(_Handler):
             )
 
 
+class LoginHandler(_Handler):
+    """The Entra-ID-compatible login endpoint (see :mod:`hsmcert.emulator.login`)."""
+
+    server: LoginServer
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _handle(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        path, _ = self._split()
+        base_url = f"https://127.0.0.1:{self.server.emulator.login_port}"
+        try:
+            status, answer = login.handle(
+                self.server.emulator.token_secret, self.command, path, body, base_url
+            )
+        except Exception:
+            log.error("internal error on login %s %s:\n%s", self.command, path, traceback.format_exc())
+            status, answer = 500, {"error": "server_error", "error_description": "The emulator failed."}
+        self._send(status, answer)
+
+
 def _status(emulator: Emulator) -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "data_dir": str(emulator.data_dir),
         "control_port": emulator.control_port,
+        "login_port": emulator.login_port,
+        "login_url": f"https://127.0.0.1:{emulator.login_port}",
         "services": [
             {"kind": s.kind, "name": s.name, "url": f"https://127.0.0.1:{s.port}", "keys": len(s.keys)}
             for s in emulator.services.values()

@@ -1,0 +1,272 @@
+"""A small Microsoft-Entra-ID-compatible login endpoint, so azure-identity's service-principal and
+workload-identity credentials get real tokens from the emulator.
+
+Served on its own HTTPS port (``https://127.0.0.1:<login port>``, the emulator's CA), for the emulator's
+tenant only:
+
+- ``GET /{tenant}/v2.0/.well-known/openid-configuration``: what MSAL's tenant discovery reads;
+- ``POST /{tenant}/oauth2/v2.0/token`` with ``grant_type=client_credentials``, ``scope`` (``<resource>/.default``),
+  ``client_id`` and either ``client_secret`` or ``client_assertion`` (``client_assertion_type=
+  urn:ietf:params:oauth:client-assertion-type:jwt-bearer``). The answer is an access token of :func:`auth.issue` for the
+  principal whose object id is the client id, in Entra's JSON shape; failures are Entra-shaped
+  (``error``, ``error_description`` with an ``AADSTS`` code) with status 400 or 401.
+
+Secrets are derived, not stored: a client's secret is an HMAC of its object id under the emulator's token key
+(:func:`client_secret`), and a federated token (:func:`federated_token`) is an HS256 JWT for the audience
+``api://AzureADTokenExchange`` whose subject is the client id, signed with a key derived from the same key.
+``hsmcert emulator credentials`` prints both as shell exports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl
+
+from hsmcert.emulator import auth
+
+FEDERATED_AUDIENCE = "api://AzureADTokenExchange"
+FEDERATED_ISSUER = "https://hsmcert.invalid/emulator/federation"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+_RESERVED_SCOPES = {"openid", "profile", "offline_access", "email"}
+
+
+def client_secret(token_secret: bytes, client_id: str) -> str:
+    """The client secret of a principal (a name or an object id): stable while ``token.key`` is.
+
+    >>> s = client_secret(b"k" * 32, "alice")
+    >>> s == client_secret(b"k" * 32, auth.principal_id("alice")) and s != client_secret(b"k" * 32, "bob")
+    True
+    """
+    digest = hmac.new(
+        token_secret, b"client-secret\0" + auth.principal_id(client_id).encode(), hashlib.sha256
+    )
+    return auth._b64(digest.digest())
+
+
+def _federation_key(token_secret: bytes) -> bytes:
+    return hmac.new(token_secret, b"federated-token-key", hashlib.sha256).digest()
+
+
+def federated_token(token_secret: bytes, client_id: str, lifetime: int = auth.TOKEN_LIFETIME) -> str:
+    """A federated (workload identity) token for the principal ``client_id``, accepted as its client assertion."""
+    now = int(time.time())
+    claims = {
+        "iss": FEDERATED_ISSUER,
+        "aud": FEDERATED_AUDIENCE,
+        "sub": auth.principal_id(client_id),
+        "iat": now,
+        "nbf": now - 60,
+        "exp": now + lifetime,
+        "jti": str(uuid.uuid4()),
+    }
+    header = auth._b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = auth._b64(json.dumps(claims, separators=(",", ":")).encode())
+    signature = hmac.new(_federation_key(token_secret), f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{auth._b64(signature)}"
+
+
+def check_assertion(token_secret: bytes, assertion: str, client_id: str) -> str | None:
+    """Why ``assertion`` is not a valid client assertion of ``client_id`` (None: it is).
+
+    >>> key = b"k" * 32
+    >>> check_assertion(key, federated_token(key, "ci"), "ci") is None
+    True
+    >>> check_assertion(key, federated_token(key, "ci"), "other")
+    'the assertion is for another client'
+    >>> check_assertion(key, federated_token(key, "ci")[:-2] + "AA", "ci")
+    'the signature is invalid'
+    """
+    parts = assertion.split(".")
+    if len(parts) != 3:
+        return "the assertion is not a JWT"
+    try:
+        header = json.loads(auth._unb64(parts[0]))
+        signature = auth._unb64(parts[2])
+        claims = json.loads(auth._unb64(parts[1]))
+    except (ValueError, UnicodeDecodeError):
+        return "the assertion is not a JWT"
+    if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(claims, dict):
+        return "the assertion is not signed by the emulator (HS256 expected)"
+    expected = hmac.new(_federation_key(token_secret), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256)
+    if not hmac.compare_digest(expected.digest(), signature):
+        return "the signature is invalid"
+    now = time.time()
+    exp, nbf = claims.get("exp"), claims.get("nbf", 0)
+    if not isinstance(exp, int) or not isinstance(nbf, int) or exp <= now or nbf > now + 300:
+        return "the assertion is expired or not yet valid"
+    if claims.get("aud") != FEDERATED_AUDIENCE:
+        return f"the audience must be {FEDERATED_AUDIENCE}"
+    if claims.get("sub") != auth.principal_id(client_id):
+        return "the assertion is for another client"
+    return None
+
+
+def openid_configuration(base_url: str, tenant: str) -> dict[str, Any]:
+    """The tenant's OpenID configuration (the fields MSAL and OIDC clients read)."""
+    root = f"{base_url}/{tenant}"
+    return {
+        "issuer": f"{root}/v2.0",
+        "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
+        "token_endpoint": f"{root}/oauth2/v2.0/token",
+        "device_authorization_endpoint": f"{root}/oauth2/v2.0/devicecode",
+        "jwks_uri": f"{root}/discovery/v2.0/keys",
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["HS256"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "tenant_region_scope": None,
+        "cloud_instance_name": "hsmcert.invalid",
+    }
+
+
+class LoginError(Exception):
+    def __init__(self, status: int, error: str, code: int, description: str) -> None:
+        super().__init__(description)
+        self.status, self.error, self.code, self.description = status, error, code, description
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": self.error,
+            "error_description": f"AADSTS{self.code}: {self.description}",
+            "error_codes": [self.code],
+            "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+            "trace_id": str(uuid.uuid4()),
+            "correlation_id": str(uuid.uuid4()),
+        }
+
+
+def _form(body: bytes) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=64
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise LoginError(400, "invalid_request", 900144, "The request body is not a valid form.") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            raise LoginError(400, "invalid_request", 90015, f"The parameter '{name[:40]}' is duplicated.")
+        form[name] = value
+    return form
+
+
+def _audience(scope: str) -> str:
+    resources = [s for s in scope.split() if s.lower() not in _RESERVED_SCOPES]
+    if len(resources) != 1 or not resources[0].endswith("/.default") or len(resources[0]) <= 9:
+        raise LoginError(
+            400,
+            "invalid_scope",
+            1002012,
+            f"The provided value for scope {scope[:200]!r} is not valid. Client credential flows must have "
+            "a scope value with /.default suffixed to the resource identifier (application ID URI).",
+        )
+    return resources[0][: -len("/.default")]
+
+
+def token_response(token_secret: bytes, body: bytes) -> dict[str, Any]:
+    """The answer to a token request (raises LoginError with Entra's error for a refused one)."""
+    form = _form(body)
+    for required in ("grant_type", "client_id", "scope"):
+        if not form.get(required):
+            raise LoginError(
+                400, "invalid_request", 900144, f"The request body must contain the parameter: '{required}'."
+            )
+    grant = form["grant_type"]
+    if grant != "client_credentials":
+        raise LoginError(
+            400,
+            "unsupported_grant_type",
+            70003,
+            f"The app requested an unsupported grant type {grant[:60]!r}; the emulator supports "
+            "client_credentials only.",
+        )
+    client_id = form["client_id"]
+    if len(client_id) > 200:
+        raise LoginError(400, "unauthorized_client", 700016, "The client id is too long.")
+    audience = _audience(form["scope"])
+    if "client_secret" in form:
+        if not hmac.compare_digest(form["client_secret"], client_secret(token_secret, client_id)):
+            raise LoginError(
+                401,
+                "invalid_client",
+                7000215,
+                f"Invalid client secret provided for the client {client_id!r}. Get the emulator's secret "
+                "with: hsmcert emulator credentials --principal NAME.",
+            )
+    elif "client_assertion" in form:
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            raise LoginError(
+                400, "invalid_request", 50027, f"The client_assertion_type must be {ASSERTION_TYPE}."
+            )
+        problem = check_assertion(token_secret, form["client_assertion"], client_id)
+        if problem is not None:
+            raise LoginError(401, "invalid_client", 700211, f"The client assertion was refused: {problem}.")
+    else:
+        raise LoginError(
+            401,
+            "invalid_client",
+            7000218,
+            "The request body must contain the parameter: 'client_assertion' or 'client_secret'.",
+        )
+    access = auth.issue(token_secret, client_id, audience)
+    return {
+        "token_type": "Bearer",
+        "expires_in": auth.TOKEN_LIFETIME,
+        "ext_expires_in": auth.TOKEN_LIFETIME,
+        "access_token": access,
+    }
+
+
+def handle(token_secret: bytes, method: str, path: str, body: bytes, base_url: str) -> tuple[int, Any]:
+    """(status, JSON body) of a request to the login endpoint."""
+    segs = path.split("/")[1:]
+    try:
+        if not segs or segs[0].lower() != auth.TENANT_ID:
+            raise LoginError(
+                400,
+                "invalid_tenant",
+                90002,
+                f"Tenant {segs[0][:60] if segs else ''!r} not found; the emulator's tenant is "
+                f"{auth.TENANT_ID}.",
+            )
+        rest = "/".join(segs[1:])
+        if rest == "v2.0/.well-known/openid-configuration":
+            if method != "GET":
+                raise LoginError(405, "invalid_request", 900561, "Use GET for the OpenID configuration.")
+            return 200, openid_configuration(base_url, auth.TENANT_ID)
+        if rest == "oauth2/v2.0/token":
+            if method != "POST":
+                raise LoginError(405, "invalid_request", 900561, "The token endpoint accepts POST only.")
+            return 200, token_response(token_secret, body)
+        raise LoginError(404, "invalid_request", 900561, f"No endpoint {method} {path[:120]}.")
+    except LoginError as exc:
+        return exc.status, exc.body()
+
+
+def credential_env(
+    token_secret: bytes, principal: str, authority: str, federated_token_file: str | None, mhsm: bool
+) -> dict[str, str]:
+    """The variables a service-principal (or, with a token file, workload-identity) credential needs."""
+    client_id = auth.principal_id(principal)
+    if federated_token_file:
+        return {
+            "AZURE_AUTHORITY_HOST": authority,
+            "AZURE_TENANT_ID": auth.TENANT_ID,
+            "AZURE_CLIENT_ID": client_id,
+            "AZURE_FEDERATED_TOKEN_FILE": federated_token_file,
+        }
+    prefix = "MHSM" if mhsm else "AZURE"
+    return {
+        "AZURE_AUTHORITY_HOST": authority,
+        f"{prefix}_TENANT_ID": auth.TENANT_ID,
+        f"{prefix}_CLIENT_ID": client_id,
+        f"{prefix}_CLIENT_SECRET": client_secret(token_secret, client_id),
+    }
