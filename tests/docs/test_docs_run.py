@@ -76,13 +76,19 @@ def test_the_page_runs_as_written(page: str, tmp_path: Path) -> None:
         "set -euo pipefail\n"
         "trap 'kill $(jobs -p) 2>/dev/null || true; hsmcert emulator stop >/dev/null 2>&1 || true' EXIT\n"
     )
-    run = subprocess.run(
-        ["bash", "-c", prologue + script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    try:
+        run = subprocess.run(
+            ["bash", "-c", prologue + script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:  # whatever the script did, its emulator ends with the test
+        from hsmcert.emulator import control
+
+        for data_dir in home.glob(".local/share/hsmcert/emulator*"):
+            control.stop(data_dir)
     assert run.returncode == 0, f"{page} failed:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
