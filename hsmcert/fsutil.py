@@ -11,6 +11,22 @@ from pathlib import Path
 from hsmcert.errors import HsmcertError
 
 
+def check_target(path: str | os.PathLike[str], *, force: bool = False) -> None:
+    """Refuse, before any work is done, an output path that :func:`write_output` would refuse."""
+    if str(path) == "-":
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise HsmcertError(f"{target} is a directory.", "Give the path of a file to write.")
+    if target.exists() and not force:
+        raise HsmcertError(f"{target} already exists.", "Choose another path, or pass --force to replace it.")
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise HsmcertError(
+            f"The directory {directory} does not exist.", "Create it first, or choose another path."
+        )
+
+
 def write_output(
     path: str | os.PathLike[str], data: bytes, *, force: bool = False, mode: int = 0o644
 ) -> None:
@@ -23,16 +39,11 @@ def write_output(
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
+    check_target(path, force=force)
     target = Path(path)
-    if target.exists() and not force:
-        raise HsmcertError(f"{target} already exists.", "Choose another path, or pass --force to replace it.")
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise HsmcertError(
-            f"The directory {directory} does not exist.", "Create it first, or choose another path."
-        )
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -43,7 +54,12 @@ def write_output(
                 f"{target} already exists.", "Choose another path, or pass --force to replace it."
             )
         os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    except OSError as exc:
+        raise HsmcertError(
+            f"Cannot write {target}: {exc.strerror or exc}.",
+            "Check the path, its permissions and free space.",
+        ) from exc
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)

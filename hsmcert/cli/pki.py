@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import base64
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, ForceOpt, KeyOpt, emit, log, state
+from hsmcert.fsutil import check_target
 
 if TYPE_CHECKING:
     from hsmcert.pki.csr import Signed
@@ -43,14 +43,6 @@ PathLenOpt = Annotated[
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output encoding.")]
 DerOpt = Annotated[bool, typer.Option("--der", help="Same as --format der.")]
 OutOpt = Annotated[str, typer.Option("--out", "-o", help="Output file; - (the default) for standard output.")]
-
-
-def _check_target(out: str, force: bool) -> None:
-    """Refuse an existing output file before anything is signed in the HSM."""
-    from hsmcert.errors import HsmcertError
-
-    if out != "-" and Path(out).exists() and not force:
-        raise HsmcertError(f"{out} already exists.", "Choose another path, or pass --force to replace it.")
 
 
 def _load_key(key: str, endpoint: str | None, ca_bundle: str | None, credential: str | None) -> Any:
@@ -121,7 +113,7 @@ def csr(
     from hsmcert.pki.subject import parse_subject
 
     name, sans, prof = parse_subject(subj), parse_sans(san), _profile(profile)
-    _check_target(out, force)
+    check_target(out, force=force)  # before the HSM is asked
     private_key = _load_key(key, endpoint, ca_bundle, credential)
     signed = build_csr(private_key, name, sans=sans, profile=prof, alg=alg)
     _write(signed, out=out, fmt=fmt, der=der, force=force, key=private_key, profile=prof)
@@ -154,7 +146,7 @@ def selfsign(
     from hsmcert.pki.subject import parse_subject
 
     name, sans, prof = parse_subject(subj), parse_sans(san), _profile(profile)
-    _check_target(out, force)
+    check_target(out, force=force)  # before the HSM is asked
     private_key = _load_key(key, endpoint, ca_bundle, credential)
     signed = build_selfsigned(
         private_key, name, profile=prof, sans=sans, days=days, path_length=path_length, alg=alg
@@ -203,7 +195,7 @@ def issue(
     sans = parse_sans(san) if san else None
     request = load_csr(csr_file)
     ca_certificate = load_certificates(ca_cert, "CA certificate")[0]
-    _check_target(out, force)
+    check_target(out, force=force)  # before the HSM is asked
     private_key = _load_key(ca_key, endpoint, ca_bundle, credential)
     signed = issue_certificate(
         private_key,

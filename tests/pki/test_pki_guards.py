@@ -87,3 +87,26 @@ def keys_p256(emulator: Any) -> str:
     ref = f"managedhsm:local-hsm:pki-guard-{uuid4().hex[:8]}"
     create_key(ref, "EC", curve="P-256")
     return ref
+
+
+def test_an_unwritable_output_is_refused_before_the_hsm_signs(
+    emulator: Any, keys_p256: str, tmp_path: Path
+) -> None:
+    key = keys_p256.rsplit(":", 1)[1]
+
+    def signs() -> int:
+        return sum(1 for e in emulator.audit() if e.get("key") == key and e["operation"] == "sign")
+
+    before = signs()
+    for out, expected in (
+        (tmp_path / "missing" / "x.csr", "does not exist"),
+        (tmp_path, "is a directory"),
+    ):
+        result = run_cli("csr", "--key", keys_p256, "--subj", "/CN=x", "-o", str(out), "--force")
+        assert result.code == 1 and expected in result.err, result.err
+        assert "Traceback" not in result.err and "bug" not in result.err
+    assert signs() == before
+    # a directory nobody may create files in, root included
+    result = run_cli("provider", "pem-ref", "--key", keys_p256, "-o", "/proc/hsmcert-key.pem")
+    assert result.code == 1 and "Cannot write /proc/hsmcert-key.pem" in result.err, result.err
+    assert "bug" not in result.err
