@@ -81,15 +81,17 @@ def verify(
         ok = signature_is_valid(obj.public_key(), obj)
         checks.append(Check("self-signature", ok, "valid" if ok else "the CSR's signature does not verify"))
     else:
-        if obj.issuer != obj.subject and ca_certs is None and public_key is None and csr is None:
+        self_signed = obj.issuer == obj.subject
+        if not self_signed and ca_certs is None and public_key is None and csr is None:
             raise UsageError(
                 "This certificate is not self-signed, so there is nothing to check its signature against.",
-                "Pass --ca with its CA certificate(s) (and --untrusted intermediates), --key or --csr.",
+                "Pass --ca with its CA certificate(s) (and --untrusted intermediates).",
             )
         checks.append(_validity(obj, when))
-        if obj.issuer == obj.subject and not ca_certs:
+        if self_signed and not ca_certs:
             ok = signature_is_valid(obj.public_key(), obj)
             checks.append(Check("self-signature", ok, "valid" if ok else "the signature does not verify"))
+
     if public_key is not None:
         ok = same_public_key(public_key, obj.public_key())
         checks.append(
@@ -114,4 +116,10 @@ def verify(
         if is_csr:
             raise UsageError("A CSR is not signed by a CA.", "Pass a certificate, or drop --ca.")
         checks.append(_chain(obj, ca_certs, untrusted or [], when))
+    elif not is_csr and obj.issuer != obj.subject:
+        # --key and --csr compare public keys only: without the issuer the signature is unchecked, and a
+        # certificate whose signature was never checked does not pass.
+        checks.append(
+            Check("signature", False, "not checked: pass --ca with the issuer's certificate to check it")
+        )
     return checks

@@ -212,6 +212,9 @@ def test_chain_root_intermediate_leaf(emulator: Any, keys: dict[str, str], tmp_p
     # the wrong key, or no intermediate: exit 6 and the reason
     bad = run_cli("verify", str(leaf), "--key", keys["p384"])
     assert bad.code == 6 and "key check failed" in bad.err
+    # the right key, but no issuer to check the signature with: not a pass
+    unchecked = run_cli("verify", str(leaf), "--key", keys["p256"])
+    assert unchecked.code == 6 and "signature check failed: not checked" in unchecked.err
     bad = run_cli("verify", str(leaf), "--ca", str(root))
     assert bad.code == 6 and "chain check failed" in bad.err
     alone = run_cli("verify", str(leaf))
