@@ -108,11 +108,12 @@ class Credential:
     """
 
     name: str
-    candidates: list[tuple[str, Any]]
+    candidates: list[tuple[str, Any]] = field(repr=False)
     answered: str | None = None
-    claims: dict[str, Any] = field(default_factory=dict)
-    _tokens: dict[tuple[str, ...], Any] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    claims: dict[str, Any] = field(default_factory=dict, repr=False)
+    # tokens never appear in a repr, a log line or a traceback's locals
+    _tokens: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
         from azure.core.exceptions import ClientAuthenticationError
@@ -352,22 +353,23 @@ def get_credential(name: str | None = None, *, client_id: str | None = None) -> 
 
 
 def configured() -> list[str]:
-    """The names of the credentials whose configuration is present (for doctor)."""
-    present = []
-    if _env("HSMCERT_ACCESS_TOKEN", "AZURE_CLI_ACCESS_TOKEN"):
-        present.append("env-token")
-    if (_env("AZURE_CLIENT_ID") and _env("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH")) or (
-        _env("MHSM_CLIENT_ID") and _env("MHSM_CLIENT_SECRET")
-    ):
-        present.append("service-principal")
-    if _env("AZURE_FEDERATED_TOKEN_FILE"):
-        present.append("workload-identity")
-    if _env("IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
-        present.append("managed-identity")
-    import shutil
+    """The credentials the automatic chain would try here, by name (for doctor).
 
-    if shutil.which("az"):
-        present.append("azure-cli")
+    Built by the same code as the chain, so the two never disagree; ``managed-identity`` is listed when an
+    identity endpoint is configured in the environment (IMDS on an Azure machine needs none).
+    """
+    present = []
+    for name in CREDENTIAL_NAMES:
+        if name == "managed-identity":
+            if _env("IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
+                present.append(name)
+            continue
+        built = _build(name, None, True)
+        if built is not None:
+            present.append(name)
+            close = getattr(built, "close", None)
+            if callable(close):
+                close()
     return present
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 from azure.core.credentials import AccessToken
 
 from hsmcert.credentials import Credential
@@ -45,3 +47,31 @@ def test_a_claims_challenge_always_gets_a_fresh_token() -> None:
     credential.get_token("s")
     credential.get_token("s", claims='{"access_token":{"nbf":{"essential":true}}}')
     assert issuer.issued == 2
+
+
+def test_no_token_in_the_repr_of_a_credential() -> None:
+    credential = Credential("test", [("test", Issuer(3600))])
+    token = credential.get_token("s").token
+    assert token not in repr(credential)
+
+
+def test_doctor_lists_what_the_automatic_chain_would_try(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hsmcert.credentials import configured, get_credential
+
+    for name in ("AZURE_TENANT_ID", "MHSM_CLIENT_ID", "MHSM_CLIENT_SECRET", "HSMCERT_ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    token_file = tmp_path / "federated"
+    token_file.write_text("a.b.c")
+    # client id, secret and token file but no tenant: neither service principal nor workload identity
+    monkeypatch.setenv("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001")
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "s")
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
+    chain = [n for n, _ in get_credential("auto").candidates if n != "managed-identity"]
+    assert [n for n in configured() if n != "managed-identity"] == chain
+    assert "service-principal" not in chain and "workload-identity" not in chain
+    monkeypatch.setenv("AZURE_TENANT_ID", "00000000-0000-0000-0000-0000000000aa")
+    chain = [n for n, _ in get_credential("auto").candidates if n != "managed-identity"]
+    assert [n for n in configured() if n != "managed-identity"] == chain
+    assert chain[:2] == ["service-principal", "workload-identity"]
