@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hsmcert.errors import UsageError
-from hsmcert.keyref import KeyRef, Kind
+from hsmcert.keyref import KeyRef, Kind, check_service_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -63,11 +63,37 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     path = path or config_path()
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            config = tomllib.load(fh)
     except FileNotFoundError:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"Cannot read the config file {path}: {exc}.", "Fix or remove the file.") from exc
+    _check_shape(config, path)
+    return config
+
+
+def _check_shape(config: dict[str, Any], path: Path) -> None:
+    """The tables and values hsmcert reads have the types it expects (a UsageError naming the entry)."""
+
+    def bad(entry: str, expected: str) -> UsageError:
+        return UsageError(
+            f"In the config file {path}, {entry} must be {expected}.", "Fix or remove the file."
+        )
+
+    emulator = config.get("emulator", {})
+    if not isinstance(emulator, dict):
+        raise bad("[emulator]", "a table")
+    if not isinstance(emulator.get("data_dir", ""), str):
+        raise bad("emulator.data_dir", "a string")
+    endpoints = config.get("endpoints", {})
+    if not isinstance(endpoints, dict):
+        raise bad("[endpoints]", "a table of tables")
+    for name, section in endpoints.items():
+        if not isinstance(section, dict):
+            raise bad(f'endpoints."{name}"', "a table with url and ca_bundle")
+        for field in ("url", "ca_bundle"):
+            if not isinstance(section.get(field, ""), str):
+                raise bad(f'endpoints."{name}".{field}', "a string")
 
 
 def emulator_dir(config: dict[str, Any] | None = None) -> Path | None:
@@ -97,6 +123,7 @@ def resolve_service(
     azure_url: str | None = None,
 ) -> Endpoint:
     """Find the URL and CA bundle of one Managed HSM or Key Vault by kind and name."""
+    check_service_name(service)
     if endpoint:
         return Endpoint(endpoint.rstrip("/"), ca_bundle, "flag")
     env_url = os.environ.get("HSMCERT_ENDPOINT")

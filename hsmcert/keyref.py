@@ -93,6 +93,35 @@ class KeyRef:
         return f"https://{self.service}.{suffix}"
 
 
+def _service_problem(service: str) -> str | None:
+    if not service:
+        return "the HSM or vault name is empty"
+    if not (3 <= len(service) <= 24) or not _SERVICE_RE.match(service):
+        return (
+            f"{service[:40]!r} is not a valid HSM or vault name (3-24 letters, digits and single hyphens, "
+            "starting with a letter)"
+        )
+    return None
+
+
+def check_service_name(service: str) -> str:
+    """``service`` if it is a valid Managed HSM or Key Vault name, else a UsageError saying why.
+
+    Names given outside a key reference (``--hsm``, ``--vault``) go through this before they become part
+    of a URL that a token is sent to.
+
+    >>> check_service_name("contoso")
+    'contoso'
+    >>> check_service_name("evil.example/x")
+    Traceback (most recent call last):
+    hsmcert.errors.UsageError: 'evil.example/x' is not a valid HSM or vault name (3-24 letters, digits and single hyphens, starting with a letter).
+    """
+    problem = _service_problem(service)
+    if problem:
+        raise UsageError(f"{problem[0].upper()}{problem[1:]}.", "Give the name alone, as in Azure: contoso.")
+    return service
+
+
 def _bad(what: str) -> UsageError:
     return UsageError(f"Invalid key reference: {what}.", _REMEDY)
 
@@ -101,13 +130,9 @@ def _check(kind: str, service: str, key: str, version: str | None) -> KeyRef:
     kind_l = kind.lower()
     if kind_l not in _KIND_ALIASES:
         raise _bad(f"unknown service kind {kind!r} (expected managedhsm or vault)")
-    if not service:
-        raise _bad("the HSM or vault name is empty")
-    if not (3 <= len(service) <= 24) or not _SERVICE_RE.match(service):
-        raise _bad(
-            f"{service!r} is not a valid HSM or vault name (3-24 letters, digits and single hyphens, "
-            "starting with a letter)"
-        )
+    problem = _service_problem(service)
+    if problem:
+        raise _bad(problem)
     if not key:
         raise _bad("the key name is empty")
     if not _KEY_RE.match(key):

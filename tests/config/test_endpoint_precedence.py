@@ -91,3 +91,28 @@ def test_the_emulator_named_in_the_config_file_serves_references(
     got = resolve_endpoint(parse_keyref("managedhsm:local-hsm:k"))
     assert got.source == "emulator" and got.url.startswith("https://127.0.0.1:")
     assert got.ca_bundle == str(data_dir / "ca.pem")
+
+
+@pytest.mark.parametrize(
+    ("text", "entry"),
+    [
+        ('emulator = "x"\n', "[emulator]"),
+        ("[emulator]\ndata_dir = 3\n", "emulator.data_dir"),
+        ('endpoints = "x"\n', "[endpoints]"),
+        ('[endpoints]\n"managedhsm:contoso" = 1\n', 'endpoints."managedhsm:contoso"'),
+        ('[endpoints."managedhsm:contoso"]\nurl = ["a"]\n', 'endpoints."managedhsm:contoso".url'),
+    ],
+)
+def test_a_config_value_of_the_wrong_type_is_named(config: Path, text: str, entry: str) -> None:
+    config.write_text(text)
+    with pytest.raises(UsageError, match=re.escape(entry)):
+        resolve_endpoint(REF)
+
+
+def test_a_service_name_outside_a_reference_is_checked_before_it_becomes_a_url(config: Path) -> None:
+    from hsmcert.config import resolve_service
+
+    with pytest.raises(UsageError, match="not a valid HSM or vault name"):
+        resolve_service("managedhsm", "evil.example/x?")
+    result = run_cli("key", "list", "--hsm", "evil.example/x?")
+    assert result.code == 2 and "not a valid HSM or vault name" in result.err
