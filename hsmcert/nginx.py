@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -109,7 +109,6 @@ class Site:
     timeout_ms: int | None = None
     nginx_group: str = "www-data"
     agent_command: str = field(default_factory=lambda: f"{sys.executable} -m hsmcert agent")
-    agent_environment: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def slug(self) -> str:
@@ -193,18 +192,6 @@ def _key_directive(site: Site) -> str:
     return str(site.key_file)
 
 
-def openssl_cnf_text(socket: Path, timeout_ms: int | None = None) -> str:
-    """The openssl.cnf for nginx: the default provider first, then hsmcert with the agent socket.
-
-    The provider module's own generator (:func:`hsmcert.provider.openssl_cnf`) writes it.
-    """
-    from hsmcert import provider
-
-    if timeout_ms is None:
-        return provider.openssl_cnf(socket)
-    return provider.openssl_cnf(socket, timeout_ms=timeout_ms)
-
-
 def pem_reference(key: str) -> str:
     """The PEM file that stands for an HSM key for nginx < 1.29 (it holds the reference, no key material)."""
     from hsmcert import provider
@@ -240,14 +227,14 @@ def generate(site: Site) -> list[ManagedFile]:
     ]
     if site.local_key is None and not uses_store(site.nginx_version):
         files.append(ManagedFile(site.key_file, pem_reference(site.key), "key reference (PEM)", _SOURCE))
-    files.append(
-        ManagedFile(site.openssl_cnf, openssl_cnf_text(site.socket), "OpenSSL configuration", _SOURCE)
-    )
+    from hsmcert import provider
+
+    cnf = provider.openssl_cnf(site.socket, timeout_ms=site.timeout_ms or provider.DEFAULT_TIMEOUT_MS)
+    files.append(ManagedFile(site.openssl_cnf, cnf, "OpenSSL configuration", _SOURCE))
     units = {
         "socket": site.socket,
         "group": site.nginx_group,
         "exec_start": f"{site.agent_command} --socket {site.socket} --audit /var/log/hsmcert/agent.jsonl",
-        "environment": dict(site.agent_environment),
         "openssl_cnf": site.openssl_cnf,
     }
     for template, name, what in (

@@ -208,3 +208,14 @@ def test_check_refuses_a_config_rendered_for_another_nginx(tmp_path: Path, local
     assert result.returncode == 2
     assert "rendered for nginx 1.29.0" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_timeout_ms_reaches_the_providers_openssl_cnf(tmp_path: Path, local_pki: LocalPki) -> None:
+    common = ["nginx", "--key", REF, "--cert", str(local_pki.server_cert), "--server-name", "t.example"]
+    default = hsmcert(*common, "-o", str(tmp_path / "default"), "--nginx-version", STORE_VERSION)
+    tuned = hsmcert(
+        *common, "-o", str(tmp_path / "tuned"), "--nginx-version", STORE_VERSION, "--timeout-ms", "2500"
+    )
+    assert default.returncode == 0 and tuned.returncode == 0, default.stderr + tuned.stderr
+    assert "timeout_ms = 10000" in (tmp_path / "default" / "openssl.cnf").read_text()
+    assert "timeout_ms = 2500" in (tmp_path / "tuned" / "openssl.cnf").read_text()
