@@ -31,6 +31,22 @@ def _failed(name: str, exc: HsmcertError) -> Check:
     return Check(name, False, exc.message, exc.remedy, exc.exit_code)
 
 
+def _token_scope(key: str | None, vault: str | None) -> str:
+    """The audience of the service the checks are about: Key Vault for a vault, else Managed HSM."""
+    from hsmcert import credentials as creds
+    from hsmcert.keyref import parse_keyref
+
+    if vault:
+        return creds.VAULT_SCOPE
+    if key:
+        try:
+            if parse_keyref(key).kind == "vault":
+                return creds.VAULT_SCOPE
+        except HsmcertError:
+            pass  # reported by the endpoint check
+    return creds.MANAGED_HSM_SCOPE
+
+
 def run_checks(
     *,
     key: str | None = None,
@@ -60,7 +76,7 @@ def run_checks(
     )
     try:
         cred = creds.get_credential(chosen)
-        who = creds.describe(cred)
+        who = creds.describe(cred, _token_scope(key, vault))
     except HsmcertError as exc:
         yield _failed("token", exc)
         return
@@ -99,7 +115,7 @@ def run_checks(
         return
 
     # 3. Reachable, and allowed to read?
-    from hsmcert.hsm import open_key, service_clients
+    from hsmcert.hsm import open_key
     from hsmcert.keys import list_keys
 
     if ref is None:
@@ -111,7 +127,6 @@ def run_checks(
         yield Check("list keys", True, f"{len(keys)} key(s) visible in {kind}:{name}")
         return
 
-    service_clients(resolved, cred)
     try:
         opened = open_key(ref, endpoint=endpoint, ca_bundle=ca_bundle, credential=cred, refresh=True)
     except HsmcertError as exc:

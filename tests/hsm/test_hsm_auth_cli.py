@@ -87,3 +87,17 @@ def test_the_grant_command_in_a_403_remedy_fixes_it(
     assert granted.code == 0, granted.err
     fixed = cli("doctor", "--key", ref, "--credential", "env-token")
     assert fixed.code == 0, fixed.out + fixed.err
+
+
+def test_doctor_checks_a_vault_key_with_a_key_vault_token(emulator: Any, cli: Any) -> None:
+    from uuid import uuid4
+
+    from hsmcert.credentials import VAULT_SCOPE, get_credential
+    from hsmcert.keys import create_key
+
+    ref = f"vault:local-vault:doctor-{uuid4().hex[:8]}"
+    create_key(ref, "EC", curve="P-256")
+    result = cli("doctor", "--key", ref, "--output", "json")
+    assert result.code == 0, result.out + result.err
+    assert json.loads(result.out)["ok"] is True
+    assert (VAULT_SCOPE,) in get_credential()._tokens  # the token asked for was Key Vault's
