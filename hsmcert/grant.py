@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hsmcert import roles
-from hsmcert.errors import HsmcertError, NotFoundError, UsageError
+from hsmcert.errors import HsmcertError, NotFoundError, PermissionDeniedError, UnreachableError, UsageError
 
 ARM_URL = "https://management.azure.com"
 _VM_API = "2024-07-01"
@@ -125,7 +125,7 @@ def az_commands(plan: GrantPlan) -> list[str]:
     if plan.custom_role:
         definition = {
             "roleName": roles.SIGNER_ROLE_NAME,
-            "description": "Read the public key and sign with it; nothing else (made by hsmcert grant).",
+            "description": roles.SIGNER_ROLE_DESCRIPTION,
             "actions": [],
             "dataActions": list(roles.SIGNER_ROLE_ACTIONS),
         }
@@ -160,22 +160,35 @@ def machine_principal_id(machine: Machine, credential: Any, arm_url: str | None 
         response = client.send_request(HttpRequest("GET", f"{base}{machine.resource_id}?api-version={api}"))
         if response.status_code == 404:
             raise NotFoundError(
-                f"{machine.kind} {machine.name!r} not found in resource group {machine.resource_group}."
+                f"{machine.kind} {machine.name!r} not found in resource group {machine.resource_group}.",
+                "Check the machine's name, -g and --subscription (az resource list -n NAME shows where it is).",
             )
         response.raise_for_status()
         body = response.json()
     except HttpResponseError as exc:
+        if exc.status_code in (401, 403):
+            raise PermissionDeniedError(
+                f"Azure Resource Manager refused the look-up of {machine.name} ({exc.status_code}).",
+                f"Reading the machine needs the Reader role on {machine.resource_id}, or pass the "
+                f"identity's object id with --principal ({machine.az_principal_query()} prints it).",
+            ) from exc
         raise HsmcertError(
-            f"Azure Resource Manager refused the look-up of {machine.name}: {exc.message}"
+            f"Azure Resource Manager could not look up {machine.name}: {exc.message}",
+            f"Try again, or pass the identity's object id with --principal ({machine.az_principal_query()}).",
         ) from exc
     except AzureError as exc:
-        raise HsmcertError(f"Cannot reach Azure Resource Manager: {exc}") from exc
+        raise UnreachableError(
+            f"Cannot reach Azure Resource Manager at {base}: {exc}",
+            "Check the network (and HSMCERT_ARM_URL if set), or pass the identity's object id with --principal.",
+        ) from exc
     principal = (body.get("identity") or {}).get("principalId")
     if not principal:
-        raise HsmcertError(
-            f"{machine.name} has no system-assigned managed identity.",
-            f"Enable it: az vm identity assign -g {machine.resource_group} -n {machine.name}",
+        enable = (
+            f"Enable it: az vm identity assign -g {machine.resource_group} -n {machine.name}"
+            if machine.kind == "vm"
+            else "An Arc-enabled server gets its identity when it connects: run azcmagent connect on it."
         )
+        raise HsmcertError(f"{machine.name} has no system-assigned managed identity.", enable)
     return str(principal)
 
 
@@ -198,7 +211,7 @@ def apply_grant(plan: GrantPlan, client: Any) -> GrantPlan:
             created = client.set_role_definition(
                 KeyVaultRoleScope.GLOBAL,
                 role_name=roles.SIGNER_ROLE_NAME,
-                description="Read the public key and sign with it; nothing else (made by hsmcert grant).",
+                description=roles.SIGNER_ROLE_DESCRIPTION,
                 permissions=[
                     KeyVaultPermission(
                         data_actions=[KeyVaultDataAction(a) for a in roles.SIGNER_ROLE_ACTIONS]

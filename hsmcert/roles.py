@@ -116,6 +116,7 @@ BUILTIN_ROLES: tuple[Role, ...] = (
 
 # The least-privilege custom role of `hsmcert grant --granular`: read the public key and sign, one key.
 SIGNER_ROLE_NAME = "hsmcert Key Signer"
+SIGNER_ROLE_DESCRIPTION = "Read the public key and sign with it; nothing else (made by hsmcert grant)."
 SIGNER_ROLE_ACTIONS = (f"{PREFIX}keys/read/action", f"{PREFIX}keys/sign/action")
 
 # Key operation (as the REST API names it) -> the data action it needs.

@@ -89,7 +89,9 @@ def grant(
     client = KeyVaultAccessControlClient(service.url, azure_credential, **service.client_kwargs())
     from hsmcert.hsm import translate_azure_errors
 
-    with translate_azure_errors(f"managedhsm:{hsm}", "role management", credential=azure_credential):
+    with translate_azure_errors(
+        f"managedhsm:{hsm}", "role management", url=service.url, credential=azure_credential
+    ):
         apply_grant(plan, client)
     emit(
         plan.to_json(),

@@ -1,0 +1,150 @@
+"""hsmcert grant --vm / --arc: the machine's identity is looked up through Azure Resource Manager, then granted.
+
+Resource Manager is not available offline, so a small HTTPS server plays it (HSMCERT_ARM_URL points there,
+REQUESTS_CA_BUNDLE trusts its certificate): it answers the machine look-up the way ARM does, with the
+identity's principalId, a 404, a 403, or a machine without an identity. The grant itself goes to the emulator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.hsm.conftest import run_cli
+
+SUB, RG = "00000000-0000-0000-0000-00000000abcd", "rg-web"
+
+
+class FakeArm:
+    """An HTTPS server answering GET <machine resource id> from ``machines`` (name -> (status, body))."""
+
+    def __init__(self, directory: Path) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "arm test")])
+        now = dt.datetime.now(dt.timezone.utc)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+            )
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256())
+        )
+        self.ca = directory / "arm.pem"
+        self.ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path = directory / "arm.key"
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        self.machines: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.authorized: list[str] = []
+        arm = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                arm.authorized.append(self.headers.get("Authorization", "")[:7])
+                name = self.path.split("?", 1)[0].rsplit("/", 1)[-1]
+                status, body = arm.machines.get(name, (404, {"error": {"code": "ResourceNotFound"}}))
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.ca, key_path)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
+    fake = FakeArm(tmp_path)
+    monkeypatch.setenv("HSMCERT_ARM_URL", fake.url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(fake.ca))
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUB)
+    yield fake
+    fake.server.shutdown()
+
+
+def _grant(*args: str) -> Any:
+    return run_cli("--output", "json", "grant", "--hsm", "local-hsm", "-g", RG, *args)
+
+
+def test_a_vms_identity_is_looked_up_and_granted(emulator: Any, arm: FakeArm) -> None:
+    from hsmcert.keys import create_key
+
+    key = f"vm-key-{uuid4().hex[:8]}"
+    create_key(f"managedhsm:local-hsm:{key}", "EC", curve="P-256")
+    identity = str(uuid4())
+    arm.machines["web01"] = (
+        200,
+        {"name": "web01", "identity": {"type": "SystemAssigned", "principalId": identity}},
+    )
+    result = _grant("--vm", "web01", "--key", key, "--granular")
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)
+    assert plan["principal_id"] == identity
+    assert (
+        plan["machine"]
+        == f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/web01"
+    )
+    assert plan["done"][-1] == {"action": "assigned", "scope": f"/keys/{key}", "role": "hsmcert Key Signer"}
+    assert arm.authorized == ["Bearer "]  # ARM was asked with a token, once
+
+
+@pytest.mark.parametrize(
+    ("machine", "answer", "code", "says"),
+    [
+        ("gone", None, 3, "not found in resource group rg-web"),
+        (
+            "locked",
+            (403, {"error": {"code": "AuthorizationFailed", "message": "no"}}),
+            4,
+            "needs the Reader role",
+        ),
+        ("bare", (200, {"name": "bare", "identity": None}), 1, "az vm identity assign -g rg-web -n bare"),
+    ],
+)
+def test_look_up_failures_are_one_line_with_the_fix(
+    emulator: Any, arm: FakeArm, machine: str, answer: Any, code: int, says: str
+) -> None:
+    if answer is not None:
+        arm.machines[machine] = answer
+    result = _grant("--vm", machine, "--key", "k")
+    assert result.code == code, result.err
+    assert says in result.err and "Traceback" not in result.err
+
+
+def test_an_arc_server_without_identity_is_told_to_reconnect(emulator: Any, arm: FakeArm) -> None:
+    arm.machines["edge1"] = (200, {"name": "edge1", "identity": {}})
+    result = _grant("--arc", "edge1", "--key", "k")
+    assert result.code == 1 and "azcmagent connect" in result.err, result.err
