@@ -137,6 +137,8 @@ def validate(site: Site) -> Site:
     """Check the inputs a user gives and fill in the mode's defaults; bad input is a UsageError."""
     if site.mode not in MODES:
         raise UsageError(f"Unknown mode {site.mode!r}.", f"Use one of: {', '.join(MODES)}.")
+    if site.app_protocol not in ("grpc", "http"):
+        raise UsageError(f"--app-protocol {site.app_protocol!r} is not grpc or http.", "Use grpc or http.")
     parse_keyref(site.key)
     if not re.fullmatch(r"[A-Za-z0-9*.-]+(?: [A-Za-z0-9*.-]+)*", site.server_name):
         raise UsageError(

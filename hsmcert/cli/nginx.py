@@ -98,7 +98,7 @@ def nginx(
             listen=listen,
             upstream=upstream,
             ca=ca,
-            app_protocol=_app_protocol(app_protocol),
+            app_protocol=app_protocol,  # type: ignore[arg-type]  # checked by lib.validate
             socket=socket,
             nginx_version=version,
             http2=http2,
@@ -136,14 +136,6 @@ def nginx(
                 f"warning: nginx's configuration does not include {site.site_conf}; add 'include {site.site_conf};'"
             )
     emit(data, lambda: _next_steps(site, data))
-
-
-def _app_protocol(value: str) -> Any:
-    from hsmcert.errors import UsageError
-
-    if value not in ("grpc", "http"):
-        raise UsageError(f"--app-protocol {value!r} is not grpc or http.", "Use grpc or http.")
-    return value
 
 
 def _next_steps(site: Any, data: dict[str, Any]) -> str:

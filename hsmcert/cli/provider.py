@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hsmcert.cli._common import ForceOpt, KeyOpt, emit, log
+from hsmcert.provider import DEFAULT_TIMEOUT_MS
 
 app = typer.Typer(
     help="The hsmcert OpenSSL 3 provider: HSM keys for openssl, curl, haproxy, stunnel and nginx.",
@@ -51,7 +52,7 @@ def openssl_cnf_(
     ] = None,
     timeout_ms: Annotated[
         int, typer.Option("--timeout-ms", help="How long the provider waits for the agent per operation.")
-    ] = 10000,
+    ] = DEFAULT_TIMEOUT_MS,
     no_default: Annotated[
         bool, typer.Option("--no-default", help="Do not activate OpenSSL's default provider first.")
     ] = False,
