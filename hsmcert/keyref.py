@@ -39,9 +39,6 @@ ACCEPTED_FORMS = (
     "https://<vault>.vault.azure.net/keys/<key>[/<version>]",
 )
 
-# Reference schemes a STORE loader registers for (the https form is not one of them).
-SCHEMES = ("managedhsm", "vault", "akv", "azurekms", "engine")
-
 # DNS suffixes of Azure's public and sovereign clouds.
 _HOST_SUFFIXES: dict[str, Kind] = {
     "managedhsm.azure.net": "managedhsm",

@@ -33,7 +33,7 @@ KeyOpt = Annotated[
     str, typer.Option("--key", "-k", help="Key reference, e.g. managedhsm:HSM:KEY.", envvar="HSMCERT_KEY")
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
-OutFileOpt = Annotated[str, typer.Option("--out", "-o", help="Output file; - for standard output.")]
+OutOpt = Annotated[str, typer.Option("--out", "-o", help="Output file; - (the default) for standard output.")]
 EndpointOpt = Annotated[
     str | None,
     typer.Option(
@@ -64,11 +64,6 @@ def log(message: str) -> None:
     from rich.console import Console
 
     Console(**_console_kwargs()).print(message, markup=False)
-
-
-def debug(message: str) -> None:
-    if state.verbose:
-        log(message)
 
 
 def emit(data: Any, text: str | Callable[[], str] | None = None) -> None:

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, ForceOpt, KeyOpt, emit, log, state
+from hsmcert.cli._common import (
+    CaBundleOpt,
+    CredentialOpt,
+    EndpointOpt,
+    ForceOpt,
+    KeyOpt,
+    OutOpt,
+    emit,
+    log,
+    state,
+)
 from hsmcert.fsutil import check_target
 
 if TYPE_CHECKING:
@@ -42,7 +52,6 @@ PathLenOpt = Annotated[
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output encoding.")]
 DerOpt = Annotated[bool, typer.Option("--der", help="Same as --format der.")]
-OutOpt = Annotated[str, typer.Option("--out", "-o", help="Output file; - (the default) for standard output.")]
 
 
 def _load_key(key: str, endpoint: str | None, ca_bundle: str | None, credential: str | None) -> Any:

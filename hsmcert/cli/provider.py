@@ -7,15 +7,13 @@ from typing import Annotated
 
 import typer
 
-from hsmcert.cli._common import ForceOpt, KeyOpt, emit, log
+from hsmcert.cli._common import ForceOpt, KeyOpt, OutOpt, emit, log
 from hsmcert.provider import DEFAULT_TIMEOUT_MS
 
 app = typer.Typer(
     help="The hsmcert OpenSSL 3 provider: HSM keys for openssl, curl, haproxy, stunnel and nginx.",
     no_args_is_help=True,
 )
-
-OutOpt = Annotated[str, typer.Option("--out", "-o", help="Output file; - for standard output.")]
 
 
 @app.command("path")
