@@ -292,13 +292,15 @@ def check_config(
     nginx: str | os.PathLike[str] = "nginx",
     openssl_cnf: Path | None = None,
     prefix: Path | None = None,
+    dump: bool = False,
 ) -> str:
     """Run ``nginx -t`` (on ``conf``, or nginx's default configuration); raise VerificationError on failure.
 
-    Returns nginx's report. ``openssl_cnf`` is set as OPENSSL_CONF, as the systemd drop-in does for the
-    service, so nginx loads the HSM key through the provider exactly as it will when it runs.
+    Returns nginx's report; with ``dump``, ``nginx -T``, whose report also holds the whole configuration.
+    ``openssl_cnf`` is set as OPENSSL_CONF, as the systemd drop-in does for the service, so nginx loads
+    the HSM key through the provider exactly as it will when it runs.
     """
-    command = [find_nginx(nginx), "-t"]
+    command = [find_nginx(nginx), "-T" if dump else "-t"]
     if prefix is not None:
         command += ["-p", f"{prefix}/", "-e", str(prefix / "error.log")]
     if conf is not None:
@@ -347,14 +349,6 @@ def check_site(site: Site, *, nginx: str | os.PathLike[str] = "nginx") -> str:
         conf = prefix / "nginx.conf"
         conf.write_text(standalone_conf(prefix, [site.site_conf]))
         return check_config(conf, nginx=nginx, openssl_cnf=site.openssl_cnf, prefix=prefix)
-
-
-def _dump(conf: Path | None, nginx: str, openssl_cnf: Path | None) -> str:
-    command = [find_nginx(nginx), "-T"] + (["-c", str(conf)] if conf else [])
-    result = subprocess.run(
-        command, capture_output=True, text=True, env=_env(openssl_cnf), timeout=_CHECK_TIMEOUT, check=False
-    )
-    return result.stdout
 
 
 def _pid_file(dump: str, nginx: str) -> Path | None:
@@ -406,10 +400,9 @@ def reload(
     started without OPENSSL_CONF cannot load the HSM key, keeps its old workers, and this raises.
     """
     binary = find_nginx(nginx)
-    report = check_config(conf, nginx=binary, openssl_cnf=site.openssl_cnf)
-    dump = _dump(conf, binary, site.openssl_cnf)
-    included = f"# configuration file {site.site_conf}:" in dump
-    master = _running_master(_pid_file(dump, binary))
+    report = check_config(conf, nginx=binary, openssl_cnf=site.openssl_cnf, dump=True)
+    included = f"# configuration file {site.site_conf}:" in report
+    master = _running_master(_pid_file(report, binary))
     if master is None:
         raise HsmcertError(
             "nginx is not running, so there is nothing to reload.",
