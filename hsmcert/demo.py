@@ -12,7 +12,6 @@ everything and exits 0. Every command it runs is printed, so the demo doubles as
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import shutil
@@ -29,6 +28,7 @@ from types import FrameType
 from typing import Any
 from uuid import uuid4
 
+from hsmcert.emulator.audit import read_audit
 from hsmcert.errors import HsmcertError, NotFoundError
 
 HSM = "local-hsm"
@@ -167,17 +167,10 @@ class Stack:
         )
 
     def emulator_audit(self) -> list[dict[str, Any]]:
-        path = self.emulator_dir / "audit.jsonl"
-        if not path.exists():
-            return []
-        lines = path.read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        return read_audit(self.emulator_dir / "audit.jsonl")
 
     def agent_audit_lines(self) -> list[dict[str, Any]]:
-        if not self.agent_audit.exists():
-            return []
-        lines = self.agent_audit.read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        return read_audit(self.agent_audit)
 
     def create_key(self, name: str, *spec: str) -> str:
         ref = f"managedhsm:{HSM}:{name}"

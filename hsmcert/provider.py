@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from hsmcert.errors import HsmcertError, UsageError
+from hsmcert.errors import HsmcertError, NotFoundError, UsageError
 from hsmcert.shipped import CHECKOUT, shipped_dir
 
 PEM_LABEL = "HSMCERT KEY REFERENCE"
@@ -57,10 +57,9 @@ def provider_path(*, asan: bool = False) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
-    raise HsmcertError(
+    raise NotFoundError(
         "The hsmcert OpenSSL provider is not built.",
         "Build it with `hsmcert provider build` (or `make native` in a checkout).",
-        exit_code=3,
     )
 
 
