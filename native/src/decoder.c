@@ -38,11 +38,16 @@ static int pem_decode(void *ctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBAC
     unsigned char *data = NULL;
     long len = 0;
     int ret = 1; /* not ours: let the other decoders try */
+    int ours;
 
     if (in == NULL)
         return 1;
+    /* Only the PEM parsing of someone else's file is noise to discard; the errors of the key lookup
+     * (agent unreachable, key not found...) must reach the user, so the mark ends before it. */
     ERR_set_mark();
-    if (PEM_read_bio(in, &name, &header, &data, &len) > 0 && strcmp(name, HSMCERT_PEM_LABEL) == 0) {
+    ours = PEM_read_bio(in, &name, &header, &data, &len) > 0 && strcmp(name, HSMCERT_PEM_LABEL) == 0;
+    ERR_pop_to_mark();
+    if (ours) {
         OSSL_PARAM params[3];
 
         params[0] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, data, (size_t)len);
@@ -51,7 +56,6 @@ static int pem_decode(void *ctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBAC
         params[2] = OSSL_PARAM_construct_end();
         ret = object_cb(params, object_cbarg);
     }
-    ERR_pop_to_mark();
     OPENSSL_free(name);
     OPENSSL_free(header);
     OPENSSL_free(data);

@@ -132,3 +132,73 @@ def test_provider_listed_before_the_default_provider(
     with s_server(env, local_crt, local_key) as port:
         result = s_client(port, local_crt, "-tls1_2")
     assert served(result)
+
+
+_PEM_READ = """
+import ctypes, sys
+c = ctypes.CDLL("libcrypto.so.3")
+P = ctypes.c_void_p
+c.OPENSSL_init_crypto.argtypes = [ctypes.c_uint64, P]
+c.OPENSSL_init_crypto(0x40, None)  # load OPENSSL_CONF
+c.BIO_new_file.restype = P
+c.BIO_new_file.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+c.PEM_read_bio_PrivateKey.restype = P
+c.PEM_read_bio_PrivateKey.argtypes = [P, P, P, P]
+c.ERR_get_error_all.restype = ctypes.c_ulong
+c.ERR_get_error_all.argtypes = [P, P, P, ctypes.POINTER(ctypes.c_char_p), P]
+c.ERR_error_string_n.argtypes = [ctypes.c_ulong, ctypes.c_char_p, ctypes.c_size_t]
+key = c.PEM_read_bio_PrivateKey(c.BIO_new_file(sys.argv[1].encode(), b"r"), None, None, None)
+while True:
+    data = ctypes.c_char_p()
+    code = c.ERR_get_error_all(None, None, None, ctypes.byref(data), None)
+    if not code:
+        break
+    text = ctypes.create_string_buffer(256)
+    c.ERR_error_string_n(code, text, 256)
+    print(text.value.decode(), (data.value or b"").decode(), file=sys.stderr)
+sys.exit(0 if key else 1)
+"""
+
+
+def _pem_reference(ref: str, path: Path) -> Path:
+    from hsmcert.provider import pem_ref
+
+    path.write_bytes(pem_ref(ref))
+    return path
+
+
+def test_agent_down_names_the_agent_when_a_pem_reference_is_read(
+    native: Any, hsm_keys: HsmKeys, tmp_path: Path
+) -> None:
+    """PEM_read_bio_PrivateKey (how nginx, curl, haproxy and stunnel read keys) reports the unreachable
+    agent and how to start it, not OpenSSL's generic "DECODER ... unsupported"."""
+    import sys
+
+    sock = tmp_path / "nobody-listens.sock"
+    env = native.openssl_env(sock, timeout_ms=3000)
+    key = _pem_reference(hsm_keys.ec, tmp_path / "ec.key")
+    result = run([sys.executable, "-c", _PEM_READ, str(key)], env, timeout=30)
+    assert result.returncode == 1
+    assert f"The hsmcert agent is not reachable at {sock}" in result.stderr, result.stderr
+    assert f"hsmcert agent --socket {sock}" in result.stderr
+    assert "No supported data to decode" not in result.stderr
+
+
+def test_nginx_t_with_the_agent_down_names_the_agent(native: Any, hsm_keys: HsmKeys, tmp_path: Path) -> None:
+    sock = tmp_path / "nobody-listens.sock"
+    env = native.openssl_env(sock, timeout_ms=3000)
+    key = _pem_reference(hsm_keys.rsa, tmp_path / "rsa.key")
+    local_key, cert = tmp_path / "local.key", tmp_path / "cert.pem"
+    plain = {k: v for k, v in env.items() if k != "OPENSSL_CONF"}
+    ok(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(local_key), "-subj", "/CN=x",
+        "-days", "1", "-out", str(cert)], plain)  # fmt: skip
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"error_log stderr;\npid {tmp_path}/nginx.pid;\nevents {{}}\nhttp {{\n"
+        f"  access_log off;\n  client_body_temp_path {tmp_path};\n"
+        f"  server {{ listen 127.0.0.1:65000 ssl; ssl_certificate {cert}; ssl_certificate_key {key}; }}\n}}\n"
+    )
+    result = run(["nginx", "-t", "-p", str(tmp_path), "-c", str(conf)], env, timeout=60)
+    assert result.returncode != 0
+    assert f"The hsmcert agent is not reachable at {sock}" in result.stderr, result.stderr
+    assert "No supported data to decode" not in result.stderr
