@@ -318,11 +318,16 @@ class _Service:
     key_client: Any
 
     def client_kwargs(self) -> dict[str, Any]:
+        """Keywords for any other azure-keyvault client of this endpoint: the shared transport and retries."""
         return {"transport": self.transport, **_RETRY}
+
+    def lean_kwargs(self) -> dict[str, Any]:
+        """Keywords for a keys client with hsmcert's short pipeline (see :func:`_policies`)."""
+        return {"transport": self.transport, "policies": _policies(self.credential)}
 
 
 _RETRY: dict[str, Any] = {"retry_total": 4, "retry_backoff_factor": 0.4, "retry_backoff_max": 8}
-_POOL: dict[str, Any] = {"pool_connections": 4, "pool_maxsize": 32}
+_POOL: dict[str, Any] = {"pool_maxsize": 32, "pool_block": False}
 _TIMEOUTS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60}
 _services: dict[tuple[str, str | None, int], _Service] = {}
 _services_lock = threading.Lock()
@@ -333,14 +338,220 @@ def configure_service_clients(
 ) -> None:
     """Tune the SDK pipeline of the clients built after this call (used by the agent).
 
-    ``pool``: requests ``HTTPAdapter`` keywords (``pool_maxsize``, ``pool_block``); ``timeouts``: the
-    transport's ``connection_timeout`` and ``read_timeout`` (seconds, per HTTP request); ``retry``:
-    azure-core RetryPolicy keywords (``retry_total``, ``retry_status``, ``timeout``, ...).
+    ``pool``: ``pool_maxsize`` (connections kept per endpoint) and ``pool_block`` (True: callers wait for a
+    free connection instead of opening more); ``timeouts``: the transport's ``connection_timeout`` and
+    ``read_timeout`` (seconds, per HTTP request); ``retry``: azure-core RetryPolicy keywords
+    (``retry_total``, ``retry_status``, ``timeout``, ...).
     """
     with _services_lock:
         _POOL.update(pool or {})
         _TIMEOUTS.update(timeouts or {})
         _RETRY.update(retry)
+
+
+def _policies(credential: Any) -> list[Any]:
+    """The pipeline of hsmcert's key clients: the SDK's own policies minus the ones that cost time on every
+    request and do nothing here.
+
+    Kept: request id, user agent, JSON decoding, retries (429/5xx with Retry-After, within ``timeout``) and the
+    Key Vault challenge authentication (token cache, refresh before expiry). Left out: the proxy and
+    redirect policies (the transport resolves proxies once; Key Vault does not redirect), custom hooks, and
+    the network-trace and HTTP logging policies and distributed tracing, which are added back when the
+    ``azure`` loggers are enabled (``--verbose``) or a tracing implementation is configured when the
+    clients are built.
+    """
+    import logging
+
+    from azure.core.pipeline import policies
+    from azure.core.settings import settings
+    from azure.keyvault.keys._shared import ChallengeAuthPolicy
+
+    chain: list[Any] = [
+        policies.RequestIdPolicy(),
+        policies.UserAgentPolicy(sdk_moniker="hsmcert"),
+        policies.ContentDecodePolicy(),
+        policies.RetryPolicy(**_RETRY),
+        ChallengeAuthPolicy(credential),
+    ]
+    if settings.tracing_implementation() is not None:
+        chain.append(policies.DistributedTracingPolicy())
+    if logging.getLogger("azure").isEnabledFor(logging.INFO):
+        chain.append(policies.HttpLoggingPolicy())
+    if logging.getLogger("azure").isEnabledFor(logging.DEBUG):
+        chain.append(policies.NetworkTraceLoggingPolicy(logging_enable=True))
+    return chain
+
+
+def _environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``), read once per endpoint."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get("https") or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    return proxy
+
+
+def _default_ca_bundle() -> str | None:
+    """What requests would trust: ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, else certifi's bundle."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if os.environ.get(name):
+            return os.environ[name]
+    try:
+        import certifi
+
+        return str(certifi.where())
+    except ImportError:  # pragma: no cover - requests depends on certifi
+        return None
+
+
+class _PooledTransport:
+    """An azure-core ``HttpTransport`` over one urllib3 connection pool per endpoint.
+
+    The SDK's default transport goes through requests, which costs about 0.3 ms of CPU per request on top
+    of urllib3 (environment proxy and netrc lookups, hooks, cookie handling; measured in
+    ``bench/provider.py``'s notes). This transport hands the request azure-core built straight to urllib3:
+    kept-alive connections (TCP_NODELAY), at most ``pool_maxsize`` of them, ``pool_block`` to make callers
+    wait for a free one, a connect and a read timeout on every request (azure-core's RetryPolicy lowers
+    them to what is left of its ``timeout``), certificate verification against ``ca_bundle``. The
+    environment's proxy is resolved once, when the endpoint's clients are built.
+    """
+
+    def __init__(self, url: str, *, ca_bundle: str | None, connection_timeout: float, read_timeout: float,
+                 pool_maxsize: int, pool_block: bool) -> None:  # fmt: skip
+        import urllib3
+        from azure.core.configuration import ConnectionConfiguration
+
+        self.connection_config = ConnectionConfiguration(
+            connection_timeout=connection_timeout, read_timeout=read_timeout
+        )
+        options: dict[str, Any] = {
+            "maxsize": pool_maxsize,
+            "block": pool_block,
+            "cert_reqs": "CERT_REQUIRED",
+            "ca_certs": ca_bundle or _default_ca_bundle(),
+        }
+        proxy = _environment_proxy(url)
+        manager = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+        self.pool = manager.connection_from_url(url)
+        self._manager = manager
+        self._pool_wait = float(connection_timeout) + float(read_timeout)
+
+    def __enter__(self) -> _PooledTransport:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        """Clients share the transport: closing one client keeps the pool."""
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        """Shared by every client of the endpoint; :meth:`shutdown` closes the connections."""
+
+    def shutdown(self) -> None:
+        self._manager.clear()
+
+    def sleep(self, duration: float) -> None:
+        """What azure-core's RetryPolicy calls between attempts."""
+        time.sleep(duration)
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        import urllib3
+        from azure.core.exceptions import (
+            ServiceRequestError,
+            ServiceRequestTimeoutError,
+            ServiceResponseError,
+            ServiceResponseTimeoutError,
+        )
+        from urllib3 import exceptions as u3
+
+        connect = kwargs.get("connection_timeout") or self.connection_config.timeout
+        read = kwargs.get("read_timeout") or self.connection_config.read_timeout
+        body = request.content if hasattr(request, "content") else request.data
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        # origin-form target (also through a proxy: HTTPS goes through a CONNECT tunnel)
+        url = request.url
+        slash = url.find("/", url.find("://") + 3)
+        target = url[slash:] if slash >= 0 else "/"
+        try:
+            raw = self.pool.urlopen(
+                request.method,
+                target,
+                body=body,
+                headers=dict(request.headers),
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                timeout=urllib3.Timeout(connect=connect, read=read),
+                pool_timeout=min(self._pool_wait, connect + read),  # type: ignore[arg-type]
+                preload_content=True,
+            )
+        except (
+            u3.NewConnectionError,
+            u3.EmptyPoolError,
+            u3.ClosedPoolError,
+            u3.ProxyError,
+            u3.SSLError,
+        ) as exc:
+            raise ServiceRequestError(exc, error=exc) from exc
+        except u3.ConnectTimeoutError as exc:
+            raise ServiceRequestTimeoutError(exc, error=exc) from exc
+        except u3.ReadTimeoutError as exc:
+            raise ServiceResponseTimeoutError(exc, error=exc) from exc
+        except (u3.ProtocolError, u3.HTTPError, OSError) as exc:
+            raise ServiceResponseError(exc, error=exc) from exc
+        return _response(request, raw)
+
+
+def _response_type() -> Any:
+    """The azure-core rest response class of :class:`_PooledTransport` (made once, on first use)."""
+    global _response_class
+    if _response_class is not None:
+        return _response_class
+    from azure.core.rest._http_response_impl import HttpResponseImpl
+
+    class _Response(HttpResponseImpl):  # type: ignore[misc]
+        """A response whose body urllib3 has already read completely."""
+
+        def read(self) -> bytes:
+            return self._content or b""
+
+        def iter_bytes(self, **kwargs: Any) -> Iterator[bytes]:
+            yield self._content or b""
+
+        def iter_raw(self, **kwargs: Any) -> Iterator[bytes]:
+            yield self._content or b""
+
+        def close(self) -> None:
+            self._is_closed = True
+
+    _response_class = _Response
+    return _Response
+
+
+def _response(request: Any, raw: Any) -> Any:
+    """An azure-core rest response holding a urllib3 response that has been read completely."""
+    response = _response_type()(
+        request=request,
+        internal_response=raw,
+        status_code=raw.status,
+        reason=raw.reason or "",
+        headers=raw.headers,
+        content_type=raw.headers.get("Content-Type"),
+        stream_download_generator=None,
+    )
+    response._content = raw.data
+    response._is_stream_consumed = True
+    response._is_closed = True
+    return response
+
+
+_response_class: Any = None
 
 
 def service_clients(endpoint: Endpoint, credential: Any = None) -> _Service:
@@ -354,20 +565,10 @@ def service_clients(endpoint: Endpoint, credential: Any = None) -> _Service:
         found = _services.get(key)
         if found is not None:
             return found
-        import requests
-        from azure.core.pipeline.transport import RequestsTransport
         from azure.keyvault.keys import KeyClient
 
-        session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(**_POOL)
-        session.mount("https://", adapter)
-        transport = RequestsTransport(
-            session=session,
-            session_owner=False,
-            **_TIMEOUTS,
-            **endpoint.client_kwargs(),
-        )
-        key_client = KeyClient(endpoint.url, credential, transport=transport, **_RETRY)
+        transport = _PooledTransport(endpoint.url, ca_bundle=endpoint.ca_bundle, **_TIMEOUTS, **_POOL)
+        key_client = KeyClient(endpoint.url, credential, transport=transport, policies=_policies(credential))
         service = _Service(endpoint.url, endpoint.ca_bundle, credential, transport, key_client)
         _services[key] = service
         _seed_challenge(endpoint.url)
@@ -745,7 +946,7 @@ class HsmKey:
                 jwk = {k: (_unb64u(v) if k in ("n", "e", "x", "y") else v) for k, v in self.info.jwk.items()}
                 jwk["kid"] = self.kid
                 self._crypto = CryptographyClient(
-                    KeyVaultKey(self.kid, jwk=jwk), self._service.credential, **self._service.client_kwargs()
+                    KeyVaultKey(self.kid, jwk=jwk), self._service.credential, **self._service.lean_kwargs()
                 )
             return self._crypto
 

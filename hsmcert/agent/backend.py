@@ -172,12 +172,13 @@ class Backend:
         self._keys: dict[str, HsmKey] = {}
         self._latest: dict[str, tuple[float, HsmKey]] = {}
         self._latest_ttl = _latest_ttl()
+        self._parsed: dict[tuple[str, str | None], KeyRef] = {}
         self._lock = threading.Lock()
         if configure:
             from hsmcert import hsm
 
             hsm.configure_service_clients(
-                pool={"pool_connections": 4, "pool_maxsize": pool_size, "pool_block": True},
+                pool={"pool_maxsize": pool_size, "pool_block": True},
                 timeouts={"connection_timeout": min(10.0, deadline), "read_timeout": min(60.0, deadline)},
                 retry_total=10,
                 retry_status=10,
@@ -190,6 +191,17 @@ class Backend:
     # -- keys -------------------------------------------------------------------------------------------
 
     def parse(self, text: str, version: str | None = None) -> KeyRef:
+        """The reference a request names (parsed once per distinct text and version, then remembered)."""
+        cached = self._parsed.get((text, version))
+        if cached is not None:
+            return cached
+        ref = self._parse(text, version)
+        if len(self._parsed) >= 4096:
+            self._parsed.clear()
+        self._parsed[(text, version)] = ref
+        return ref
+
+    def _parse(self, text: str, version: str | None) -> KeyRef:
         ref = parse_keyref(text)
         if version:
             if ref.version and ref.version != version:

@@ -230,6 +230,7 @@ _RESPONSE_FIELDS: dict[Op, frozenset[Tag]] = {
     Op.DECRYPT: frozenset({Tag.PLAINTEXT}),
 }
 _VERSION_TEXT = re.compile(r"[0-9A-Za-z]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _tag_name(tag: int) -> str:
@@ -246,7 +247,7 @@ def _utf8(frame: Frame, tag: Tag, *, ascii_only: bool = False) -> str:
     except UnicodeDecodeError:
         kind = "ASCII" if ascii_only else "UTF-8"
         raise ProtocolError("bad-value", f"The {tag.name} field is not {kind}.") from None
-    if not text or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if not text or _CONTROL.search(text):
         raise ProtocolError("bad-value", f"The {tag.name} field is empty or holds control characters.")
     return text
 
