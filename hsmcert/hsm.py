@@ -313,7 +313,7 @@ class _Service:
 
     url: str
     ca_bundle: str | None
-    credential: Any
+    credential: Any = field(repr=False)  # its token cache stays out of reprs and tracebacks
     transport: Any
     key_client: Any
 
@@ -356,9 +356,9 @@ def _policies(credential: Any) -> list[Any]:
     Kept: request id, user agent, JSON decoding, retries (429/5xx with Retry-After, within ``timeout``) and the
     Key Vault challenge authentication (token cache, refresh before expiry). Left out: the proxy and
     redirect policies (the transport resolves proxies once; Key Vault does not redirect), custom hooks, and
-    the network-trace and HTTP logging policies and distributed tracing, which are added back when the
-    ``azure`` loggers are enabled (``--verbose``) or a tracing implementation is configured when the
-    clients are built.
+    the network-trace policy (it would log the bearer token), and HTTP logging and distributed tracing,
+    which are added back when the ``azure`` logger is enabled at INFO or a tracing implementation is
+    configured when the clients are built.
     """
     import logging
 
@@ -376,9 +376,9 @@ def _policies(credential: Any) -> list[Any]:
     if settings.tracing_implementation() is not None:
         chain.append(policies.DistributedTracingPolicy())
     if logging.getLogger("azure").isEnabledFor(logging.INFO):
+        # HttpLoggingPolicy redacts the Authorization header; the network-trace policy would log the bearer
+        # token in the clear, so it is never added.
         chain.append(policies.HttpLoggingPolicy())
-    if logging.getLogger("azure").isEnabledFor(logging.DEBUG):
-        chain.append(policies.NetworkTraceLoggingPolicy(logging_enable=True))
     return chain
 
 

@@ -45,7 +45,12 @@ def _root(
     ] = False,
     verbose: Annotated[
         bool,
-        typer.Option("--verbose", "-v", help="Details and tracebacks on stderr.", envvar="HSMCERT_VERBOSE"),
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Details, HTTP requests to the HSM (credentials redacted) and tracebacks on stderr.",
+            envvar="HSMCERT_VERBOSE",
+        ),
     ] = False,
     version: Annotated[
         bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
@@ -54,6 +59,21 @@ def _root(
     state.output = output
     state.quiet = quiet
     state.verbose = verbose
+    if verbose:
+        _log_http_requests()
+
+
+def _log_http_requests() -> None:
+    """Show each HTTP request and response hsmcert makes, as azure-core's HTTP logging policy writes them
+    (it replaces the Authorization header and other secrets with REDACTED)."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("http: %(message)s"))
+    http_log = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
+    http_log.addHandler(handler)
+    http_log.setLevel(logging.INFO)
+    logging.getLogger("azure").setLevel(logging.INFO)
 
 
 def _register_commands() -> None:
