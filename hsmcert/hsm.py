@@ -854,7 +854,8 @@ def _check_usable(info: KeyInfo, ref: KeyRef) -> None:
         raise PermissionDeniedError(f"{what} is not valid before {stamp}.", "Wait, or use another key.")
 
 
-def _hash(name: str) -> Any:
+def hash_for(name: str) -> Any:
+    """The cryptography hash object of a JWA hash name (SHA256, SHA384, SHA512)."""
     from cryptography.hazmat.primitives import hashes
 
     return {"SHA256": hashes.SHA256(), "SHA384": hashes.SHA384(), "SHA512": hashes.SHA512()}[name]
@@ -977,7 +978,7 @@ class HsmKey:
         from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
         algorithm = self.check_algorithm(alg)
-        hash_alg = _hash(algorithm.hash)
+        hash_alg = hash_for(algorithm.hash)
         try:
             if isinstance(self.public_key, rsa.RSAPublicKey):
                 pad: padding.AsymmetricPadding = (

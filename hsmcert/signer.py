@@ -248,27 +248,6 @@ def private_key_for(key: HsmKey) -> HsmRSAPrivateKey | HsmECPrivateKey:
     return HsmRSAPrivateKey(key) if key.kty == "RSA" else HsmECPrivateKey(key)
 
 
-def builder_args(key: HsmRSAPrivateKey | HsmECPrivateKey, alg: str | None = None) -> dict[str, Any]:
-    """Keyword arguments for cryptography's ``builder.sign(key, **args)`` that make a JWA ``alg`` signature.
-
-    ``alg`` None: RS256 for RSA, the curve's algorithm for EC (ES256, ES384, ES512, ES256K). An algorithm
-    the key cannot use is a UsageError naming the one to use. PS* gives ``rsa_padding=PSS(MGF1(h), len(h))``.
-    """
-    hsm_key = key.hsm_key
-    algorithm = hsm_key.check_algorithm(alg or hsm_key.default_algorithm())
-    hash_alg = {"SHA256": hashes.SHA256(), "SHA384": hashes.SHA384(), "SHA512": hashes.SHA512()}[
-        algorithm.hash
-    ]
-    args: dict[str, Any] = {"algorithm": hash_alg}
-    if algorithm.pss:
-        args["rsa_padding"] = _padding.PSS(
-            mgf=_padding.MGF1(hash_alg), salt_length=_padding.PSS.DIGEST_LENGTH
-        )
-    elif hsm_key.kty == "RSA":
-        args["rsa_padding"] = _padding.PKCS1v15()
-    return args
-
-
 def load_private_key(
     ref: KeyRef | str,
     *,
@@ -286,7 +265,6 @@ __all__ = [
     "HsmPrivateKey",
     "HsmRSAPrivateKey",
     "algorithm_for",
-    "builder_args",
     "load_private_key",
     "private_key_for",
 ]

@@ -51,13 +51,12 @@ def resolve_algorithm(key: CertificateIssuerPrivateKeyTypes, alg: str | None = N
 
 def sign_kwargs(key: CertificateIssuerPrivateKeyTypes, alg: str | None = None) -> tuple[str, dict[str, Any]]:
     """(JWA name, keyword arguments for cryptography's ``builder.sign(key, **kwargs)``)."""
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
+    from hsmcert.hsm import hash_for
+
     algorithm = resolve_algorithm(key, alg)
-    hash_alg = {"SHA256": hashes.SHA256(), "SHA384": hashes.SHA384(), "SHA512": hashes.SHA512()}[
-        algorithm.hash
-    ]
+    hash_alg = hash_for(algorithm.hash)
     kwargs: dict[str, Any] = {"algorithm": hash_alg}
     if algorithm.kty == "RSA":
         kwargs["rsa_padding"] = (

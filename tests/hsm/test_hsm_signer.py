@@ -311,11 +311,11 @@ def test_a_wrong_signature_from_the_hsm_is_never_returned(
 
 
 @pytest.mark.parametrize("alg", [None, "PS384", "RS512"])
-def test_builder_args_make_the_requested_algorithm(rsa_ref: str, alg: str | None) -> None:
-    from hsmcert.signer import builder_args
+def test_sign_kwargs_make_the_requested_algorithm(rsa_ref: str, alg: str | None) -> None:
+    from hsmcert.pki.signing import sign_kwargs
 
     key = load_private_key(rsa_ref)
-    csr = _csr(key, **builder_args(key, alg))
+    csr = _csr(key, **sign_kwargs(key, alg)[1])
     assert csr.is_signature_valid
     expected = {None: "sha256WithRSAEncryption", "PS384": "rsassaPss", "RS512": "sha512WithRSAEncryption"}[
         alg
@@ -323,15 +323,15 @@ def test_builder_args_make_the_requested_algorithm(rsa_ref: str, alg: str | None
     assert csr.signature_algorithm_oid._name == expected
 
 
-def test_builder_args_refuse_an_algorithm_for_another_key_type(ec_refs: dict[str, str]) -> None:
-    from hsmcert.signer import builder_args
+def test_sign_kwargs_refuse_an_algorithm_for_another_key_type(ec_refs: dict[str, str]) -> None:
+    from hsmcert.pki.signing import sign_kwargs
 
     key = load_private_key(ec_refs["P-384"])
-    assert builder_args(key)["algorithm"].name == "sha384"
+    assert sign_kwargs(key)[1]["algorithm"].name == "sha384"
     with pytest.raises(UsageError, match="needs an RSA key"):
-        builder_args(key, "PS256")
+        sign_kwargs(key, "PS256")
     with pytest.raises(UsageError, match="needs a P-256 key"):
-        builder_args(key, "ES256")
+        sign_kwargs(key, "ES256")
 
 
 def test_throttling_and_unavailability_are_ridden_out(emulator: Any, make_key: Any) -> None:
