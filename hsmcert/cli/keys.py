@@ -61,7 +61,8 @@ def create(
     label: Annotated[
         str | None,
         typer.Option(
-            "--label", help="PKCS#11 CKA_LABEL, stored as tags that Azure's TLS offload library reads."
+            "--label",
+            help="PKCS#11 CKA_LABEL, stored under the p11_pri_/p11_pub_ tag names of Azure's TLS offload library.",
         ),
     ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag name=value (repeatable).")] = None,
