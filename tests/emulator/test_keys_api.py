@@ -13,6 +13,7 @@ from azure.keyvault.keys import JsonWebKey, KeyClient
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.emulator.conftest import unique
+from tests.fixtures.x509_local import rsa_import_jwk
 
 
 def _b(hex_text: str) -> bytes:
@@ -176,17 +177,7 @@ def test_import_rsa_and_ec_then_sign_with_them(key_client: Any, crypto: Any) -> 
 
     private = rsa.generate_private_key(65537, 2048)
     n = private.private_numbers()
-    jwk = JsonWebKey(
-        kty="RSA",
-        n=n.public_numbers.n.to_bytes(256, "big"),
-        e=n.public_numbers.e.to_bytes(3, "big"),
-        d=n.d.to_bytes(256, "big"),
-        p=n.p.to_bytes(128, "big"),
-        q=n.q.to_bytes(128, "big"),
-        dp=n.dmp1.to_bytes(128, "big"),
-        dq=n.dmq1.to_bytes(128, "big"),
-        qi=n.iqmp.to_bytes(128, "big"),
-    )
+    jwk = rsa_import_jwk(private)
     imported = key_client.import_key(unique("imp"), jwk, hardware_protected=True)
     assert imported.key_type == "RSA-HSM" and imported.key.d is None
     assert int.from_bytes(imported.key.n, "big") == n.public_numbers.n

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from azure.core.rest import HttpRequest
-from azure.keyvault.keys import JsonWebKey
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.emulator.conftest import unique
+from tests.fixtures.x509_local import rsa_import_jwk
 
 
 def _b64u(data: bytes) -> str:
@@ -28,19 +28,7 @@ def _unb64u(text: str) -> bytes:
 @pytest.fixture(scope="module")
 def imported(key_client: Any) -> tuple[Any, rsa.RSAPrivateKey]:
     private = rsa.generate_private_key(65537, 2048)
-    n = private.private_numbers()
-    jwk = JsonWebKey(
-        kty="RSA",
-        key_ops=["encrypt", "decrypt", "wrapKey", "unwrapKey"],
-        n=n.public_numbers.n.to_bytes(256, "big"),
-        e=n.public_numbers.e.to_bytes(3, "big"),
-        d=n.d.to_bytes(256, "big"),
-        p=n.p.to_bytes(128, "big"),
-        q=n.q.to_bytes(128, "big"),
-        dp=n.dmp1.to_bytes(128, "big"),
-        dq=n.dmq1.to_bytes(128, "big"),
-        qi=n.iqmp.to_bytes(128, "big"),
-    )
+    jwk = rsa_import_jwk(private, ["encrypt", "decrypt", "wrapKey", "unwrapKey"])
     return key_client.import_key(unique("rsa-enc"), jwk, hardware_protected=True), private
 
 

@@ -7,7 +7,6 @@ identity's principalId, a 404, a 403, or a machine without an identity. The gran
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import json
 import ssl
@@ -20,10 +19,10 @@ from uuid import uuid4
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.fixtures.x509_local import self_signed
 from tests.hsm.conftest import run_cli
 
 SUB, RG = "00000000-0000-0000-0000-00000000abcd", "rg-web"
@@ -34,21 +33,13 @@ class FakeArm:
 
     def __init__(self, directory: Path) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "arm test")])
-        now = dt.datetime.now(dt.timezone.utc)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-            )
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256())
+        cert = self_signed(
+            key,
+            "arm test",
+            extensions=[
+                (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False),
+                (x509.BasicConstraints(ca=True, path_length=None), True),
+            ],
         )
         self.ca = directory / "arm.pem"
         self.ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

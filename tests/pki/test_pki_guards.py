@@ -3,18 +3,17 @@ random over their full width, and --force replaces a file only when asked."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from hsmcert.pki.certificate import SERIAL_BITS, random_serial
+from tests.fixtures.x509_local import self_signed
 from tests.hsm.conftest import run_cli
 
 from .helpers import assert_csr_verifies
@@ -22,18 +21,8 @@ from .helpers import assert_csr_verifies
 
 def test_the_linter_flags_a_ca_certificate_that_breaks_rfc_5280(tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "careless CA")])
-    now = dt.datetime.now(dt.timezone.utc)
-    careless = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=False)
-        .sign(key, hashes.SHA256())
+    careless = self_signed(
+        key, "careless CA", extensions=[(x509.BasicConstraints(ca=True, path_length=None), False)]
     )
     path = tmp_path / "careless.pem"
     path.write_bytes(careless.public_bytes(serialization.Encoding.PEM))
