@@ -655,11 +655,16 @@ def _to_bytes(value: Any) -> bytes:
     raise HsmcertError("The key bundle is missing a public key field.")
 
 
+def base_kty(kty: Any) -> str:
+    """A JWK key type without the "-HSM" of hardware-protected keys: RSA-HSM -> RSA."""
+    return str(kty or "").removesuffix("-HSM")
+
+
 def public_key_from_jwk(jwk: dict[str, Any]) -> RSAPublicKey | EllipticCurvePublicKey:
     """A cryptography public key from a JWK (fields as bytes or base64url text)."""
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    kty = str(jwk.get("kty", "")).replace("-HSM", "")
+    kty = base_kty(jwk.get("kty"))
     if kty == "RSA":
         n = int.from_bytes(_to_bytes(jwk["n"]), "big")
         e = int.from_bytes(_to_bytes(jwk["e"]), "big")
@@ -702,18 +707,10 @@ class KeyInfo:
     def version(self) -> str:
         return self.kid.rstrip("/").rsplit("/", 1)[-1]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kid": self.kid,
-            "jwk": self.jwk,
-            "enabled": self.enabled,
-            "not_before": self.not_before,
-            "expires_on": self.expires_on,
-            "tags": self.tags,
-            "created": self.created,
-            "updated": self.updated,
-            "managed": self.managed,
-        }
+    @property
+    def kty(self) -> str:
+        """RSA, EC or oct (the "-HSM" of hardware-protected types left out)."""
+        return base_kty(self.jwk.get("kty"))
 
     @classmethod
     def from_sdk(cls, key: Any) -> KeyInfo:
@@ -822,7 +819,7 @@ def _cache_put(url: str, ref: KeyRef, info: KeyInfo) -> None:
 def remember(url: str, ref: KeyRef, info: KeyInfo) -> None:
     """Cache a key version the caller just created or rotated as the key's latest version."""
     forget(ref)
-    if str(info.jwk.get("kty", "")).replace("-HSM", "") in ("RSA", "EC"):
+    if info.kty in ("RSA", "EC"):
         _cache_put(url, ref, info)
 
 
@@ -885,7 +882,7 @@ class HsmKey:
         self.ref = ref.with_version(info.version)
         self.info = info
         self.kid = info.kid
-        self.kty: str = str(info.jwk["kty"]).replace("-HSM", "")
+        self.kty: str = info.kty
         self.curve: str | None = info.jwk.get("crv")
         self.public_key = public_key_from_jwk(info.jwk)
         self._service = service
@@ -1044,8 +1041,7 @@ def open_key(
     if info is None:
         info = fetch_key_info(ref, service)
         _check_usable(info, ref)
-        kty = str(info.jwk.get("kty", "")).replace("-HSM", "")
-        if kty not in ("RSA", "EC"):
+        if info.kty not in ("RSA", "EC"):
             raise UsageError(
                 f"{ref} is a {info.jwk.get('kty')} key; only RSA and EC keys sign.",
                 "Use an RSA or EC key (hsmcert key create --kty RSA|EC).",

@@ -74,7 +74,7 @@ class KeyDetails:
 
     def to_json(self) -> dict[str, Any]:
         jwk = self.info.jwk
-        kty = str(jwk.get("kty", "")).replace("-HSM", "")
+        kty = self.info.kty
         data: dict[str, Any] = {
             "ref": str(self.ref.with_version(self.info.version)),
             "name": self.ref.key,
