@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from tests.emulator.conftest import unique
+from tests.fixtures.x509_local import self_signed
 
 
 @pytest.fixture(scope="module")
@@ -92,19 +93,7 @@ def test_unknown_issuer_gives_a_csr_then_merge(certs: CertificateClient) -> None
 def test_merge_of_a_foreign_certificate_is_refused(certs: CertificateClient) -> None:
     name = unique("csr")
     certs.begin_create_certificate(name, CertificatePolicy(issuer_name="Unknown", subject="CN=x")).result()
-    other = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    foreign = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(other.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(other, hashes.SHA256())
-    )
+    foreign = self_signed(ec.generate_private_key(ec.SECP256R1()), "x")
     with pytest.raises(HttpResponseError) as info:
         certs.merge_certificate(name, [foreign.public_bytes(serialization.Encoding.DER)])
     assert info.value.status_code == 400
@@ -116,18 +105,7 @@ def test_import_pfx_and_pem_list_versions_delete_recover_purge(
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(65537, 2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "imported.example.test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(7)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=10))
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed(key, "imported.example.test", days=10)
     name = unique("imp")
     pfx = pkcs12.serialize_key_and_certificates(
         b"x", key, cert, None, serialization.BestAvailableEncryption(b"pw")
