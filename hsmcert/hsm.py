@@ -383,16 +383,35 @@ def _policies(credential: Any) -> list[Any]:
 
 
 def _environment_proxy(url: str) -> str | None:
-    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``), read once per endpoint."""
-    import urllib.request
-    from urllib.parse import urlsplit
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY`` with CIDR ranges), as
+    requests reads it, resolved once per endpoint; a proxy given without a scheme is taken as http://."""
+    from requests.utils import get_environ_proxies
 
-    host = urlsplit(url).hostname or ""
-    proxies = urllib.request.getproxies()
+    proxies = get_environ_proxies(url)
     proxy = proxies.get("https") or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass(host):
+    if not proxy:
         return None
-    return proxy
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _proxy_manager(proxy: str, options: dict[str, Any]) -> Any:
+    """A urllib3 ProxyManager for ``proxy``, with its user and password (if any) sent as Basic auth."""
+    from urllib.parse import unquote, urlsplit
+
+    import urllib3
+
+    parts = urlsplit(proxy)
+    headers = None
+    if parts.username:
+        login = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers = urllib3.make_headers(proxy_basic_auth=login)
+    try:
+        return urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
+    except urllib3.exceptions.ProxySchemeUnknown as exc:
+        raise UsageError(
+            f"The proxy {parts.scheme}://{parts.hostname} from HTTPS_PROXY is not supported.",
+            "Use an http:// or https:// proxy, or exclude the HSM with NO_PROXY.",
+        ) from exc
 
 
 def _default_ca_bundle() -> str | None:
@@ -416,7 +435,7 @@ class _PooledTransport:
     ``bench/provider.py``'s notes). This transport hands the request azure-core built straight to urllib3:
     kept-alive connections (TCP_NODELAY), at most ``pool_maxsize`` of them, ``pool_block`` to make callers
     wait for a free one, a connect and a read timeout on every request (azure-core's RetryPolicy lowers
-    them to what is left of its ``timeout``), certificate verification against ``ca_bundle``. The
+    the connect timeout to what is left of its ``timeout``), certificate verification against ``ca_bundle``. The
     environment's proxy is resolved once, when the endpoint's clients are built.
     """
 
@@ -432,10 +451,14 @@ class _PooledTransport:
             "maxsize": pool_maxsize,
             "block": pool_block,
             "cert_reqs": "CERT_REQUIRED",
-            "ca_certs": ca_bundle or _default_ca_bundle(),
         }
+        trusted = ca_bundle or _default_ca_bundle()
+        if trusted and os.path.isdir(trusted):
+            options["ca_cert_dir"] = trusted  # a c_rehash'ed directory, as requests accepts
+        else:
+            options["ca_certs"] = trusted
         proxy = _environment_proxy(url)
-        manager = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+        manager = _proxy_manager(proxy, options) if proxy else urllib3.PoolManager(**options)
         self.pool = manager.connection_from_url(url)
         self._manager = manager
         self._pool_wait = float(connection_timeout) + float(read_timeout)

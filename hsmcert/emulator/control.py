@@ -194,13 +194,10 @@ def credentials(
     secret = _token_key(emulator.data_dir)
     path = None
     if federated_token_file is not None:
+        from hsmcert.fsutil import check_target
+
         path = federated_token_file.expanduser().resolve()
-        if path.exists() and not force:
-            raise UsageError(f"{path} exists.", "Use --force to replace it, or another file.")
-        if not path.parent.is_dir():
-            raise UsageError(
-                f"The directory {path.parent} does not exist.", "Create it, or use another file."
-            )
+        check_target(path, force=force)
         write_private(path, login.federated_token(secret, principal).encode())
     return login.credential_env(secret, principal, emulator.login_url, str(path) if path else None, mhsm)
 

@@ -193,7 +193,9 @@ def token_response(token_secret: bytes, body: bytes) -> dict[str, Any]:
         raise LoginError(400, "unauthorized_client", 700016, "The client id is too long.")
     audience = _audience(form["scope"])
     if "client_secret" in form:
-        if not hmac.compare_digest(form["client_secret"], client_secret(token_secret, client_id)):
+        if not hmac.compare_digest(
+            form["client_secret"].encode(), client_secret(token_secret, client_id).encode()
+        ):
             raise LoginError(
                 401,
                 "invalid_client",

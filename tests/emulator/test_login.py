@@ -230,7 +230,7 @@ def test_the_credentials_command_prints_what_signs_in(emulator: Any, cli_json: A
     from tests.hsm.conftest import run_cli
 
     again = run_cli("emulator", "credentials", "--principal", "x", "--federated-token-file", str(path))
-    assert again.code == 2 and "--force" in again.err  # never replaced without --force
+    assert again.code == 1 and "--force" in again.err  # never replaced without --force (exit 1, as csr)
 
 
 FIELDS = [
@@ -265,6 +265,17 @@ form_bodies = st.one_of(
     ).map(lambda pairs: urlencode(pairs).encode()),
     st.binary(max_size=60),
     st.sampled_from([b"&&&", b"=", b"a=%ZZ", b"a=%ff%fe", b"a" * 5000 + b"=", b"&".join([b"x=1"] * 100)]),
+    # a complete client-credentials form whose secret is not ASCII
+    st.just(
+        urlencode(
+            {
+                "grant_type": "client_credentials",
+                "client_id": auth.principal_id("fuzz"),
+                "scope": SCOPE,
+                "client_secret": "\u00e9",
+            }
+        ).encode()
+    ),
 )
 
 
