@@ -178,10 +178,11 @@ _AZURE_LOGIN_HOSTS = frozenset(
 def _authority_options() -> dict[str, Any]:
     """What an azure-identity credential needs for ``$AZURE_AUTHORITY_HOST`` (nothing for Azure's own hosts).
 
-    Another host: ``disable_instance_discovery`` (else MSAL asks login.microsoftonline.com whether it knows the
-    host, and refuses it); when that host is the login endpoint of the emulator of ``$HSMCERT_EMULATOR`` (or
-    the default data directory), ``connection_verify`` with the emulator's CA. Other private authorities are
-    verified as requests does (``REQUESTS_CA_BUNDLE``).
+    A loopback host, or any host with ``HSMCERT_TRUST_AUTHORITY=1``: ``disable_instance_discovery`` (else
+    MSAL asks login.microsoftonline.com whether it knows the host, and refuses it); when that host is the
+    login endpoint of the configured emulator (``$HSMCERT_EMULATOR``, the config file, else the default data
+    directory), ``connection_verify`` with the emulator's CA. Other private authorities are verified as
+    requests does (``REQUESTS_CA_BUNDLE``). Any other host keeps MSAL's check.
     """
     from urllib.parse import urlsplit
 
@@ -195,11 +196,16 @@ def _authority_options() -> dict[str, Any]:
         return {}
     if host in _AZURE_LOGIN_HOSTS:
         return {}
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    if not loopback and _env("HSMCERT_TRUST_AUTHORITY") != "1":
+        # MSAL's own check stays on: a secret goes to an unknown host only when the user says so.
+        return {}
     options: dict[str, Any] = {"disable_instance_discovery": True}
-    if host in ("127.0.0.1", "localhost", "::1"):
+    if loopback:
+        from hsmcert.config import emulator_dir
         from hsmcert.emulator.control import default_data_dir, running
 
-        emulator = running(default_data_dir())
+        emulator = running(emulator_dir() or default_data_dir())
         if emulator is not None and emulator.login_port == port:
             options["connection_verify"] = str(emulator.ca)
     return options
@@ -301,6 +307,7 @@ _ENV_KEYS = (
     "AZURE_TENANT_ID",
     "AZURE_FEDERATED_TOKEN_FILE",
     "AZURE_AUTHORITY_HOST",
+    "HSMCERT_TRUST_AUTHORITY",
     "HSMCERT_EMULATOR",
     "MHSM_CLIENT_ID",
     "MHSM_CLIENT_SECRET",

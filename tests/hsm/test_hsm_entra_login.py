@@ -139,7 +139,7 @@ def test_authority_options(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> No
         "https://login.microsoftonline.com": {},
         "login.microsoftonline.us": {},
         "https://login.chinacloudapi.cn/": {},
-        "https://login.contoso.example": {"disable_instance_discovery": True},
+        "https://login.contoso.example": {},  # MSAL's own check stays on for an unknown host
         "https://127.0.0.1:1": {"disable_instance_discovery": True},  # not the emulator's port
         login_url: {"disable_instance_discovery": True, "connection_verify": str(emulator.ca)},
         login_url + "/": {"disable_instance_discovery": True, "connection_verify": str(emulator.ca)},
@@ -150,3 +150,7 @@ def test_authority_options(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> No
         else:
             monkeypatch.setenv("AZURE_AUTHORITY_HOST", authority)
         assert _authority_options() == expected, authority
+    # a private authority the user vouches for
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", "https://login.contoso.example")
+    monkeypatch.setenv("HSMCERT_TRUST_AUTHORITY", "1")
+    assert _authority_options() == {"disable_instance_discovery": True}
