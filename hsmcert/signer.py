@@ -248,6 +248,16 @@ def private_key_for(key: HsmKey) -> HsmRSAPrivateKey | HsmECPrivateKey:
     return HsmRSAPrivateKey(key) if key.kty == "RSA" else HsmECPrivateKey(key)
 
 
+def builder_args(key: HsmRSAPrivateKey | HsmECPrivateKey, alg: str | None = None) -> dict[str, Any]:
+    """Deprecated: use ``hsmcert.pki.signing.sign_kwargs(key, alg)[1]`` (the same keyword arguments)."""
+    import warnings
+
+    from hsmcert.pki.signing import sign_kwargs
+
+    warnings.warn("builder_args is deprecated; use hsmcert.pki.signing.sign_kwargs", DeprecationWarning, 2)
+    return sign_kwargs(key, alg)[1]
+
+
 def load_private_key(
     ref: KeyRef | str,
     *,

@@ -65,13 +65,18 @@ def _root(
 
 def _log_http_requests() -> None:
     """Show each HTTP request and response hsmcert makes, as azure-core's HTTP logging policy writes them
-    (it replaces the Authorization header and other secrets with REDACTED)."""
+    (it replaces the Authorization header and other secrets with REDACTED). Idempotent."""
     import logging
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("http: %(message)s"))
+    class StderrNow(logging.Handler):
+        """Writes to whatever sys.stderr is when a record comes (the CLI may run several times per process)."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            sys.stderr.write(f"http: {record.getMessage()}\n")
+
     http_log = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
-    http_log.addHandler(handler)
+    if not any(type(h).__name__ == "StderrNow" for h in http_log.handlers):
+        http_log.addHandler(StderrNow())
     http_log.setLevel(logging.INFO)
     logging.getLogger("azure").setLevel(logging.INFO)
 

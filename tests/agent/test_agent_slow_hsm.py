@@ -59,12 +59,14 @@ def test_retry_after_is_waited_for(agent_factory: Any, emulator: Any, ref: str, 
     with agent.client() as client:
         client.pubkey(ref)
         before = len(emulator.audit())
-        faults(throttle=1.0, retry_after=2)
-        threading.Timer(0.3, faults).start()  # the HSM is well again long before Retry-After ends
+        faults(throttle=1.0, retry_after=3)
+        # the HSM is well again long before Retry-After ends; 1.5 s leaves a slow machine time to send the
+        # first request (every request made while the fault is on gets the 429)
+        threading.Timer(1.5, faults).start()
         began = time.monotonic()
         signature = client.sign(ref, "ES256", DIGEST)
         waited = time.monotonic() - began
     assert len(signature) >= 64
-    assert waited >= 1.9, f"retried after {waited:.2f} s although the HSM said Retry-After: 2"
+    assert waited >= 2.9, f"retried after {waited:.2f} s although the HSM said Retry-After: 3"
     signs = [e for e in emulator.audit()[before:] if e.get("operation") == "sign" and e.get("key") == key]
     assert len(signs) == 1  # refused attempts sign nothing; the retry signed once
