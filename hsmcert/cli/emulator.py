@@ -158,11 +158,16 @@ def credentials(
     from hsmcert.emulator.control import shell_exports
 
     env = make_credentials(_dir(data), principal, federated_token_file, mhsm, force)
-    # A variable of the other kind left from an earlier eval would pick another credential.
-    other = "AZURE_CLIENT_SECRET" if federated_token_file else "AZURE_FEDERATED_TOKEN_FILE"
+    # Variables of the other kinds left from an earlier eval would pick another credential.
+    every = [
+        f"{prefix}_{name}"
+        for prefix in ("AZURE", "MHSM")
+        for name in ("TENANT_ID", "CLIENT_ID", "CLIENT_SECRET")
+    ] + ["AZURE_FEDERATED_TOKEN_FILE"]
+    stale = [name for name in every if name not in env]
     emit(
         {"principal": principal, "object_id": principal_id(principal), "env": env},
-        f"unset {other};\n" + shell_exports(env),
+        f"unset {' '.join(stale)};\n" + shell_exports(env),
     )
 
 
