@@ -394,6 +394,15 @@ def _environment_proxy(url: str) -> str | None:
     return proxy if "://" in proxy else f"http://{proxy}"
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of ``url``, the default port filled in."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
 def _proxy_manager(proxy: str, options: dict[str, Any]) -> Any:
     """A urllib3 ProxyManager for ``proxy``, with its user and password (if any) sent as Basic auth."""
     from urllib.parse import unquote, urlsplit
@@ -460,6 +469,7 @@ class _PooledTransport:
         proxy = _environment_proxy(url)
         manager = _proxy_manager(proxy, options) if proxy else urllib3.PoolManager(**options)
         self.pool = manager.connection_from_url(url)
+        self._origin = _origin(url)
         self._manager = manager
         self._pool_wait = float(connection_timeout) + float(read_timeout)
 
@@ -473,10 +483,7 @@ class _PooledTransport:
         pass
 
     def close(self) -> None:
-        """Shared by every client of the endpoint; :meth:`shutdown` closes the connections."""
-
-    def shutdown(self) -> None:
-        self._manager.clear()
+        """Shared by every client of the endpoint: the pool lives as long as the process."""
 
     def sleep(self, duration: float) -> None:
         """What azure-core's RetryPolicy calls between attempts."""
@@ -499,6 +506,8 @@ class _PooledTransport:
             body = body.encode("utf-8")
         # origin-form target (also through a proxy: HTTPS goes through a CONNECT tunnel)
         url = request.url
+        if _origin(url) != self._origin:  # this pool's connections go to one host only
+            raise ServiceRequestError(f"{url.split('?', 1)[0]} is not on {self._origin}.")
         slash = url.find("/", url.find("://") + 3)
         target = url[slash:] if slash >= 0 else "/"
         try:

@@ -85,9 +85,12 @@ def grant(
     if machine is not None:
         plan.principal_id = machine_principal_id(machine, azure_credential)
         log(f"{machine.name}: managed identity {plan.principal_id}")
+    from hsmcert.hsm import service_clients, translate_azure_errors
+
     service = resolve_service("managedhsm", hsm, endpoint=endpoint, ca_bundle=ca_bundle)
-    client = KeyVaultAccessControlClient(service.url, azure_credential, **service.client_kwargs())
-    from hsmcert.hsm import translate_azure_errors
+    # the endpoint's shared transport (pool, proxy, CA, timeouts) and hsmcert's retry settings
+    shared = service_clients(service, azure_credential)
+    client = KeyVaultAccessControlClient(service.url, azure_credential, **shared.client_kwargs())
 
     with translate_azure_errors(
         f"managedhsm:{hsm}", "role management", url=service.url, credential=azure_credential

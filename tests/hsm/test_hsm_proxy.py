@@ -34,3 +34,17 @@ def test_a_ca_directory_is_accepted(tmp_path: Path) -> None:
         pool_maxsize=1, pool_block=False,
     )  # fmt: skip
     assert transport.pool.ca_cert_dir == str(tmp_path) and transport.pool.ca_certs is None
+
+
+def test_a_request_for_another_host_is_refused_not_sent_to_the_pools_host() -> None:
+    from azure.core.exceptions import ServiceRequestError
+    from azure.core.rest import HttpRequest
+
+    from hsmcert.hsm import _PooledTransport
+
+    transport = _PooledTransport(
+        "https://contoso.managedhsm.azure.net", ca_bundle=None, connection_timeout=1, read_timeout=1,
+        pool_maxsize=1, pool_block=False,
+    )  # fmt: skip
+    with pytest.raises(ServiceRequestError, match="is not on"):
+        transport.send(HttpRequest("GET", "https://elsewhere.example/keys/k"))
