@@ -37,7 +37,8 @@ else:  # pragma: no cover - Python 3.10
 
 @dataclass(frozen=True)
 class Endpoint:
-    """The base URL of one Managed HSM or Key Vault, and the CA bundle to trust (None: the system's)."""
+    """The base URL of one Managed HSM or Key Vault, and the CA bundle to trust (None: REQUESTS_CA_BUNDLE,
+    else certifi's bundle, as requests does)."""
 
     url: str
     ca_bundle: str | None = None
