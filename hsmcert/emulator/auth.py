@@ -44,6 +44,45 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def sign_jwt(key: bytes, claims: dict[str, Any]) -> str:
+    """An HS256 JWT of ``claims`` signed with ``key``."""
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    signature = hmac.new(key, f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{_b64(signature)}"
+
+
+def read_jwt(key: bytes, token: str) -> dict[str, Any]:
+    """The claims of an HS256 JWT signed with ``key``; a ValueError saying why it is not one.
+
+    >>> read_jwt(b"k", sign_jwt(b"k", {"sub": "x"}))
+    {'sub': 'x'}
+    >>> read_jwt(b"other", sign_jwt(b"k", {"sub": "x"}))
+    Traceback (most recent call last):
+    ValueError: the signature is invalid
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("the token is not a JWT")
+    try:
+        header = json.loads(_unb64(parts[0]))
+        signature = _unb64(parts[2])
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the token is not a JWT") from None
+    if not isinstance(header, dict) or header.get("alg") != "HS256":
+        raise ValueError("the token is not signed by the emulator (HS256 expected)")
+    expected = hmac.new(key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, signature):
+        raise ValueError("the signature is invalid")
+    try:
+        claims = json.loads(_unb64(parts[1]))
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the token is not a JWT") from None
+    if not isinstance(claims, dict):
+        raise ValueError("the token is not a JWT")
+    return claims
+
+
 def issue(secret: bytes, principal: str = ADMIN, audience: str = "https://managedhsm.azure.net") -> str:
     """A signed token for ``principal`` (a name or an object id), valid for a day."""
     now = int(time.time())
@@ -61,10 +100,7 @@ def issue(secret: bytes, principal: str = ADMIN, audience: str = "https://manage
         "name": principal,
         "idtyp": "app",
     }
-    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = f"{header}.{body}".encode()
-    return f"{header}.{body}.{_b64(hmac.new(secret, signing_input, hashlib.sha256).digest())}"
+    return sign_jwt(secret, claims)
 
 
 @dataclass(frozen=True)
@@ -86,17 +122,11 @@ class TokenVerifier:
         now = time.time()
         if cached is not None:
             return cached if cached.expires > now else None
-        parts = token.split(".")
-        if len(parts) != 3:
-            return None
-        expected = hmac.new(self._secret, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
         try:
-            if not hmac.compare_digest(expected, _unb64(parts[2])):
-                return None
-            claims: Any = json.loads(_unb64(parts[1]))
-        except (ValueError, UnicodeDecodeError):
+            claims = read_jwt(self._secret, token)
+        except ValueError:
             return None
-        if not isinstance(claims, dict) or not isinstance(claims.get("oid"), str):
+        if not isinstance(claims.get("oid"), str):
             return None
         exp = claims.get("exp")
         if not isinstance(exp, int) or exp <= now:
