@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -22,6 +22,35 @@ from hsmcert.agent.audit import AuditLog
 from hsmcert.agent.backend import DEFAULT_DEADLINE, DEFAULT_POOL_SIZE, AllowList, Backend
 from hsmcert.agent.server import AgentServer, systemd_listen_fd
 from hsmcert.errors import HsmcertError, UsageError
+
+CREDENTIAL_VARIABLES = (
+    # tokens
+    "HSMCERT_ACCESS_TOKEN",
+    "AZURE_CLI_ACCESS_TOKEN",
+    "AZURE_ACCESS_TOKEN",
+    # service principals (hsmcert's, azure-identity's and Azure's PKCS#11 library's spellings)
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+    "MHSM_CLIENT_SECRET",
+    # workload identity and CI identity providers
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "SYSTEM_ACCESSTOKEN",
+    "SYSTEM_OIDCREQUESTURI",
+    # managed identity endpoints and their secrets (App Service, Arc, Service Fabric, Cloud Shell)
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+)
+"""Variables that carry a credential or lead to one: ``hsmcert exec`` removes them from the command's
+environment (the command signs through the agent, which keeps them; docs/agent.md lists them)."""
 
 
 @dataclass
@@ -126,12 +155,28 @@ def private_agent(options: AgentOptions) -> Iterator[AgentServer]:
             audit.close()
 
 
+def child_environment(
+    environ: Mapping[str, str], extra_env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``environ`` plus ``extra_env`` without the :data:`CREDENTIAL_VARIABLES`.
+
+    >>> child_environment({"PATH": "/bin", "AZURE_CLIENT_SECRET": "s", "IDENTITY_HEADER": "h"})
+    {'PATH': '/bin'}
+    """
+    env = {**environ, **(extra_env or {})}
+    for name in CREDENTIAL_VARIABLES:
+        env.pop(name, None)
+    return env
+
+
 def exec_command(
     command: Sequence[str], options: AgentOptions, extra_env: dict[str, str] | None = None
 ) -> int:
     """Run ``command`` with a private agent and an ``OPENSSL_CONF`` that loads the hsmcert provider.
 
-    Returns the command's exit status (128 + signal number when a signal ended it).
+    The command's environment has no credential variables (:data:`CREDENTIAL_VARIABLES`): it signs
+    through the agent. Returns the command's exit status (128 + signal number when a signal ended it);
+    127 when the command does not exist, 126 when it cannot be run.
     """
     if not command:
         raise UsageError("Nothing to run.", "Usage: hsmcert exec -- COMMAND [ARGS...]")
@@ -146,14 +191,15 @@ def exec_command(
         assert server.socket_path is not None
         conf = server.socket_path.parent / "openssl.cnf"
         conf.write_text(openssl_cnf(server.socket_path))
-        env = dict(os.environ)
-        env.update(extra_env or {})
+        env = child_environment(os.environ, extra_env)
         env["OPENSSL_CONF"] = str(conf)
         env["HSMCERT_AGENT_SOCKET"] = str(server.socket_path)
         try:
             child = subprocess.Popen(list(command), env=env)
         except OSError as exc:
-            raise UsageError(f"Cannot run {command[0]}: {exc.strerror or exc}.") from exc
+            # As a shell does: 127 when there is no such command, 126 when it cannot be run.
+            code = 127 if isinstance(exc, FileNotFoundError) else 126
+            raise HsmcertError(f"Cannot run {command[0]}: {exc.strerror or exc}.", exit_code=code) from exc
         forwarded: dict[signal.Signals, Any] = {}
 
         def forward(signum: int, frame: FrameType | None) -> None:
@@ -171,4 +217,13 @@ def exec_command(
     return 128 - code if code < 0 else code
 
 
-__all__ = ["AgentOptions", "build_server", "exec_command", "private_agent", "serve", "wait_for_socket"]
+__all__ = [
+    "CREDENTIAL_VARIABLES",
+    "AgentOptions",
+    "build_server",
+    "child_environment",
+    "exec_command",
+    "private_agent",
+    "serve",
+    "wait_for_socket",
+]

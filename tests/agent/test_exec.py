@@ -62,10 +62,40 @@ def test_exec_passes_the_exit_status_and_cleans_up(emulator: Any, native: Any, t
     assert "hsmcert" in conf
 
 
-def test_exec_of_a_missing_command_is_one_clear_sentence(emulator: Any, native: Any) -> None:
+def test_exec_of_a_missing_command_exits_127_with_one_line(emulator: Any, native: Any) -> None:
     result = _hsmcert("exec", "--", "no-such-command-hsmcert")
-    assert result.returncode == 2
+    assert result.returncode == 127, result.stderr
     assert "no-such-command-hsmcert" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_exec_of_a_file_that_cannot_run_exits_126(emulator: Any, native: Any, tmp_path: Path) -> None:
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    result = _hsmcert("exec", "--", str(script))
+    assert result.returncode == 126, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_exec_keeps_credentials_from_the_command(emulator: Any, native: Any) -> None:
+    from hsmcert.agent.run import CREDENTIAL_VARIABLES
+
+    env = {**os.environ, **{name: f"secret-{i}" for i, name in enumerate(CREDENTIAL_VARIABLES)}}
+    env["HSMCERT_EXEC_TEST_KEPT"] = "kept"
+    script = "import json, os; print(json.dumps(dict(os.environ)))"
+    result = subprocess.run(
+        [sys.executable, "-m", "hsmcert", "exec", "--", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    child = json.loads(result.stdout)
+    assert not set(child) & set(CREDENTIAL_VARIABLES)
+    assert "secret-" not in result.stdout
+    assert child["HSMCERT_EXEC_TEST_KEPT"] == "kept" and child["HSMCERT_AGENT_SOCKET"]
+    assert "AZURE_CLIENT_SECRET" in CREDENTIAL_VARIABLES and "IDENTITY_HEADER" in CREDENTIAL_VARIABLES
 
 
 def test_exec_without_a_command_is_a_usage_error() -> None:
