@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
 import hashlib
 import json
 import os
@@ -758,7 +759,14 @@ class KeyInfo:
         props = key.properties
 
         def ts(value: Any) -> int | None:
-            return int(value.timestamp()) if value is not None else None
+            if value is None:
+                return None
+            if not isinstance(value, datetime.datetime):  # the SDK keeps a value it cannot convert
+                raise HsmcertError(
+                    f"The HSM answered an invalid timestamp {str(value)[:40]} for the key {key.id}.",
+                    "Correct the key's attributes (not before, expires) with the Azure tools.",
+                )
+            return int(value.timestamp())
 
         return cls(
             kid=str(key.id),
