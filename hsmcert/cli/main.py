@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,7 +20,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     add_completion=True,
-    context_settings={"auto_envvar_prefix": "HSMCERT", "help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 # Global options may stand anywhere before "--": `hsmcert --output json key list` and
@@ -96,6 +96,17 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def command() -> Any:
+    """The click command tree of ``hsmcert``, every option with its environment variables (cli/_env.py)."""
+    from typer.main import get_command
+
+    from hsmcert.cli._env import assign
+
+    root = get_command(app)
+    assign(root)
+    return root
+
+
 def _hoist_global_options(argv: list[str]) -> list[str]:
     """Move global options found after the subcommand to the front, stopping at ``--``."""
     front: list[str] = []
@@ -123,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exit with the documented code. Expected failures print one line, never a traceback."""
     args = _hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     try:
-        code = app(args=args, prog_name="hsmcert", standalone_mode=False)
+        code = command().main(args=args, prog_name="hsmcert", standalone_mode=False)
     except HsmcertError as exc:
         if state.verbose:
             import traceback
