@@ -154,10 +154,10 @@ def run_checks(
     # 4. Allowed to sign? (one real signature over a random digest, verified locally)
     import secrets
 
-    from hsmcert.hsm import ALGORITHMS, DIGEST_SIZES
+    from hsmcert.jwa import ALGORITHMS
 
     alg = opened.default_algorithm()
-    digest = secrets.token_bytes(DIGEST_SIZES[ALGORITHMS[alg].hash])
+    digest = secrets.token_bytes(ALGORITHMS[alg].digest_size)
     try:
         opened.sign_digest(alg, digest)
     except HsmcertError as exc:

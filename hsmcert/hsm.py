@@ -1,8 +1,5 @@
 """Talk to one key in a Managed HSM or Key Vault: fetch its public part once, sign digests, decrypt.
 
->>> ALGORITHMS["PS384"]
-Algorithm(name='PS384', kty='RSA', hash='SHA384', pss=True, curve=None)
-
 :func:`open_key` returns an :class:`HsmKey` whose version is pinned: every operation goes to the version
 that was current when the key was opened, so all signatures of one certificate come from one key.
 Each signature is verified locally with the public key before it is returned.
@@ -33,9 +30,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from hsmcert import roles
+from hsmcert import jwa, roles
 from hsmcert.errors import (
     HsmcertError,
     NotFoundError,
@@ -52,35 +49,6 @@ if TYPE_CHECKING:
 
     from hsmcert.config import Endpoint
 
-
-class Algorithm(NamedTuple):
-    """A JWA signature algorithm as Key Vault names it."""
-
-    name: str
-    kty: str
-    hash: str
-    pss: bool
-    curve: str | None
-
-
-ALGORITHMS: dict[str, Algorithm] = {
-    a.name: a
-    for a in (
-        Algorithm("RS256", "RSA", "SHA256", False, None),
-        Algorithm("RS384", "RSA", "SHA384", False, None),
-        Algorithm("RS512", "RSA", "SHA512", False, None),
-        Algorithm("PS256", "RSA", "SHA256", True, None),
-        Algorithm("PS384", "RSA", "SHA384", True, None),
-        Algorithm("PS512", "RSA", "SHA512", True, None),
-        Algorithm("ES256", "EC", "SHA256", False, "P-256"),
-        Algorithm("ES384", "EC", "SHA384", False, "P-384"),
-        Algorithm("ES512", "EC", "SHA512", False, "P-521"),
-        Algorithm("ES256K", "EC", "SHA256", False, "P-256K"),
-    )
-}
-DIGEST_SIZES = {"SHA256": 32, "SHA384": 48, "SHA512": 64}
-CURVE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66, "P-256K": 32}
-DECRYPT_ALGORITHMS = ("RSA-OAEP", "RSA-OAEP-256", "RSA1_5")
 
 # ---------------------------------------------------------------------------------------------------------
 # Error translation
@@ -703,18 +671,10 @@ def public_key_from_jwk(jwk: dict[str, Any]) -> RSAPublicKey | EllipticCurvePubl
         e = int.from_bytes(_to_bytes(jwk["e"]), "big")
         return rsa.RSAPublicNumbers(e, n).public_key()
     if kty == "EC":
-        curves: dict[str, ec.EllipticCurve] = {
-            "P-256": ec.SECP256R1(),
-            "P-384": ec.SECP384R1(),
-            "P-521": ec.SECP521R1(),
-            "P-256K": ec.SECP256K1(),
-        }
-        crv = str(jwk.get("crv"))
-        if crv not in curves:
-            raise UsageError(f"The key's curve {crv} is not supported.")
+        curve = jwa.ec_curve(str(jwk.get("crv")))
         x = int.from_bytes(_to_bytes(jwk["x"]), "big")
         y = int.from_bytes(_to_bytes(jwk["y"]), "big")
-        return ec.EllipticCurvePublicNumbers(x, y, curves[crv]).public_key()
+        return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
     raise UsageError(
         f"The key is of type {jwk.get('kty')}; only RSA and EC keys can sign.",
         "Use an RSA or EC key (hsmcert key create --kty RSA|EC).",
@@ -891,27 +851,6 @@ def _check_usable(info: KeyInfo, ref: KeyRef) -> None:
         raise PermissionDeniedError(f"{what} is not valid before {stamp}.", "Wait, or use another key.")
 
 
-def hash_for(name: str) -> Any:
-    """The cryptography hash object of a JWA hash name (SHA256, SHA384, SHA512)."""
-    from cryptography.hazmat.primitives import hashes
-
-    return {"SHA256": hashes.SHA256(), "SHA384": hashes.SHA384(), "SHA512": hashes.SHA512()}[name]
-
-
-def raw_to_der(raw: bytes, curve_bytes: int) -> bytes:
-    """Azure's ECDSA ``r||s`` (each half padded to the curve size) as a DER ``Ecdsa-Sig-Value``."""
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
-    if len(raw) != 2 * curve_bytes:
-        raise VerificationError(
-            f"The HSM returned an ECDSA signature of {len(raw)} bytes; expected {2 * curve_bytes} (r||s).",
-            "The service or emulator misbehaved; nothing was written.",
-        )
-    r = int.from_bytes(raw[:curve_bytes], "big")
-    s = int.from_bytes(raw[curve_bytes:], "big")
-    return encode_dss_signature(r, s)
-
-
 class HsmKey:
     """One pinned version of an RSA or EC key in a Managed HSM or Key Vault.
 
@@ -948,32 +887,11 @@ class HsmKey:
 
     def default_algorithm(self) -> str:
         """RS256 for RSA; the ES algorithm that matches the curve for EC."""
-        if self.kty == "RSA":
-            return "RS256"
-        for alg in ALGORITHMS.values():
-            if alg.curve == self.curve:
-                return alg.name
-        raise UsageError(f"The key's curve {self.curve} has no signature algorithm.")
+        return jwa.default_algorithm(self.kty, self.curve)
 
-    def check_algorithm(self, alg: str) -> Algorithm:
-        """The :class:`Algorithm` for ``alg``, refused clearly when the key cannot use it."""
-        found = ALGORITHMS.get(alg.upper())
-        if found is None:
-            raise UsageError(
-                f"Unknown or unsupported signature algorithm {alg!r}.",
-                f"Use one of: {', '.join(ALGORITHMS)}.",
-            )
-        if found.kty != self.kty:
-            raise UsageError(
-                f"{found.name} needs an {found.kty} key; {self.ref} is an {self.kty} key.",
-                f"Use {self.default_algorithm()} (or another {self.kty} algorithm) with this key.",
-            )
-        if found.curve is not None and found.curve != self.curve:
-            raise UsageError(
-                f"{found.name} needs a {found.curve} key; {self.ref} is on {self.curve}.",
-                f"Use {self.default_algorithm()} with this key.",
-            )
-        return found
+    def check_algorithm(self, alg: str) -> jwa.Algorithm:
+        """The :class:`~hsmcert.jwa.Algorithm` for ``alg``, refused clearly when the key cannot use it."""
+        return jwa.check_algorithm(alg, self.kty, self.curve, key=str(self.ref))
 
     def _crypto_client(self) -> Any:
         with self._crypto_lock:
@@ -991,20 +909,18 @@ class HsmKey:
     def sign_digest(self, alg: str, digest: bytes) -> bytes:
         """Sign ``digest`` in the HSM with ``alg`` (JWA name) and return a locally verified signature.
 
-        RSA: the PKCS#1 v1.5 or PSS signature (PSS salt = digest length). EC: a DER ECDSA signature.
+        RSA: the PKCS#1 v1.5 or PSS signature (PSS salt = digest length); ``digest`` is as long as the
+        algorithm's hash. EC: a DER ECDSA signature; ``digest`` may be of any hash of 20 to 64 bytes (the
+        ECDSA digest rule of :mod:`hsmcert.jwa`), and the signature verifies against it.
         Raises :class:`~hsmcert.errors.VerificationError` when the returned signature does not verify.
         """
         algorithm = self.check_algorithm(alg)
-        expected = DIGEST_SIZES[algorithm.hash]
-        if len(digest) != expected:
-            raise UsageError(
-                f"{algorithm.name} signs a {algorithm.hash} digest of {expected} bytes, not {len(digest)} bytes."
-            )
+        digest = jwa.digest_to_sign(algorithm, digest)
         with translate_azure_errors(self.ref, "sign", self._service.url, self._service.credential):
             result = self._crypto_client().sign(algorithm.name, digest)
         signature = bytes(result.signature)
         if self.kty == "EC":
-            signature = raw_to_der(signature, CURVE_BYTES[str(self.curve)])
+            signature = jwa.raw_to_der(signature, jwa.CURVE_BYTES[str(self.curve)])
         self.verify_digest(algorithm.name, digest, signature)
         return signature
 
@@ -1015,7 +931,8 @@ class HsmKey:
         from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
         algorithm = self.check_algorithm(alg)
-        hash_alg = hash_for(algorithm.hash)
+        digest = jwa.digest_to_sign(algorithm, digest)
+        hash_alg = jwa.hash_for(algorithm.hash)
         try:
             if isinstance(self.public_key, rsa.RSAPublicKey):
                 pad: padding.AsymmetricPadding = (
@@ -1038,9 +955,10 @@ class HsmKey:
         if self.kty != "RSA":
             raise UsageError(f"{self.ref} is an {self.kty} key; only RSA keys decrypt.")
         name = alg.upper()
-        if name not in DECRYPT_ALGORITHMS:
+        if name not in jwa.DECRYPT_ALGORITHMS:
             raise UsageError(
-                f"Unsupported decryption algorithm {alg!r}.", f"Use one of: {', '.join(DECRYPT_ALGORITHMS)}."
+                f"Unsupported decryption algorithm {alg!r}.",
+                f"Use one of: {', '.join(jwa.DECRYPT_ALGORITHMS)}.",
             )
         if len(ciphertext) != (self.key_size + 7) // 8:
             raise UsageError(
@@ -1091,7 +1009,6 @@ def open_key(
 
 
 __all__ = [
-    "ALGORITHMS",
     "HsmKey",
     "KeyInfo",
     "forget",

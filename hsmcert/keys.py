@@ -20,12 +20,12 @@ from typing import Any
 
 from hsmcert.errors import NotFoundError, UsageError
 from hsmcert.hsm import KeyInfo, fetch_key_info, public_key_from_jwk, remember, service_clients
+from hsmcert.jwa import CURVES
 from hsmcert.keyref import KeyRef, Kind, parse_keyref
 
 LABEL_TAGS = ("p11_pri_CKA_LABEL", "p11_pub_CKA_LABEL")
 RSA_SIZES = (2048, 3072, 4096)
 OCT_SIZES = (128, 192, 256)
-CURVES = ("P-256", "P-384", "P-521", "P-256K")
 DEFAULT_OPS = {
     "RSA": ["sign", "verify", "decrypt", "encrypt"],
     "EC": ["sign", "verify"],

@@ -7,9 +7,10 @@ CRL, PKCS#7/CMS, OCSP) accept. ``sign()`` hashes locally, sends only the digest 
 key before returning it, because cryptography embeds whatever ``sign()`` returns without checking it.
 
 What Key Vault cannot do is refused with a clear :class:`~hsmcert.errors.UsageError` rather than producing a
-signature that does not match its AlgorithmIdentifier: SHA-1 and SHA-3, PSS with a salt other than the
-digest length, an MGF1 hash other than the signing hash, deterministic (RFC 6979) ECDSA, a hash that does
-not match the curve (ES256 is P-256 with SHA-256, ES384 P-384 with SHA-384, ES512 P-521 with SHA-512).
+signature that does not match its AlgorithmIdentifier: RSA with SHA-1 or SHA-3, PSS with a salt other than
+the digest length, an MGF1 hash other than the signing hash, deterministic (RFC 6979) ECDSA. ECDSA takes any
+hash of 20 to 64 bytes: the digest is sent to the HSM under the ECDSA digest rule of :mod:`hsmcert.jwa`
+(a SHA-384 digest with a P-256 key keeps its leftmost 32 bytes, as ECDSA itself does).
 
 >>> from cryptography.hazmat.primitives import hashes
 >>> algorithm_for("RSA", None, pss=True, hash_name=hashes.SHA384().name)
@@ -32,40 +33,9 @@ from cryptography.hazmat.primitives.asymmetric import padding as _padding
 from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
 
 from hsmcert.errors import HsmcertError, UsageError
-from hsmcert.hsm import ALGORITHMS, DIGEST_SIZES, HsmKey, open_key
+from hsmcert.hsm import HsmKey, open_key
+from hsmcert.jwa import algorithm_for
 from hsmcert.keyref import KeyRef
-
-_HASH_NAMES = {"sha256": "SHA256", "sha384": "SHA384", "sha512": "SHA512"}
-
-
-def algorithm_for(kty: str, curve: str | None, *, pss: bool, hash_name: str) -> str:
-    """The JWA algorithm for a key type, curve, padding and cryptography hash name (raises when none)."""
-    name = _HASH_NAMES.get(hash_name.lower())
-    if name is None:
-        if hash_name.lower() in ("sha1", "md5", "sha224"):
-            raise UsageError(
-                f"{hash_name.upper()} is too weak and Key Vault does not sign with it.",
-                "Use SHA-256, SHA-384 or SHA-512.",
-            )
-        raise UsageError(
-            f"Key Vault cannot sign {hash_name.upper()} digests.", "Use SHA-256, SHA-384 or SHA-512."
-        )
-    for alg in ALGORITHMS.values():
-        if alg.kty != kty or alg.hash != name:
-            continue
-        if kty == "RSA" and alg.pss == pss:
-            return alg.name
-        if kty == "EC" and alg.curve == curve:
-            return alg.name
-    if kty == "EC":
-        fits = [a for a in ALGORITHMS.values() if a.curve == curve]
-        hint = f"use {fits[0].hash[:3]}-{fits[0].hash[3:]}" if fits else "use another key"
-        raise UsageError(
-            f"Key Vault signs with a {curve} key only as {', '.join(a.name for a in fits) or 'nothing'}, "
-            f"not with {name[:3]}-{name[3:]}.",
-            f"For this key, {hint}.",
-        )
-    raise UsageError(f"No Key Vault algorithm for a {kty} key with {name}.")  # pragma: no cover
 
 
 def _hash_of(algorithm: Any) -> hashes.HashAlgorithm:
@@ -248,16 +218,6 @@ def private_key_for(key: HsmKey) -> HsmRSAPrivateKey | HsmECPrivateKey:
     return HsmRSAPrivateKey(key) if key.kty == "RSA" else HsmECPrivateKey(key)
 
 
-def builder_args(key: HsmRSAPrivateKey | HsmECPrivateKey, alg: str | None = None) -> dict[str, Any]:
-    """Deprecated: use ``hsmcert.pki.signing.sign_kwargs(key, alg)[1]`` (the same keyword arguments)."""
-    import warnings
-
-    from hsmcert.pki.signing import sign_kwargs
-
-    warnings.warn("builder_args is deprecated; use hsmcert.pki.signing.sign_kwargs", DeprecationWarning, 2)
-    return sign_kwargs(key, alg)[1]
-
-
 def load_private_key(
     ref: KeyRef | str,
     *,
@@ -270,7 +230,6 @@ def load_private_key(
 
 
 __all__ = [
-    "DIGEST_SIZES",
     "HsmECPrivateKey",
     "HsmPrivateKey",
     "HsmRSAPrivateKey",

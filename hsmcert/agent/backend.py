@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hsmcert.agent.protocol import SIGN_ALGORITHMS, Status
+from hsmcert import jwa
+from hsmcert.agent.protocol import Status
 from hsmcert.errors import (
     HsmcertError,
     NotFoundError,
@@ -56,7 +57,7 @@ class DeniedError(PermissionDeniedError):
 
 def status_for(exc: BaseException) -> Status:
     """The protocol status that reports ``exc``."""
-    if isinstance(exc, UnsupportedError):
+    if isinstance(exc, UnsupportedError | jwa.AlgorithmMismatchError):
         return Status.UNSUPPORTED
     if isinstance(exc, UsageError):
         return Status.BAD_REQUEST
@@ -245,13 +246,9 @@ class Backend:
     def sign(self, uid: int | None, ref: KeyRef, alg: str, digest: bytes) -> tuple[HsmKey, bytes]:
         self.allow.check(uid, ref)
         key = self.key(ref)
-        from hsmcert.hsm import ALGORITHMS
-
-        wanted = ALGORITHMS[alg]
-        if wanted.kty != key.kty or (wanted.curve is not None and wanted.curve != key.curve):
-            on = key.kty + (f" {key.curve}" if key.curve else "")
-            raise UnsupportedError(f"{alg} cannot be used with {key.ref}, an {on} key.")
-        assert len(digest) == SIGN_ALGORITHMS[alg]
+        key.check_algorithm(alg)
+        # An ECDSA digest of another size than the algorithm's is brought to it by the ECDSA digest rule
+        # (hsmcert.jwa) inside sign_digest, so the signature verifies against the hash the client used.
         return key, self._call(lambda: key.sign_digest(alg, digest))
 
     def decrypt(self, uid: int | None, ref: KeyRef, alg: str, ciphertext: bytes) -> tuple[HsmKey, bytes]:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
+from hsmcert import jwa
 from hsmcert.errors import HsmcertError
 
 PROTOCOL_VERSION = 1
@@ -68,20 +69,8 @@ class Tag(IntEnum):
     AGENT = 13
 
 
-SIGN_ALGORITHMS: dict[str, int] = {
-    "RS256": 32,
-    "RS384": 48,
-    "RS512": 64,
-    "PS256": 32,
-    "PS384": 48,
-    "PS512": 64,
-    "ES256": 32,
-    "ES384": 48,
-    "ES512": 64,
-    "ES256K": 32,
-}
-"""JWA signature algorithm -> the digest length it signs."""
-DECRYPT_ALGORITHMS = ("RSA-OAEP", "RSA-OAEP-256")
+DECRYPT_ALGORITHMS = tuple(a for a in jwa.DECRYPT_ALGORITHMS if a != "RSA1_5")
+"""The decryption algorithms of the protocol (docs/agent-protocol.md): the OAEP ones of Key Vault."""
 
 # Why a frame was refused. Framing reasons make the agent close the connection after answering.
 FRAMING_REASONS = (
@@ -282,15 +271,19 @@ def check_request(frame: Frame) -> Op:
         return op
     alg = _utf8(frame, Tag.ALG, ascii_only=True)
     if op is Op.SIGN:
-        if alg not in SIGN_ALGORITHMS:
+        if alg not in jwa.ALGORITHMS:
             raise ProtocolError(
-                "bad-value", f"Unknown signature algorithm {alg!r}; use one of {', '.join(SIGN_ALGORITHMS)}."
+                "bad-value", f"Unknown signature algorithm {alg!r}; use one of {', '.join(jwa.ALGORITHMS)}."
             )
         size = len(frame.fields[Tag.DIGEST])
-        if size != SIGN_ALGORITHMS[alg]:
-            raise ProtocolError(
-                "bad-value", f"{alg} signs a digest of {SIGN_ALGORITHMS[alg]} bytes, not {size} bytes."
+        if not jwa.digest_size_ok(alg, size):
+            sizes = jwa.ECDSA_DIGEST_SIZES
+            wanted = (
+                f"{sizes.start} to {sizes.stop - 1}"
+                if jwa.ALGORITHMS[alg].kty == "EC"
+                else str(jwa.ALGORITHMS[alg].digest_size)
             )
+            raise ProtocolError("bad-value", f"{alg} signs a digest of {wanted} bytes, not {size} bytes.")
     else:
         if alg not in DECRYPT_ALGORITHMS:
             raise ProtocolError(
@@ -366,7 +359,6 @@ __all__ = [
     "MAX_LENGTH",
     "PROTOCOL_VERSION",
     "REASONS",
-    "SIGN_ALGORITHMS",
     "SUPPORTED_VERSIONS",
     "Frame",
     "Op",

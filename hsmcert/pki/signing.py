@@ -10,12 +10,10 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from hsmcert.errors import UsageError, VerificationError
-from hsmcert.hsm import ALGORITHMS, Algorithm
+from hsmcert.jwa import Algorithm, check_algorithm, curve_of, default_algorithm, hash_for
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-
-_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521", "secp256k1": "P-256K"}
 
 
 def key_shape(public_key: Any) -> tuple[str, str | None, int]:
@@ -25,35 +23,20 @@ def key_shape(public_key: Any) -> tuple[str, str | None, int]:
     if isinstance(public_key, rsa.RSAPublicKey):
         return "RSA", None, public_key.key_size
     if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return "EC", _CURVES.get(public_key.curve.name, public_key.curve.name), public_key.curve.key_size
+        return "EC", curve_of(public_key.curve), public_key.curve.key_size
     raise UsageError(f"hsmcert signs with RSA and EC keys, not {type(public_key).__name__}.")
 
 
 def resolve_algorithm(key: CertificateIssuerPrivateKeyTypes, alg: str | None = None) -> Algorithm:
     """The JWA algorithm to sign with: ``alg`` checked against the key, or the key's default."""
-    hsm_key = getattr(key, "hsm_key", None)
-    if hsm_key is not None:  # an HSM-backed key: its own checks and messages
-        return hsm_key.check_algorithm(alg or hsm_key.default_algorithm())  # type: ignore[no-any-return]
     kty, curve, _ = key_shape(key.public_key())
-    default = "RS256" if kty == "RSA" else next((a.name for a in ALGORITHMS.values() if a.curve == curve), "")
-    found = ALGORITHMS.get((alg or default).upper())
-    if found is None:
-        raise UsageError(
-            f"Unknown or unsupported signature algorithm {alg!r}.", f"Use one of: {', '.join(ALGORITHMS)}."
-        )
-    if found.kty != kty or (found.curve is not None and found.curve != curve):
-        raise UsageError(
-            f"{found.name} cannot be used with a {kty} {curve or ''} key.".replace("  ", " "),
-            f"Use {default} with this key.",
-        )
-    return found
+    ref = getattr(key, "ref", None)  # an HSM-backed key names itself by its reference
+    return check_algorithm(alg or default_algorithm(kty, curve), kty, curve, key=str(ref or "this key"))
 
 
 def sign_kwargs(key: CertificateIssuerPrivateKeyTypes, alg: str | None = None) -> tuple[str, dict[str, Any]]:
     """(JWA name, keyword arguments for cryptography's ``builder.sign(key, **kwargs)``)."""
     from cryptography.hazmat.primitives.asymmetric import padding
-
-    from hsmcert.hsm import hash_for
 
     algorithm = resolve_algorithm(key, alg)
     hash_alg = hash_for(algorithm.hash)

@@ -34,6 +34,15 @@ static int value_is(const unsigned char *v, size_t len, const char *name)
     return strlen(name) == len && memcmp(v, name, len) == 0;
 }
 
+/* RSA signs a digest as long as its algorithm's hash; ECDSA any digest of 20 (SHA-1) to 64 (SHA-512) bytes,
+ * which the agent brings to the algorithm's size (the ECDSA digest rule of hsmcert/jwa.py). */
+static int digest_len_ok(const char *alg, int alg_len, size_t len)
+{
+    if (alg[0] == 'E')
+        return len >= 20 && len <= 64;
+    return len == (size_t)alg_len;
+}
+
 int hsmcert_sign_digest_len(const char *alg)
 {
     for (size_t i = 0; i < sizeof(sign_algs) / sizeof(sign_algs[0]); i++)
@@ -221,8 +230,9 @@ int hsmcert_frame_check_request(const HSMCERT_FRAME *f)
     if (op == HSMCERT_OP_SIGN) {
         for (size_t i = 0; i < sizeof(sign_algs) / sizeof(sign_algs[0]); i++)
             if (value_is(alg, alg_len, sign_algs[i].name))
-                return f->len[HSMCERT_TAG_DIGEST] == (size_t)sign_algs[i].digest_len ? HSMCERT_FR_OK
-                                                                                     : HSMCERT_FR_BAD_VALUE;
+                return digest_len_ok(sign_algs[i].name, sign_algs[i].digest_len, f->len[HSMCERT_TAG_DIGEST])
+                           ? HSMCERT_FR_OK
+                           : HSMCERT_FR_BAD_VALUE;
         return HSMCERT_FR_BAD_VALUE;
     }
     for (size_t i = 0; i < sizeof(decrypt_algs) / sizeof(decrypt_algs[0]); i++)

@@ -68,7 +68,7 @@ def test_csr_for_each_key_type_passes_openssl(tmp_path: Path, name: str, alg: st
 
 
 def test_wrong_algorithm_for_the_key_is_refused() -> None:
-    with pytest.raises(UsageError, match="ES256 cannot be used with a RSA key"):
+    with pytest.raises(UsageError, match="ES256 needs an EC key; this key is an RSA key"):
         build_csr(key("rsa-2048"), parse_subject("/CN=a"), alg="ES256")
     with pytest.raises(UsageError, match="ES384"):
         build_csr(key("p256"), parse_subject("/CN=a"), alg="ES384")
