@@ -5,7 +5,7 @@ The same reference works against Azure and against the local emulator. Resolutio
 1. explicit arguments (the CLI's ``--endpoint URL`` and ``--ca-bundle FILE``);
 2. the environment: ``HSMCERT_ENDPOINT`` (+ ``HSMCERT_CA_BUNDLE``) sends every reference to one URL;
    ``HSMCERT_EMULATOR=<data dir>`` sends every reference to the emulator running from that directory
-   (``eval "$(hsmcert emulator start)"`` sets it);
+   (``eval "$(hsmcert emulator start)"`` sets it), by the endpoints it publishes there (see below);
 3. the config file (``$HSMCERT_CONFIG`` or ``<user config dir>/hsmcert/config.toml``)::
 
        [emulator]
@@ -16,6 +16,12 @@ The same reference works against Azure and against the local emulator. Resolutio
        ca_bundle = "/etc/ssl/private-ca.pem"
 
 4. Azure: ``https://<name>.managedhsm.azure.net`` or ``https://<name>.vault.azure.net``.
+
+A running emulator publishes plain configuration in its data directory, ``endpoints.toml``: the
+``[endpoints]`` tables above for each Managed HSM and vault it serves, and ``[login]`` (``url``,
+``ca_bundle``) for its Entra-ID-compatible login endpoint. hsmcert reads that file; it never calls the
+emulator to resolve a name, so resolving has no side effect (a name the emulator does not serve is
+refused; ``hsmcert emulator start --hsm NAME`` adds one).
 """
 
 from __future__ import annotations
@@ -26,13 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hsmcert.errors import UsageError
+from hsmcert.errors import NotFoundError, UnreachableError, UsageError
 from hsmcert.keyref import KeyRef, Kind, check_service_name
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+
+EMULATOR_ENDPOINTS = "endpoints.toml"
+"""The file in an emulator's data directory where the running emulator publishes its endpoints."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,12 @@ def _check_shape(config: dict[str, Any], path: Path) -> None:
         raise bad("[emulator]", "a table")
     if not isinstance(emulator.get("data_dir", ""), str):
         raise bad("emulator.data_dir", "a string")
+    login = config.get("login", {})
+    if not isinstance(login, dict):
+        raise bad("[login]", "a table")
+    for field in ("url", "ca_bundle"):
+        if not isinstance(login.get(field, ""), str):
+            raise bad(f"login.{field}", "a string")
     endpoints = config.get("endpoints", {})
     if not isinstance(endpoints, dict):
         raise bad("[endpoints]", "a table of tables")
@@ -95,6 +111,39 @@ def _check_shape(config: dict[str, Any], path: Path) -> None:
         for field in ("url", "ca_bundle"):
             if not isinstance(section.get(field, ""), str):
                 raise bad(f'endpoints."{name}".{field}', "a string")
+
+
+def default_emulator_dir() -> Path:
+    """The emulator's data directory when none is named: ``~/.local/share/hsmcert/emulator``."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("hsmcert")) / "emulator"
+
+
+def emulator_start_command(data_dir: Path, *options: str) -> str:
+    """The shell line that starts (or finds) the emulator of ``data_dir`` and exports its variables."""
+    import shlex
+
+    argv = ["--data", str(data_dir), *options]
+    return f'eval "$(hsmcert emulator start {shlex.join(argv)})"'
+
+
+def emulator_config(data_dir: Path) -> dict[str, Any] | None:
+    """What the emulator running from ``data_dir`` publishes (``endpoints``, ``login``), or None when
+    no emulator runs there (it removes the file when it stops)."""
+    path = Path(data_dir) / EMULATOR_ENDPOINTS
+    if not path.is_file():
+        return None
+    return load_config(path)
+
+
+def emulator_login(data_dir: Path) -> tuple[str, str] | None:
+    """The login endpoint (URL, CA bundle) of the emulator running from ``data_dir``, if one runs."""
+    published = emulator_config(data_dir)
+    login = (published or {}).get("login", {})
+    if not login.get("url"):
+        return None
+    return str(login["url"]), str(login.get("ca_bundle") or Path(data_dir) / "ca.pem")
 
 
 def emulator_dir(config: dict[str, Any] | None = None) -> Path | None:
@@ -149,7 +198,19 @@ def resolve_service(
 
 
 def _emulator_endpoint(data_dir: Path, kind: Kind, service: str) -> Endpoint:
-    from hsmcert.emulator.control import service_endpoint
-
-    url, ca = service_endpoint(data_dir, kind, service)
-    return Endpoint(url, str(ca), "emulator")
+    published = emulator_config(data_dir)
+    if published is None:
+        raise UnreachableError(
+            f"No emulator runs from {data_dir}.", f"Start it: {emulator_start_command(data_dir)}"
+        )
+    section = published.get("endpoints", {}).get(f"{kind}:{service}")
+    if not section or not section.get("url"):
+        what = "Managed HSM" if kind == "managedhsm" else "Key Vault"
+        option = "--hsm" if kind == "managedhsm" else "--vault"
+        served = ", ".join(sorted(published.get("endpoints", {}))) or "none"
+        raise NotFoundError(
+            f"The emulator of {data_dir} has no {what} named {service!r} (it serves: {served}).",
+            f"Add it: {emulator_start_command(data_dir, option, service)}",
+        )
+    ca = section.get("ca_bundle") or str(Path(data_dir) / "ca.pem")
+    return Endpoint(str(section["url"]).rstrip("/"), str(ca), "emulator")

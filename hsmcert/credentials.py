@@ -180,8 +180,8 @@ def _authority_options() -> dict[str, Any]:
 
     A loopback host, or any host with ``HSMCERT_TRUST_AUTHORITY=1``: ``disable_instance_discovery`` (else
     MSAL asks login.microsoftonline.com whether it knows the host, and refuses it); when that host is the
-    login endpoint of the configured emulator (``$HSMCERT_EMULATOR``, the config file, else the default data
-    directory), ``connection_verify`` with the emulator's CA. Other private authorities are verified as
+    login endpoint the configured emulator publishes (``$HSMCERT_EMULATOR``, the config file, else the
+    default data directory: see :mod:`hsmcert.config`), ``connection_verify`` with the emulator's CA. Other private authorities are verified as
     requests does (``REQUESTS_CA_BUNDLE``). Any other host keeps MSAL's check.
     """
     from urllib.parse import urlsplit
@@ -202,12 +202,11 @@ def _authority_options() -> dict[str, Any]:
         return {}
     options: dict[str, Any] = {"disable_instance_discovery": True}
     if loopback:
-        from hsmcert.config import emulator_dir
-        from hsmcert.emulator.control import default_data_dir, running
+        from hsmcert.config import default_emulator_dir, emulator_dir, emulator_login
 
-        emulator = running(emulator_dir() or default_data_dir())
-        if emulator is not None and emulator.login_port == port:
-            options["connection_verify"] = str(emulator.ca)
+        login = emulator_login(emulator_dir() or default_emulator_dir())
+        if login is not None and urlsplit(login[0]).port == port:
+            options["connection_verify"] = login[1]
     return options
 
 

@@ -63,12 +63,35 @@ def start(
     unavailable: UnavailableOpt = None,
     drop: DropOpt = None,
     latency_ms: LatencyOpt = None,
+    hsm: Annotated[
+        list[str] | None,
+        typer.Option("--hsm", help="Also serve a Managed HSM of this name (repeatable; local-hsm always)."),
+    ] = None,
+    vault: Annotated[
+        list[str] | None,
+        typer.Option("--vault", help="Also serve a Key Vault of this name (repeatable; local-vault always)."),
+    ] = None,
 ) -> None:
-    """Start the emulator; prints shell exports: eval "$(hsmcert emulator start)"."""
+    """Start the emulator; prints shell exports: eval "$(hsmcert emulator start)".
+
+    On a running emulator it adds the services of --hsm/--vault and prints the same exports."""
+    from hsmcert.keyref import check_service_name
+
     directory = _dir(data)
     faults = _fault_settings(throttle, unavailable, drop, latency_ms)
+    services = [("managedhsm", name) for name in hsm or []] + [("vault", name) for name in vault or []]
+    for _, name in services:
+        check_service_name(name)
     if foreground:
         import logging
+
+        if services:
+            from hsmcert.errors import UsageError
+
+            raise UsageError(
+                "--hsm and --vault are not taken with --foreground.",
+                "Once it serves, add them from another shell: hsmcert emulator start --hsm NAME",
+            )
 
         from hsmcert.emulator.faults import parse_faults
         from hsmcert.emulator.server import run
@@ -76,9 +99,11 @@ def start(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
         log(f"hsmcert emulator serving from {directory} (stop with Ctrl-C or hsmcert emulator stop)")
         raise typer.Exit(run(directory, parse_faults(faults)))
-    from hsmcert.emulator.control import shell_exports, start
+    from hsmcert.emulator.control import service_endpoint, shell_exports, start
 
     running = start(directory, faults or None)
+    for kind, name in services:
+        service_endpoint(directory, kind, name)
     env = running.env()
     emit(
         env,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hsmcert.config import EMULATOR_ENDPOINTS, default_emulator_dir, emulator_start_command
 from hsmcert.errors import UnreachableError, UsageError
 
 DEFAULT_HSM = "local-hsm"
@@ -29,15 +30,11 @@ KINDS = ("managedhsm", "vault")
 def default_data_dir() -> Path:
     """``$HSMCERT_EMULATOR``, else the user's data directory (``~/.local/share/hsmcert/emulator``)."""
     env = os.environ.get("HSMCERT_EMULATOR")
-    if env:
-        return Path(env)
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("hsmcert")) / "emulator"
+    return Path(env) if env else default_emulator_dir()
 
 
 def start_command(data_dir: Path) -> str:
-    return f'eval "$(hsmcert emulator start --data {shlex.quote(str(data_dir))})"'
+    return emulator_start_command(data_dir)
 
 
 @dataclass(frozen=True)
@@ -156,6 +153,26 @@ def service_endpoint(data_dir: Path, kind: str, name: str) -> tuple[str, Path]:
     return emulator.url(kind, name), emulator.ca
 
 
+def write_endpoints(data_dir: Path, login_url: str, services: dict[str, str]) -> None:
+    """Publish the endpoints of the emulator running from ``data_dir`` (``services``: ``kind:name`` ->
+    URL) as plain configuration, ``endpoints.toml``, in the shape of hsmcert's config file; hsmcert
+    resolves references by reading it (see :mod:`hsmcert.config`)."""
+    from hsmcert.emulator.files import write_atomic
+
+    ca = json.dumps(str(Path(data_dir) / "ca.pem"))  # a JSON string is a TOML basic string
+    lines = [
+        "# The endpoints of the hsmcert emulator running from this directory, in the shape of hsmcert's",
+        "# config file. Written by the emulator when a service is added; removed when it stops.",
+        "",
+        "[login]",
+        f"url = {json.dumps(login_url)}",
+        f"ca_bundle = {ca}",
+    ]
+    for key, url in sorted(services.items()):
+        lines += ["", f"[endpoints.{json.dumps(key)}]", f"url = {json.dumps(url)}", f"ca_bundle = {ca}"]
+    write_atomic(Path(data_dir) / EMULATOR_ENDPOINTS, ("\n".join(lines) + "\n").encode())
+
+
 def _token_key(data_dir: Path) -> bytes:
     try:
         return (Path(data_dir) / "token.key").read_bytes()
@@ -223,6 +240,7 @@ def start(
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     (data_dir / "state.json").unlink(missing_ok=True)
+    (data_dir / EMULATOR_ENDPOINTS).unlink(missing_ok=True)  # a killed emulator's stale endpoints
     log_path = data_dir / "emulator.log"
     command = [sys.executable, "-m", "hsmcert.emulator.server", "--data", str(data_dir)]
     if faults:
@@ -264,6 +282,7 @@ def stop(data_dir: Path, timeout: float = 15.0) -> bool:
             return True
         time.sleep(0.05)
     os.kill(found.pid, 9)
+    (Path(data_dir) / EMULATOR_ENDPOINTS).unlink(missing_ok=True)
     return True
 
 

@@ -35,14 +35,19 @@ def private_secret(path: Path, size: int = 32) -> bytes:
     return data
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` at once: a reader sees the old file or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def write_json(path: Path, value: Any, private: bool = False) -> None:
     data = (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
     if private:
         write_private(path, data)
         return
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(path, data)
 
 
 def read_json(path: Path) -> Any:

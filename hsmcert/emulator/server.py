@@ -34,7 +34,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from hsmcert import roles
-from hsmcert.emulator import auth, keys, login
+from hsmcert.config import EMULATOR_ENDPOINTS
+from hsmcert.emulator import auth, control, keys, login
 from hsmcert.emulator.api import MAX_BODY, ApiError, Request, Response
 from hsmcert.emulator.audit import AuditLog
 from hsmcert.emulator.faults import Faults, parse_faults
@@ -191,6 +192,12 @@ class Emulator:
             return service
 
     def write_state(self) -> None:
+        # The endpoints first: once state.json names this process, `start` returns and clients resolve.
+        control.write_endpoints(
+            self.data_dir,
+            f"https://127.0.0.1:{self.login_port}",
+            {f"{k}:{n}": f"https://127.0.0.1:{s.port}" for (k, n), s in self.services.items()},
+        )
         write_json(
             self.data_dir / "state.json",
             {
@@ -204,6 +211,8 @@ class Emulator:
 
     def shutdown(self) -> None:
         self.stopping.set()
+        # The published endpoints go first: no new client is sent here.
+        (self.data_dir / EMULATOR_ENDPOINTS).unlink(missing_ok=True)
         stoppers = [threading.Thread(target=server.shutdown) for server in self.servers]
         for stopper in stoppers:
             stopper.start()
