@@ -47,6 +47,7 @@ lint: venv
 	$(VENV)/bin/ruff check hsmcert tests bench
 	$(VENV)/bin/ruff format --check hsmcert tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 demo: setup
 	$(PY) -m hsmcert.demo
