@@ -94,12 +94,10 @@ def build(*, target: Path | None = None, cc: str | None = None) -> Path:
                 f"Building the provider failed: {tail}",
                 "Install the OpenSSL 3 headers (Debian: apt install libssl-dev) and retry.",
             )
-        built = work / "build" / MODULE_NAME
+        from hsmcert.fsutil import write_output
+
         final = destination / MODULE_NAME
-        partial = destination / f".{MODULE_NAME}.tmp"
-        shutil.copyfile(built, partial)
-        partial.chmod(0o755)
-        partial.replace(final)
+        write_output(final, (work / "build" / MODULE_NAME).read_bytes(), force=True, mode=0o755)
     return final
 
 

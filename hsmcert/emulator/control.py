@@ -200,7 +200,6 @@ def credentials(
     """The variables that let azure-identity sign in as ``principal`` at the emulator's login endpoint:
     a client secret, or (``federated_token_file``, written 0600) a federated token for workload identity."""
     from hsmcert.emulator import login
-    from hsmcert.emulator.files import write_private
 
     emulator = require_running(Path(data_dir))
     if emulator.login_url is None:
@@ -211,11 +210,10 @@ def credentials(
     secret = _token_key(emulator.data_dir)
     path = None
     if federated_token_file is not None:
-        from hsmcert.fsutil import check_target
+        from hsmcert.fsutil import write_output
 
-        path = federated_token_file.expanduser().resolve()
-        check_target(path, force=force)
-        write_private(path, login.federated_token(secret, principal).encode())
+        path = Path(os.path.abspath(federated_token_file.expanduser()))  # a link stays a link
+        write_output(path, login.federated_token(secret, principal).encode(), force=force, mode=0o600)
     return login.credential_env(secret, principal, emulator.login_url, str(path) if path else None, mhsm)
 
 
