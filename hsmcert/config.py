@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,8 +62,9 @@ class Endpoint:
         return {"connection_verify": self.ca_bundle} if self.ca_bundle else {}
 
 
-def config_path() -> Path:
-    explicit = os.environ.get("HSMCERT_CONFIG")
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$HSMCERT_CONFIG``, else ``<user config dir>/hsmcert/config.toml``."""
+    explicit = (os.environ if environ is None else environ).get("HSMCERT_CONFIG")
     if explicit:
         return Path(explicit)
     from platformdirs import user_config_dir
@@ -157,11 +160,85 @@ def emulator_dir(config: dict[str, Any] | None = None) -> Path | None:
     return Path(data_dir) if data_dir else None
 
 
+class EndpointResolver:
+    """Finds the endpoint of each Managed HSM and Key Vault (see the module docs for the order).
+
+    Built once from explicit values (the CLI's ``--endpoint`` / ``--ca-bundle``) and the environment, which
+    it reads when it is built; the config file is read once, when a resolution first needs it. Resolving
+    reads the endpoints a configured emulator publishes and has no other effect.
+
+    >>> resolver = EndpointResolver(environ={})
+    >>> resolver.service("managedhsm", "contoso").url
+    'https://contoso.managedhsm.azure.net'
+    >>> EndpointResolver(endpoint="https://hsm.internal/", environ={}).service("vault", "kv1")
+    Endpoint(url='https://hsm.internal', ca_bundle=None, source='flag')
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        ca_bundle: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.endpoint = endpoint.rstrip("/") if endpoint else None
+        self.ca_bundle = ca_bundle or None
+        self.env_endpoint = (env.get("HSMCERT_ENDPOINT") or "").rstrip("/") or None
+        self.env_ca_bundle = env.get("HSMCERT_CA_BUNDLE") or None
+        self.env_emulator = Path(env["HSMCERT_EMULATOR"]) if env.get("HSMCERT_EMULATOR") else None
+        self.config_path = config_path(env)
+        self._config: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"EndpointResolver(endpoint={self.endpoint!r}, config={str(self.config_path)!r})"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The config file's contents (read on first use; an empty mapping when there is none)."""
+        with self._lock:
+            if self._config is None:
+                self._config = load_config(self.config_path)
+            return self._config
+
+    def emulator_dir(self) -> Path | None:
+        """The data directory of the emulator references go to, if one is configured."""
+        if self.env_emulator is not None:
+            return self.env_emulator
+        data_dir = self.config.get("emulator", {}).get("data_dir")
+        return Path(data_dir) if data_dir else None
+
+    def resolve(self, ref: KeyRef) -> Endpoint:
+        """The endpoint of the service ``ref`` names."""
+        return self.service(ref.kind, ref.service, azure_url=ref.azure_url)
+
+    def service(self, kind: Kind, name: str, *, azure_url: str | None = None) -> Endpoint:
+        """The endpoint of one Managed HSM or Key Vault by kind and name."""
+        check_service_name(name)
+        if self.endpoint:
+            return Endpoint(self.endpoint, self.ca_bundle, "flag")
+        if self.env_endpoint:
+            return Endpoint(self.env_endpoint, self.ca_bundle or self.env_ca_bundle, "environment")
+        if self.env_emulator is not None:
+            return _emulator_endpoint(self.env_emulator, kind, name)
+        section = self.config.get("endpoints", {}).get(f"{kind}:{name}")
+        if section:
+            if "url" not in section:
+                raise UsageError(f'The config entry endpoints."{kind}:{name}" has no url.')
+            url = str(section["url"]).rstrip("/")
+            return Endpoint(url, self.ca_bundle or section.get("ca_bundle"), "config")
+        data_dir = self.emulator_dir()
+        if data_dir is not None:
+            return _emulator_endpoint(data_dir, kind, name)
+        if azure_url is None:
+            azure_url = KeyRef(kind, name, "-").azure_url
+        return Endpoint(azure_url, self.ca_bundle, "default")
+
+
 def resolve_endpoint(ref: KeyRef, *, endpoint: str | None = None, ca_bundle: str | None = None) -> Endpoint:
-    """Find the service URL and CA bundle for ``ref`` (see the module docs for the order)."""
-    return resolve_service(
-        ref.kind, ref.service, endpoint=endpoint, ca_bundle=ca_bundle, azure_url=ref.azure_url
-    )
+    """The endpoint of ``ref`` by a resolver built now from the environment (see :class:`EndpointResolver`)."""
+    return EndpointResolver(endpoint=endpoint, ca_bundle=ca_bundle).resolve(ref)
 
 
 def resolve_service(
@@ -172,29 +249,10 @@ def resolve_service(
     ca_bundle: str | None = None,
     azure_url: str | None = None,
 ) -> Endpoint:
-    """Find the URL and CA bundle of one Managed HSM or Key Vault by kind and name."""
-    check_service_name(service)
-    if endpoint:
-        return Endpoint(endpoint.rstrip("/"), ca_bundle, "flag")
-    env_url = os.environ.get("HSMCERT_ENDPOINT")
-    if env_url:
-        return Endpoint(
-            env_url.rstrip("/"), ca_bundle or os.environ.get("HSMCERT_CA_BUNDLE") or None, "environment"
-        )
-    if os.environ.get("HSMCERT_EMULATOR"):
-        return _emulator_endpoint(Path(os.environ["HSMCERT_EMULATOR"]), kind, service)
-    config = load_config()
-    section = config.get("endpoints", {}).get(f"{kind}:{service}")
-    if section:
-        if "url" not in section:
-            raise UsageError(f'The config entry endpoints."{kind}:{service}" has no url.')
-        return Endpoint(str(section["url"]).rstrip("/"), ca_bundle or section.get("ca_bundle"), "config")
-    data_dir = emulator_dir(config)
-    if data_dir is not None:
-        return _emulator_endpoint(data_dir, kind, service)
-    if azure_url is None:
-        azure_url = KeyRef(kind, service, "-").azure_url
-    return Endpoint(azure_url, ca_bundle, "default")
+    """The endpoint of one service by a resolver built now from the environment."""
+    return EndpointResolver(endpoint=endpoint, ca_bundle=ca_bundle).service(
+        kind, service, azure_url=azure_url
+    )
 
 
 def _emulator_endpoint(data_dir: Path, kind: Kind, service: str) -> Endpoint:
