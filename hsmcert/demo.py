@@ -28,7 +28,7 @@ from types import FrameType
 from typing import Any
 from uuid import uuid4
 
-from hsmcert.emulator.audit import read_audit
+from hsmcert.audit import read_audit
 from hsmcert.errors import HsmcertError, NotFoundError
 
 HSM = "local-hsm"
