@@ -50,6 +50,12 @@ _REMEDY = (
     "see docs/authentication.md and run hsmcert doctor."
 )
 
+_RENEW_ENV_CREDENTIAL = (
+    "Set HSMCERT_ACCESS_TOKEN (or AZURE_CLI_ACCESS_TOKEN) to a current access token, e.g. "
+    "az account get-access-token --resource https://managedhsm.azure.net --query accessToken -o tsv; "
+    "or unset it to use another credential (docs/authentication.md)."
+)
+
 
 def _env(*names: str) -> str | None:
     for name in names:
@@ -411,6 +417,13 @@ def describe(credential: Credential, scope: str = MANAGED_HSM_SCOPE) -> Identity
         token = credential.get_token(scope)
     except ClientAuthenticationError as exc:
         raise PermissionDeniedError(f"Cannot get a token: {_first_line(exc)}.", _REMEDY) from exc
+    from hsmcert.tokens import expiry, token_problem
+
+    answered = credential.answered or credential.name
+    problem = token_problem(token.token)
+    if problem:
+        remedy = _RENEW_ENV_CREDENTIAL if answered == "env-token" else _REMEDY
+        raise PermissionDeniedError(f"The access token of {answered} {problem}.", remedy)
     claims = decode_claims(token.token)
     name = (
         claims.get("upn")
@@ -419,12 +432,13 @@ def describe(credential: Credential, scope: str = MANAGED_HSM_SCOPE) -> Identity
         or claims.get("name")
     )
     return Identity(
-        credential=credential.answered or credential.name,
+        credential=answered,
         tenant_id=claims.get("tid"),
         object_id=claims.get("oid"),
         app_id=claims.get("appid") or claims.get("azp"),
         name=str(name) if name else None,
-        expires_on=int(token.expires_on),
+        # a token from the environment without an exp claim has no known expiry (none is invented)
+        expires_on=expiry(token.token) if answered == "env-token" else int(token.expires_on),
         scope=scope,
     )
 

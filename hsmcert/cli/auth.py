@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import typer
 
 from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, emit, state
+from hsmcert.clock import rfc3339
 
 
 def whoami(
@@ -24,7 +24,7 @@ def whoami(
     data = who.to_json()
 
     def text() -> str:
-        expires = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(who.expires_on)) if who.expires_on else "-"
+        expires = f"expires {rfc3339(who.expires_on)}" if who.expires_on else "no expiry claim"
         lines = [
             f"credential: {who.credential}",
             f"tenant:     {who.tenant_id or '-'}",
@@ -34,7 +34,7 @@ def whoami(
             lines.append(f"app id:     {who.app_id}")
         if who.name:
             lines.append(f"name:       {who.name}")
-        lines.append(f"token for:  {who.scope} (expires {expires})")
+        lines.append(f"token for:  {who.scope} ({expires})")
         return "\n".join(lines)
 
     emit(data, text)

@@ -1,0 +1,72 @@
+"""whoami and doctor call a garbage token "not a JWT" and an expired one expired (exit 4), never invent an expiry."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hsmcert.clock import rfc3339
+
+
+def jwt(claims: dict[str, object]) -> str:
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2ln"
+
+
+def run(token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HSMCERT_", "AZURE_", "MHSM_"))}
+    env["HSMCERT_ACCESS_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "hsmcert", *args, "--credential", "env-token"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+CLAIMS = {"oid": "11111111-2222-3333-4444-555555555555", "tid": "t"}
+
+
+@pytest.mark.parametrize("garbage", ["garbage", "a.b.c", "e30.W10.x"])
+def test_whoami_calls_garbage_not_a_jwt(garbage: str) -> None:
+    done = run(garbage, "whoami")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "not a JWT" in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_whoami_says_when_a_token_expired() -> None:
+    exp = int(time.time()) - 7200
+    done = run(jwt({**CLAIMS, "exp": exp}), "whoami")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert f"expired at {rfc3339(exp)}" in done.stderr
+
+
+def test_doctor_fails_the_token_check_for_garbage_and_expired_tokens() -> None:
+    garbage = run("garbage", "doctor")
+    assert garbage.returncode == 4, garbage.stdout + garbage.stderr
+    assert "FAIL token" in garbage.stdout and "not a JWT" in garbage.stdout
+    exp = int(time.time()) - 60
+    expired = run(jwt({**CLAIMS, "exp": exp}), "doctor", "--output", "json")
+    assert expired.returncode == 4
+    token_check = next(c for c in json.loads(expired.stdout)["checks"] if c["check"] == "token")
+    assert token_check["ok"] is False and f"expired at {rfc3339(exp)}" in token_check["detail"]
+
+
+def test_whoami_never_invents_an_expiry() -> None:
+    done = run(jwt(CLAIMS), "whoami", "--output", "json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["object_id"] == CLAIMS["oid"] and data["expires_on"] is None
+    exp = int(time.time()) + 3000
+    done = run(jwt({**CLAIMS, "exp": exp}), "whoami")
+    assert done.returncode == 0 and rfc3339(exp) in done.stdout
