@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,9 +58,10 @@ _RENEW_ENV_CREDENTIAL = (
 )
 
 
-def _env(*names: str) -> str | None:
+def _env(env: Mapping[str, str], *names: str) -> str | None:
+    """The first of ``names`` set (non-empty) in ``env``."""
     for name in names:
-        value = os.environ.get(name)
+        value = env.get(name)
         if value:
             return value
     return None
@@ -181,7 +183,7 @@ _AZURE_LOGIN_HOSTS = frozenset(
 )
 
 
-def _authority_options() -> dict[str, Any]:
+def _authority_options(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """What an azure-identity credential needs for ``$AZURE_AUTHORITY_HOST`` (nothing for Azure's own hosts).
 
     A loopback host, or any host with ``HSMCERT_TRUST_AUTHORITY=1``: ``disable_instance_discovery`` (else
@@ -192,7 +194,8 @@ def _authority_options() -> dict[str, Any]:
     """
     from urllib.parse import urlsplit
 
-    authority = _env("AZURE_AUTHORITY_HOST")
+    env = os.environ if env is None else env
+    authority = _env(env, "AZURE_AUTHORITY_HOST")
     if not authority:
         return {}
     parts = urlsplit(authority if "://" in authority else "https://" + authority)
@@ -203,60 +206,64 @@ def _authority_options() -> dict[str, Any]:
     if host in _AZURE_LOGIN_HOSTS:
         return {}
     loopback = host in ("127.0.0.1", "localhost", "::1")
-    if not loopback and _env("HSMCERT_TRUST_AUTHORITY") != "1":
+    if not loopback and _env(env, "HSMCERT_TRUST_AUTHORITY") != "1":
         # MSAL's own check stays on: a secret goes to an unknown host only when the user says so.
         return {}
     options: dict[str, Any] = {"disable_instance_discovery": True}
     if loopback:
-        from hsmcert.config import default_emulator_dir, emulator_dir, emulator_login
+        from hsmcert.config import EndpointResolver, default_emulator_dir, emulator_login
 
-        login = emulator_login(emulator_dir() or default_emulator_dir())
+        login = emulator_login(EndpointResolver(environ=env).emulator_dir() or default_emulator_dir())
         if login is not None and urlsplit(login[0]).port == port:
             options["connection_verify"] = login[1]
     return options
 
 
-def _service_principal() -> Any | None:
+def _service_principal(env: Mapping[str, str]) -> Any | None:
     from azure.identity import CertificateCredential, ClientSecretCredential
 
-    tenant = _env("AZURE_TENANT_ID")
-    client_id = _env("AZURE_CLIENT_ID")
-    if client_id and tenant and _env("AZURE_CLIENT_SECRET"):
-        return ClientSecretCredential(
-            tenant, client_id, os.environ["AZURE_CLIENT_SECRET"], **_authority_options()
-        )
-    if client_id and tenant and _env("AZURE_CLIENT_CERTIFICATE_PATH"):
+    tenant = _env(env, "AZURE_TENANT_ID")
+    client_id = _env(env, "AZURE_CLIENT_ID")
+    secret = _env(env, "AZURE_CLIENT_SECRET")
+    certificate = _env(env, "AZURE_CLIENT_CERTIFICATE_PATH")
+    if client_id and tenant and secret:
+        return ClientSecretCredential(tenant, client_id, secret, **_authority_options(env))
+    if client_id and tenant and certificate:
         return CertificateCredential(
             tenant,
             client_id,
-            os.environ["AZURE_CLIENT_CERTIFICATE_PATH"],
-            password=_env("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
-            **_authority_options(),
+            certificate,
+            password=_env(env, "AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+            **_authority_options(env),
         )
-    mhsm_id, mhsm_secret = _env("MHSM_CLIENT_ID"), _env("MHSM_CLIENT_SECRET")
-    mhsm_tenant = _env("MHSM_TENANT_ID", "AZURE_TENANT_ID")
+    mhsm_id, mhsm_secret = _env(env, "MHSM_CLIENT_ID"), _env(env, "MHSM_CLIENT_SECRET")
+    mhsm_tenant = _env(env, "MHSM_TENANT_ID", "AZURE_TENANT_ID")
     if mhsm_id and mhsm_secret and mhsm_tenant:
-        return ClientSecretCredential(mhsm_tenant, mhsm_id, mhsm_secret, **_authority_options())
+        return ClientSecretCredential(mhsm_tenant, mhsm_id, mhsm_secret, **_authority_options(env))
     return None
 
 
-def _workload_identity() -> Any | None:
+def _workload_identity(env: Mapping[str, str]) -> Any | None:
     from azure.identity import WorkloadIdentityCredential
 
-    if _env("AZURE_FEDERATED_TOKEN_FILE") and _env("AZURE_CLIENT_ID") and _env("AZURE_TENANT_ID"):
+    token_file = _env(env, "AZURE_FEDERATED_TOKEN_FILE")
+    client_id, tenant = _env(env, "AZURE_CLIENT_ID"), _env(env, "AZURE_TENANT_ID")
+    if token_file and client_id and tenant:
         # It posts the assertion to the authority's token endpoint directly (no MSAL discovery to disable).
-        options = _authority_options()
+        options = _authority_options(env)
         options.pop("disable_instance_discovery", None)
-        return WorkloadIdentityCredential(**options)
+        return WorkloadIdentityCredential(
+            tenant_id=tenant, client_id=client_id, token_file_path=token_file, **options
+        )
     return None
 
 
-def _managed_identity(client_id: str | None, in_chain: bool) -> Any:
+def _managed_identity(client_id: str | None, in_chain: bool, env: Mapping[str, str]) -> Any:
     from azure.identity import ManagedIdentityCredential
 
-    client_id = client_id or _env("HSMCERT_MANAGED_IDENTITY_CLIENT_ID")
-    if client_id is None and not _env("AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
-        client_id = _env("AZURE_CLIENT_ID")
+    client_id = client_id or _env(env, "HSMCERT_MANAGED_IDENTITY_CLIENT_ID")
+    if client_id is None and not _env(env, "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
+        client_id = _env(env, "AZURE_CLIENT_ID")
     kwargs: dict[str, Any] = {"client_id": client_id} if client_id else {}
     if in_chain:
         # In the automatic chain, probe IMDS with a short timeout instead of retrying for a minute.
@@ -267,17 +274,17 @@ def _managed_identity(client_id: str | None, in_chain: bool) -> Any:
     return ManagedIdentityCredential(**kwargs)
 
 
-def _build(name: str, client_id: str | None, in_chain: bool) -> Any | None:
+def _build(name: str, client_id: str | None, in_chain: bool, env: Mapping[str, str]) -> Any | None:
     """One credential by name, or None when its configuration is absent."""
     if name == "env-token":
-        token = _env("HSMCERT_ACCESS_TOKEN", "AZURE_CLI_ACCESS_TOKEN")
+        token = _env(env, "HSMCERT_ACCESS_TOKEN", "AZURE_CLI_ACCESS_TOKEN")
         return StaticTokenCredential(token) if token else None
     if name == "service-principal":
-        return _service_principal()
+        return _service_principal(env)
     if name == "workload-identity":
-        return _workload_identity()
+        return _workload_identity(env)
     if name == "managed-identity":
-        return _managed_identity(client_id, in_chain)
+        return _managed_identity(client_id, in_chain, env)
     if name == "azure-cli":
         import shutil
 
@@ -309,11 +316,13 @@ _ENV_KEYS = (
     "AZURE_CLIENT_ID",
     "AZURE_CLIENT_SECRET",
     "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
     "AZURE_TENANT_ID",
     "AZURE_FEDERATED_TOKEN_FILE",
     "AZURE_AUTHORITY_HOST",
     "HSMCERT_TRUST_AUTHORITY",
     "HSMCERT_EMULATOR",
+    "HSMCERT_CONFIG",
     "MHSM_CLIENT_ID",
     "MHSM_CLIENT_SECRET",
     "MHSM_TENANT_ID",
@@ -324,9 +333,10 @@ _ENV_KEYS = (
 )
 
 
-def selected_name(name: str | None = None) -> str:
+def selected_name(name: str | None = None, environ: Mapping[str, str] | None = None) -> str:
     """The credential asked for: ``name``, else ``$HSMCERT_CREDENTIAL``, else ``auto``."""
-    chosen = (name or _env("HSMCERT_CREDENTIAL") or AUTO).strip().lower()
+    env = os.environ if environ is None else environ
+    chosen = (name or _env(env, "HSMCERT_CREDENTIAL") or AUTO).strip().lower()
     if chosen != AUTO and chosen not in CREDENTIAL_NAMES:
         raise UsageError(
             f"Unknown credential {chosen!r}.", f"Use one of: {AUTO}, {', '.join(CREDENTIAL_NAMES)}."
@@ -334,49 +344,58 @@ def selected_name(name: str | None = None) -> str:
     return chosen
 
 
-def get_credential(name: str | None = None, *, client_id: str | None = None) -> Credential:
-    """The credential to use: ``name`` (one of :data:`CREDENTIAL_NAMES` or ``auto``), else
-    ``$HSMCERT_CREDENTIAL``, else the automatic chain.
+def build_credential(
+    name: str | None = None, *, client_id: str | None = None, environ: Mapping[str, str] | None = None
+) -> Credential:
+    """A new credential: ``name`` (one of :data:`CREDENTIAL_NAMES` or ``auto``), else ``$HSMCERT_CREDENTIAL``,
+    else the automatic chain, configured from ``environ`` (default: the process environment, read now).
 
-    The same object is returned for the same choice and environment within a process, so its token cache
-    and the SDK clients built on it (see :mod:`hsmcert.hsm`) are shared.
+    A :class:`hsmcert.session.Session` builds one and keeps it (with its token cache) for its lifetime.
     """
-    chosen = selected_name(name)
+    env = os.environ if environ is None else environ
+    chosen = selected_name(name, env)
     # azure-identity logs each failed credential as a warning; hsmcert reports failures itself, and
     # without a handler Python would print those warnings on stderr.
     logging.getLogger("azure").addHandler(_NULL_HANDLER)
+    if chosen == AUTO:
+        candidates = [(n, c) for n in CREDENTIAL_NAMES if (c := _build(n, client_id, True, env)) is not None]
+    else:
+        single = _build(chosen, client_id, False, env)
+        if single is None:
+            raise PermissionDeniedError(
+                f"The {chosen} credential is not configured.", f"To use it, {_MISSING[chosen]}."
+            )
+        candidates = [(chosen, single)]
+    return Credential(chosen, candidates)
+
+
+def get_credential(name: str | None = None, *, client_id: str | None = None) -> Credential:
+    """The credential :func:`build_credential` makes from the process environment, shared within the
+    process for the same choice and environment (so is its token cache), for code without a Session.
+    """
+    chosen = selected_name(name)
     key = (chosen, client_id or "", *(os.environ.get(k, "") for k in _ENV_KEYS))
     with _cache_lock:
         found = _cache.get(key)
-        if found is not None:
-            return found
-        if chosen == AUTO:
-            candidates = [(n, c) for n in CREDENTIAL_NAMES if (c := _build(n, client_id, True)) is not None]
-        else:
-            single = _build(chosen, client_id, False)
-            if single is None:
-                raise PermissionDeniedError(
-                    f"The {chosen} credential is not configured.", f"To use it, {_MISSING[chosen]}."
-                )
-            candidates = [(chosen, single)]
-        credential = Credential(chosen, candidates)
-        _cache[key] = credential
-        return credential
+        if found is None:
+            found = _cache[key] = build_credential(chosen, client_id=client_id)
+        return found
 
 
-def configured() -> list[str]:
+def configured(environ: Mapping[str, str] | None = None) -> list[str]:
     """The credentials the automatic chain would try here, by name (for doctor).
 
     Built by the same code as the chain, so the two never disagree; ``managed-identity`` is listed when an
     identity endpoint is configured in the environment (IMDS on an Azure machine needs none).
     """
+    env = os.environ if environ is None else environ
     present = []
     for name in CREDENTIAL_NAMES:
         if name == "managed-identity":
-            if _env("IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
+            if _env(env, "IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
                 present.append(name)
             continue
-        built = _build(name, None, True)
+        built = _build(name, None, True, env)
         if built is not None:
             present.append(name)
             close = getattr(built, "close", None)
