@@ -104,9 +104,9 @@ def _ops_since(audit: Path, start: int, key: str) -> list[str]:
 
 
 def csr_cost(runs: int) -> list[dict[str, Any]]:
+    from hsmcert.azure.keys import create_key
     from hsmcert.emulator import control
     from hsmcert.emulator.audit import read_audit
-    from hsmcert.keys import create_key
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="hsmcert-bench-cli-") as tmp:
@@ -153,7 +153,7 @@ def csr_cost(runs: int) -> list[dict[str, Any]]:
                 per_run = runs + 1
                 warm_hsm, warm_other, _ = _requests(log, hsm_port)
                 warm_ops = len(_ops_since(audit, mark, name)) / per_run
-                from hsmcert.hsm import open_key
+                from hsmcert.azure.hsm import open_key
 
                 pinned = str(open_key(ref).ref)  # managedhsm:H:k?version=v: served from the disk cache
                 pinned_cmd = [*_hsmcert(), "csr", "--key", pinned, "--subj", SUBJECT, "-o", "-", "-q"]

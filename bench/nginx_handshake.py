@@ -72,7 +72,7 @@ def handshakes(port: int, concurrency: int, duration: float, tls: str = "-tls1_3
 def raw_sign_rate(stack: Stack, ref: str, alg: str, concurrency: int, duration: float) -> float:
     """Signatures per second straight through the SDK (no agent, no nginx), ``concurrency`` threads."""
     os.environ.update(stack.env)
-    from hsmcert.hsm import open_key
+    from hsmcert.azure.hsm import open_key
 
     key = open_key(ref)
     digest = bytes(32)

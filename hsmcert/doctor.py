@@ -33,7 +33,7 @@ def _failed(name: str, exc: HsmcertError) -> Check:
 
 def _token_scope(key: str | None, vault: str | None) -> str:
     """The audience of the service the checks are about: Key Vault for a vault, else Managed HSM."""
-    from hsmcert import credentials as creds
+    from hsmcert.azure import credentials as creds
     from hsmcert.keyref import parse_keyref
 
     if vault:
@@ -58,7 +58,7 @@ def run_checks(
     sign: bool = True,
 ) -> Iterator[Check]:
     """Run the checks in order; stop early where later checks cannot mean anything."""
-    from hsmcert import credentials as creds
+    from hsmcert.azure import credentials as creds
     from hsmcert.config import resolve_service
     from hsmcert.keyref import KeyRef, parse_keyref
 
@@ -115,8 +115,8 @@ def run_checks(
         return
 
     # 3. Reachable, and allowed to read?
-    from hsmcert.hsm import open_key
-    from hsmcert.keys import list_keys
+    from hsmcert.azure.hsm import open_key
+    from hsmcert.azure.keys import list_keys
 
     if ref is None:
         try:

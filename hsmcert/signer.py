@@ -3,7 +3,7 @@
 :func:`load_private_key` returns an :class:`HsmRSAPrivateKey` or :class:`HsmECPrivateKey`: real subclasses of
 ``rsa.RSAPrivateKey`` / ``ec.EllipticCurvePrivateKey`` that cryptography's own builders (CSR, certificate,
 CRL, PKCS#7/CMS, OCSP) accept. ``sign()`` hashes locally, sends only the digest to the HSM (through
-:class:`hsmcert.hsm.HsmKey`), turns Azure's raw ``r||s`` into DER and verifies the signature with the public
+:class:`hsmcert.azure.hsm.HsmKey`), turns Azure's raw ``r||s`` into DER and verifies the signature with the public
 key before returning it, because cryptography embeds whatever ``sign()`` returns without checking it.
 
 What Key Vault cannot do is refused with a clear :class:`~hsmcert.errors.UsageError` rather than producing a
@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as _padding
 from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
 
+from hsmcert.azure.hsm import HsmKey, open_key
 from hsmcert.errors import HsmcertError, UsageError
-from hsmcert.hsm import HsmKey, open_key
 from hsmcert.jwa import algorithm_for
 from hsmcert.keyref import KeyRef
 
@@ -214,7 +214,7 @@ HsmPrivateKey = HsmRSAPrivateKey | HsmECPrivateKey
 
 
 def private_key_for(key: HsmKey) -> HsmRSAPrivateKey | HsmECPrivateKey:
-    """Wrap an opened :class:`~hsmcert.hsm.HsmKey` as a cryptography private key."""
+    """Wrap an opened :class:`~hsmcert.azure.hsm.HsmKey` as a cryptography private key."""
     return HsmRSAPrivateKey(key) if key.kty == "RSA" else HsmECPrivateKey(key)
 
 

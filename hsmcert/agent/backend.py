@@ -1,6 +1,6 @@
-"""What the agent does with a request: HSM access through :mod:`hsmcert.hsm`, with the agent's policies.
+"""What the agent does with a request: HSM access through :mod:`hsmcert.azure.hsm`, with the agent's policies.
 
-:mod:`hsmcert.hsm` already shares one SDK client set per endpoint (one HTTPS connection pool, one token
+:mod:`hsmcert.azure.hsm` already shares one SDK client set per endpoint (one HTTPS connection pool, one token
 cache that refreshes before expiry) and caches public keys. The agent adds:
 
 - a bounded, blocking connection pool (``pool_size``): concurrent callers wait for a connection rather
@@ -38,7 +38,7 @@ from hsmcert.errors import (
 from hsmcert.keyref import KeyRef, parse_keyref
 
 if TYPE_CHECKING:
-    from hsmcert.hsm import HsmKey
+    from hsmcert.azure.hsm import HsmKey
 
 T = TypeVar("T")
 
@@ -176,9 +176,9 @@ class Backend:
         self._parsed: dict[tuple[str, str | None], KeyRef] = {}
         self._lock = threading.Lock()
         if configure:
-            from hsmcert import hsm
+            from hsmcert.azure import clients
 
-            hsm.configure_service_clients(
+            clients.configure_service_clients(
                 pool={"pool_maxsize": pool_size, "pool_block": True},
                 timeouts={"connection_timeout": min(10.0, deadline), "read_timeout": min(60.0, deadline)},
                 retry_total=10,
@@ -214,7 +214,7 @@ class Backend:
         """The opened key (pinned): from the agent's cache, else via hsm.open_key.
 
         A pinned version stays cached; "the latest version" of a key is looked up again after
-        ``HSMCERT_KEY_CACHE_TTL`` seconds (300) as in :mod:`hsmcert.hsm` (``HSMCERT_KEY_CACHE=off``: always).
+        ``HSMCERT_KEY_CACHE_TTL`` seconds (300) as in :mod:`hsmcert.azure.hsm` (``HSMCERT_KEY_CACHE=off``: always).
         """
         text = str(ref)
         now = time.monotonic()
@@ -224,7 +224,7 @@ class Backend:
             latest = self._latest.get(text)
             if latest is not None and now - latest[0] < self._latest_ttl:
                 return latest[1]
-        from hsmcert.hsm import open_key
+        from hsmcert.azure.hsm import open_key
 
         opened = self._call(
             lambda: open_key(

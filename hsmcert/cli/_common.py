@@ -87,7 +87,7 @@ def error(message: str, remedy: str | None = None) -> None:
         console.print(remedy, markup=False)
 
 
-# The identity to use (hsmcert.credentials); shared by every command that talks to an HSM.
+# The identity to use (hsmcert.azure.credentials); shared by every command that talks to an HSM.
 CredentialOpt = Annotated[
     str | None,
     typer.Option(

@@ -18,7 +18,7 @@ def whoami(
     ] = None,
 ) -> None:
     """Show which credential answers, its tenant and object id (never the token)."""
-    from hsmcert.credentials import MANAGED_HSM_SCOPE, describe, get_credential
+    from hsmcert.azure.credentials import MANAGED_HSM_SCOPE, describe, get_credential
 
     who = describe(get_credential(credential), scope or MANAGED_HSM_SCOPE)
     data = who.to_json()

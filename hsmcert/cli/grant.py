@@ -54,8 +54,8 @@ def grant(
 
       hsmcert grant --hsm contoso --principal 00000000-0000-0000-0000-000000000001 --key tls-key --dry-run
     """
+    from hsmcert.azure.grant import Machine, apply_grant, az_commands, machine_principal_id, plan_grant
     from hsmcert.errors import UsageError
-    from hsmcert.grant import Machine, apply_grant, az_commands, machine_principal_id, plan_grant
 
     named = [x for x in (principal, vm, arc) if x]
     if len(named) != 1:
@@ -78,14 +78,15 @@ def grant(
 
     from azure.keyvault.administration import KeyVaultAccessControlClient
 
+    from hsmcert.azure.credentials import get_credential
     from hsmcert.config import resolve_service
-    from hsmcert.credentials import get_credential
 
     azure_credential = get_credential(credential)
     if machine is not None:
         plan.principal_id = machine_principal_id(machine, azure_credential)
         log(f"{machine.name}: managed identity {plan.principal_id}")
-    from hsmcert.hsm import service_clients, translate_azure_errors
+    from hsmcert.azure.clients import service_clients
+    from hsmcert.azure.errors import translate_azure_errors
 
     service = resolve_service("managedhsm", hsm, endpoint=endpoint, ca_bundle=ca_bundle)
     # the endpoint's shared transport (pool, proxy, CA, timeouts) and hsmcert's retry settings

@@ -80,7 +80,7 @@ def create(
 
     Example: hsmcert key create --key managedhsm:contoso:tls-key --kty EC --curve P-256 --label tlsKey
     """
-    from hsmcert.keys import create_key, parse_tags
+    from hsmcert.azure.keys import create_key, parse_tags
 
     details = create_key(
         key,
@@ -107,7 +107,7 @@ def show(
     credential: CredentialOpt = None,
 ) -> None:
     """Show a key version (the latest unless the reference names one): type, operations, tags, public key."""
-    from hsmcert.keys import show_key
+    from hsmcert.azure.keys import show_key
 
     data = show_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential).to_json()
     emit(data, lambda: _details_text(data))
@@ -121,7 +121,7 @@ def rotate(
     credential: CredentialOpt = None,
 ) -> None:
     """Make a new version of a key (same type, operations and tags); older versions keep working."""
-    from hsmcert.keys import rotate_key
+    from hsmcert.azure.keys import rotate_key
 
     data = rotate_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential).to_json()
     log(f"new version {data['version']} of {data['service']}:{data['name']}")
@@ -138,8 +138,8 @@ def list_(
     credential: CredentialOpt = None,
 ) -> None:
     """List the keys of a Managed HSM (--hsm) or a Key Vault (--vault)."""
+    from hsmcert.azure.keys import list_keys
     from hsmcert.errors import UsageError
-    from hsmcert.keys import list_keys
 
     if bool(hsm) == bool(vault):
         raise UsageError("Name one service: --hsm NAME or --vault NAME.")

@@ -285,8 +285,8 @@ def verify(
     credential: CredentialOpt = None,
 ) -> None:
     """Check a certificate against a key reference, a CA file and/or a CSR (exit 6 when a check fails)."""
+    from hsmcert.azure.hsm import open_key
     from hsmcert.errors import VerificationError
-    from hsmcert.hsm import open_key
     from hsmcert.pki.io import load_certificates, load_csr, parse_any
     from hsmcert.pki.verify import verify as run_checks
 

@@ -1,6 +1,6 @@
 """Managed HSM local RBAC: role definitions (built-in and custom), role assignments, enforcement.
 
-The built-in roles come from :mod:`hsmcert.roles` (one table for the whole project). Scopes are ``/``,
+The built-in roles come from :mod:`hsmcert.azure.roles` (one table for the whole project). Scopes are ``/``,
 ``/keys`` and ``/keys/<name>``; an assignment covers its scope and everything below it.
 """
 
@@ -11,7 +11,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from hsmcert import roles
+from hsmcert.azure import roles
 from hsmcert.emulator.api import ApiError, Request, Response, bad, paged
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from hsmcert import roles
+from hsmcert.azure import roles
 from hsmcert.config import EMULATOR_ENDPOINTS
 from hsmcert.emulator import auth, control, keys, login
 from hsmcert.emulator.api import MAX_BODY, ApiError, Request, Response
@@ -49,7 +49,7 @@ log = logging.getLogger("hsmcert.emulator")
 DEFAULT_SERVICES = (("managedhsm", "local-hsm"), ("vault", "local-vault"))
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,255}$")
 _CRYPTO_OPS = ("sign", "verify", "encrypt", "decrypt", "wrapkey", "unwrapkey")
-# Operations whose data action is not in hsmcert.roles.OPERATION_ACTIONS.
+# Operations whose data action is not in hsmcert.azure.roles.OPERATION_ACTIONS.
 _EXTRA_ACTIONS = {
     "deleted-list": "keys/deletedKeys/read/action",
     "rotationpolicy-get": "keys/read/action",

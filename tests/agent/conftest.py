@@ -13,7 +13,7 @@ HSM = "local-hsm"
 @pytest.fixture(scope="session")
 def agent_keys(emulator: Any) -> dict[str, str]:
     """References of an RSA 2048 key and EC P-256 / P-384 keys in the emulator's default Managed HSM."""
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     refs: dict[str, str] = {}
     for name, kty, kwargs in (

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 
 def test_one_hsm_read_serves_every_later_request(agent_factory: Any, emulator: Any) -> None:
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     name = f"agent-cache-{uuid4().hex[:8]}"
     ref = f"managedhsm:local-hsm:{name}"

@@ -23,7 +23,7 @@ def ref(emulator: Any) -> str:
     test's audit count."""
     from uuid import uuid4
 
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     made = f"managedhsm:local-hsm:agent-slow-{uuid4().hex[:8]}"
     create_key(made, "EC", curve="P-256")

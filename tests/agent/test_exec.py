@@ -37,7 +37,7 @@ def test_exec_openssl_req_signs_in_the_hsm(
     assert signs and signs[-1]["key"] == ref and signs[-1]["alg"] == "ES256"
     pubkeys = [r for r in records if r["op"] == "pubkey"]
     assert pubkeys
-    from hsmcert import hsm
+    from hsmcert.azure import hsm
 
     spki = hsm.open_key(ref).spki_der
     assert (
@@ -109,7 +109,7 @@ def test_exec_openssl_dgst_pss_and_pkeyutl_oaep(
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-    from hsmcert import hsm
+    from hsmcert.azure import hsm
 
     ref = agent_keys["rsa"]
     public = hsm.open_key(ref).public_key

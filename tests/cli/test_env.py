@@ -169,7 +169,7 @@ def test_every_variable_sets_its_option(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_the_csr_format_and_issue_csr_variables_work(emulator: Any, tmp_path: Path) -> None:
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     ref = f"managedhsm:local-hsm:env-{uuid4().hex[:8]}"
     create_key(ref, "EC", curve="P-256")

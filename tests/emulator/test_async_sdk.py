@@ -9,7 +9,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from hsmcert import roles
+from hsmcert.azure import roles
 from tests.emulator.conftest import unique
 
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from hsmcert import roles
+from hsmcert.azure import roles
 from tests.emulator.conftest import Token, unique
 
 

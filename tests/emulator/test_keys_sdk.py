@@ -118,7 +118,7 @@ def test_requests_without_a_valid_token_get_the_challenge(emulator: Any, hsm_url
 
 
 def test_token_claims_name_the_principal(emulator: Any) -> None:
-    from hsmcert.credentials import decode_claims
+    from hsmcert.azure.credentials import decode_claims
 
     claims = decode_claims(emulator.token("alice"))
     assert claims["oid"] == emulator.principal_id("alice") != emulator.principal_id("admin")

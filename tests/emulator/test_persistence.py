@@ -10,7 +10,7 @@ from azure.keyvault.keys import JsonWebKey, KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from hsmcert import roles
+from hsmcert.azure import roles
 from tests.emulator.conftest import Token, unique
 from tests.fixtures.emulator import start_emulator
 

@@ -14,7 +14,7 @@ from azure.keyvault.administration import (
     KeyVaultRoleScope,
 )
 
-from hsmcert import roles
+from hsmcert.azure import roles
 from tests.emulator.conftest import Token, unique
 
 CRYPTO_USER = roles.role_by_slug("crypto-user")

@@ -22,7 +22,7 @@ HSM = "local-hsm"
 
 def _as(principal_token: str | None, monkeypatch: pytest.MonkeyPatch, *args: str) -> CliResult:
     """Run hsmcert as the principal of ``principal_token`` (None: the emulator's administrator)."""
-    from hsmcert import hsm
+    from hsmcert.azure import keycache
 
     with monkeypatch.context() as m:
         if principal_token is not None:
@@ -32,7 +32,7 @@ def _as(principal_token: str | None, monkeypatch: pytest.MonkeyPatch, *args: str
             m.delenv("HSMCERT_ACCESS_TOKEN", raising=False)
         result = run_cli(*args)
     for ref in [a for a in args if a.startswith("managedhsm:")]:
-        hsm.forget(ref)  # the next caller opens the key afresh, with its own credential
+        keycache.forget(ref)  # the next caller opens the key afresh, with its own credential
     return result
 
 
@@ -44,7 +44,7 @@ def _csr(token: str | None, monkeypatch: pytest.MonkeyPatch, ref: str, out: Path
 def test_remedy_of_a_refused_sign_is_a_grant_that_works(
     emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     k1, k2 = (f"grant-{n}-{uuid4().hex[:8]}" for n in ("k1", "k2"))
     for name in (k1, k2):
@@ -84,7 +84,7 @@ def test_remedy_of_a_refused_sign_is_a_grant_that_works(
 def test_granular_grant_gives_read_and_sign_on_one_key(
     emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     key = f"grant-granular-{uuid4().hex[:8]}"
     ref = f"managedhsm:{HSM}:{key}"
@@ -95,7 +95,7 @@ def test_granular_grant_gives_read_and_sign_on_one_key(
 
     granted = _as(None, monkeypatch, "--output", "json", *argv)
     assert granted.code == 0, granted.err
-    from hsmcert.roles import SIGNER_ROLE_NAME
+    from hsmcert.azure.roles import SIGNER_ROLE_NAME
 
     done = json.loads(granted.out)["done"]
     assert done[-1] == {"action": "assigned", "scope": f"/keys/{key}", "role": SIGNER_ROLE_NAME}

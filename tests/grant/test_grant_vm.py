@@ -91,7 +91,7 @@ def _grant(*args: str) -> Any:
 
 
 def test_a_vms_identity_is_looked_up_and_granted(emulator: Any, arm: FakeArm) -> None:
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     key = f"vm-key-{uuid4().hex[:8]}"
     create_key(f"managedhsm:local-hsm:{key}", "EC", curve="P-256")

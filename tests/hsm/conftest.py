@@ -53,7 +53,7 @@ def cli() -> Callable[..., CliResult]:
 @pytest.fixture(scope="session")
 def make_key(emulator: Any) -> Callable[..., str]:
     """Create a key in the emulator's default Managed HSM; returns its reference text."""
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     def make(kty: str = "RSA", *, size: int | None = None, curve: str | None = None, **kwargs: Any) -> str:
         ref = f"managedhsm:{HSM}:{unique(kty.lower())}"

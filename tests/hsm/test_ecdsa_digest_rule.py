@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from hsmcert import hsm
+from hsmcert.azure import hsm
 from hsmcert.signer import HsmECPrivateKey, load_private_key
 
 HASHES: dict[str, hashes.HashAlgorithm] = {

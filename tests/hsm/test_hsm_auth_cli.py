@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hsmcert.credentials import decode_claims, get_credential
+from hsmcert.azure.credentials import decode_claims, get_credential
 
 from .conftest import HSM
 
@@ -92,8 +92,8 @@ def test_the_grant_command_in_a_403_remedy_fixes_it(
 def test_doctor_checks_a_vault_key_with_a_key_vault_token(emulator: Any, cli: Any) -> None:
     from uuid import uuid4
 
-    from hsmcert.credentials import VAULT_SCOPE, get_credential
-    from hsmcert.keys import create_key
+    from hsmcert.azure.credentials import VAULT_SCOPE, get_credential
+    from hsmcert.azure.keys import create_key
 
     ref = f"vault:local-vault:doctor-{uuid4().hex[:8]}"
     create_key(ref, "EC", curve="P-256")

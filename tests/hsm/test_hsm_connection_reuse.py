@@ -14,7 +14,7 @@ from tests.agent.test_agent_pool import CountingProxy
 
 
 def test_many_signatures_over_one_connection(emulator: Any) -> None:
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
     from hsmcert.signer import load_private_key
 
     refs = [f"managedhsm:local-hsm:reuse-{kind}-{uuid4().hex[:8]}" for kind in ("ec", "rsa")]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hsmcert.credentials import (
+from hsmcert.azure.credentials import (
     CREDENTIAL_NAMES,
     StaticTokenCredential,
     decode_claims,

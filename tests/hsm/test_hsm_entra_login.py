@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hsmcert.credentials import _authority_options
+from hsmcert.azure.credentials import _authority_options
 from hsmcert.emulator import control
 from tests.hsm.conftest import HSM, run_cli, unique
 

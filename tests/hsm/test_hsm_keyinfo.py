@@ -6,8 +6,8 @@ import pytest
 from azure.keyvault.keys import KeyVaultKey
 from azure.keyvault.keys._generated.models import KeyBundle
 
+from hsmcert.azure.keyinfo import KeyInfo
 from hsmcert.errors import HsmcertError
-from hsmcert.hsm import KeyInfo
 
 
 def _key(attributes: dict[str, object]) -> KeyVaultKey:

@@ -36,23 +36,23 @@ def test_the_user_assigned_identity_is_the_one_that_answers(
 def test_the_user_assigned_identity_is_refused_until_granted(
     emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hsmcert import hsm
-    from hsmcert.keys import create_key
+    from hsmcert.azure import keycache
+    from hsmcert.azure.keys import create_key
 
     name = f"mi-{uuid4().hex[:8]}"
     ref = f"managedhsm:local-hsm:{name}"
     create_key(ref, "EC", curve="P-256")
-    hsm.forget(ref)
+    keycache.forget(ref)
     client_id = str(uuid4())
     with monkeypatch.context() as m:
         m.setenv("HSMCERT_MANAGED_IDENTITY_CLIENT_ID", client_id)
         refused = run_cli("key", "show", "--key", ref, "--credential", "managed-identity")
     assert refused.code == 4 and f"--principal {client_id}" in refused.err, refused.err
-    hsm.forget(ref)
+    keycache.forget(ref)
     granted = run_cli("grant", "--hsm", "local-hsm", "--principal", client_id, "--key", name)
     assert granted.code == 0, granted.err
     with monkeypatch.context() as m:
         m.setenv("HSMCERT_MANAGED_IDENTITY_CLIENT_ID", client_id)
         shown = run_cli("key", "show", "--key", ref, "--credential", "managed-identity")
     assert shown.code == 0, shown.err
-    hsm.forget(ref)
+    keycache.forget(ref)

@@ -6,30 +6,30 @@ from pathlib import Path
 
 import pytest
 
+from hsmcert.azure.transport import environment_proxy, proxy_manager
 from hsmcert.errors import UsageError
-from hsmcert.hsm import _environment_proxy, _proxy_manager
 
 
 def test_proxy_login_scheme_and_no_proxy_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "user:p%40ss@proxy.corp:3128")
-    proxy = _environment_proxy("https://contoso.managedhsm.azure.net")
+    proxy = environment_proxy("https://contoso.managedhsm.azure.net")
     assert proxy == "http://user:p%40ss@proxy.corp:3128"
-    manager = _proxy_manager(proxy, {})
+    manager = proxy_manager(proxy, {})
     assert manager.proxy_headers["proxy-authorization"] == "Basic dXNlcjpwQHNz"  # user:p@ss
     monkeypatch.setenv("NO_PROXY", "10.0.0.0/8,.internal")
-    assert _environment_proxy("https://10.1.2.3:8443") is None
-    assert _environment_proxy("https://hsm.internal") is None
-    assert _environment_proxy("https://contoso.managedhsm.azure.net") is not None
+    assert environment_proxy("https://10.1.2.3:8443") is None
+    assert environment_proxy("https://hsm.internal") is None
+    assert environment_proxy("https://contoso.managedhsm.azure.net") is not None
     with pytest.raises(UsageError, match="not supported"):
-        _proxy_manager("gopher://proxy.corp:70", {})
+        proxy_manager("gopher://proxy.corp:70", {})
 
 
 def test_a_ca_directory_is_accepted(tmp_path: Path) -> None:
-    from hsmcert.hsm import _PooledTransport
+    from hsmcert.azure.transport import PooledTransport
 
-    transport = _PooledTransport(
+    transport = PooledTransport(
         "https://127.0.0.1:9", ca_bundle=str(tmp_path), connection_timeout=1, read_timeout=1,
         pool_maxsize=1, pool_block=False,
     )  # fmt: skip
@@ -40,9 +40,9 @@ def test_a_request_for_another_host_is_refused_not_sent_to_the_pools_host() -> N
     from azure.core.exceptions import ServiceRequestError
     from azure.core.rest import HttpRequest
 
-    from hsmcert.hsm import _PooledTransport
+    from hsmcert.azure.transport import PooledTransport
 
-    transport = _PooledTransport(
+    transport = PooledTransport(
         "https://contoso.managedhsm.azure.net", ca_bundle=None, connection_timeout=1, read_timeout=1,
         pool_maxsize=1, pool_block=False,
     )  # fmt: skip

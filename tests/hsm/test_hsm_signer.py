@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
-from hsmcert import hsm
+from hsmcert.azure import clients, hsm, keycache
 from hsmcert.errors import (
     HsmcertError,
     NotFoundError,
@@ -193,7 +193,7 @@ def test_rsa_decrypt_in_the_hsm(rsa_ref: str) -> None:
 
 
 def test_the_version_stays_pinned_after_rotation(emulator: Any, make_key: Any) -> None:
-    from hsmcert.keys import rotate_key
+    from hsmcert.azure.keys import rotate_key
 
     ref = make_key("EC", curve="P-256")
     key = load_private_key(ref)
@@ -209,14 +209,14 @@ def test_the_version_stays_pinned_after_rotation(emulator: Any, make_key: Any) -
 def test_one_csr_costs_one_get_and_one_sign_then_only_the_sign(emulator: Any, make_key: Any) -> None:
     ref = make_key("EC", curve="P-256")
     name = ref.rsplit(":", 1)[1]
-    hsm.forget(ref)
+    keycache.forget(ref)
     start = len([e for e in emulator.audit() if e.get("key") == name])
     key = load_private_key(ref)
     _csr(key)
     ops = [e["operation"] for e in emulator.audit() if e.get("key") == name][start:]
     assert len(ops) == 2 and ops[1] == "sign", ops  # read the public key, sign
     pinned = str(key.ref)
-    hsm._memory.clear()  # a new process: only the disk cache is left
+    keycache._memory.clear()  # a new process: only the disk cache is left
     _csr(load_private_key(pinned))
     ops = [e["operation"] for e in emulator.audit() if e.get("key") == name][start:]
     assert len(ops) == 3 and ops[2] == "sign", ops  # the sign alone
@@ -237,18 +237,18 @@ def test_missing_key_is_not_found(emulator: Any) -> None:
 def test_disabled_and_expired_keys_say_so(emulator: Any, make_key: Any) -> None:
     import datetime
 
+    from hsmcert.azure.credentials import get_credential
     from hsmcert.config import resolve_service
-    from hsmcert.credentials import get_credential
 
     disabled = make_key("EC", curve="P-256")
     expired = make_key("EC", curve="P-256")
     endpoint = resolve_service("managedhsm", HSM)
-    client = hsm.service_clients(endpoint, get_credential()).key_client
+    client = clients.service_clients(endpoint, get_credential()).key_client
     client.update_key_properties(disabled.rsplit(":", 1)[1], enabled=False)
     past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
     client.update_key_properties(expired.rsplit(":", 1)[1], expires_on=past)
-    hsm.forget(disabled)
-    hsm.forget(expired)  # as in a new process: nothing cached
+    keycache.forget(disabled)
+    keycache.forget(expired)  # as in a new process: nothing cached
     with pytest.raises(PermissionDeniedError, match="is disabled") as info:
         hsm.open_key(disabled)
     assert "--enabled true" in str(info.value.remedy)
@@ -257,7 +257,7 @@ def test_disabled_and_expired_keys_say_so(emulator: Any, make_key: Any) -> None:
 
 
 def test_a_403_names_the_role_scope_and_grant_command(emulator: Any, rsa_ref: str) -> None:
-    from hsmcert.credentials import StaticTokenCredential
+    from hsmcert.azure.credentials import StaticTokenCredential
 
     outsider = StaticTokenCredential(emulator.token(principal="outsider"))
     name = rsa_ref.rsplit(":", 1)[1]
@@ -336,11 +336,11 @@ def test_sign_kwargs_refuse_an_algorithm_for_another_key_type(ec_refs: dict[str,
 
 def test_throttling_and_unavailability_are_ridden_out(emulator: Any, make_key: Any) -> None:
     ref = make_key("EC", curve="P-256")
-    hsm.forget(ref)
+    keycache.forget(ref)
     try:
         emulator.set_faults(throttle=0.15, unavailable=0.1, retry_after=0, services=[HSM])
         for _ in range(4):
-            hsm.forget(ref)
+            keycache.forget(ref)
             key = load_private_key(ref)
             assert _csr(key).is_signature_valid
     finally:
@@ -348,7 +348,7 @@ def test_throttling_and_unavailability_are_ridden_out(emulator: Any, make_key: A
 
 
 def test_key_vault_keys_sign_too(emulator: Any) -> None:
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     ref = f"vault:local-vault:{unique('kv')}"
     made = create_key(ref, "RSA", size=2048)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken
 
-from hsmcert.credentials import Credential
+from hsmcert.azure.credentials import Credential
 
 
 class Issuer:
@@ -58,7 +58,7 @@ def test_no_token_in_the_repr_of_a_credential() -> None:
 def test_doctor_lists_what_the_automatic_chain_would_try(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hsmcert.credentials import configured, get_credential
+    from hsmcert.azure.credentials import configured, get_credential
 
     for name in ("AZURE_TENANT_ID", "MHSM_CLIENT_ID", "MHSM_CLIENT_SECRET", "HSMCERT_ACCESS_TOKEN"):
         monkeypatch.delenv(name, raising=False)

@@ -10,7 +10,7 @@ from uuid import uuid4
 
 
 def test_verbose_logs_requests_with_the_token_redacted(emulator: Any) -> None:
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     ref = f"managedhsm:local-hsm:verbose-{uuid4().hex[:8]}"
     create_key(ref, "EC", curve="P-256")
@@ -28,7 +28,7 @@ def test_verbose_logs_requests_with_the_token_redacted(emulator: Any) -> None:
 
 
 def test_a_library_user_logging_everything_at_debug_sees_no_token(emulator: Any) -> None:
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     ref = f"managedhsm:local-hsm:debuglog-{uuid4().hex[:8]}"
     create_key(ref, "RSA", size=2048)

@@ -31,7 +31,7 @@ class HsmKeys:
 @pytest.fixture(scope="session")
 def hsm_keys(emulator: Any) -> HsmKeys:
     """An RSA 2048, an EC P-256 and an EC P-384 key in the emulator's default Managed HSM."""
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     tag = uuid4().hex[:8]
     rsa = f"managedhsm:{HSM}:prov-rsa-{tag}"

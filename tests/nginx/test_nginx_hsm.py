@@ -67,8 +67,8 @@ class HsmKey:
 
 
 def new_key(kty: str) -> HsmKey:
-    from hsmcert.hsm import open_key
-    from hsmcert.keys import create_key
+    from hsmcert.azure.hsm import open_key
+    from hsmcert.azure.keys import create_key
 
     name = f"nginx-{kty.lower()}-{uuid4().hex[:8]}"
     ref = f"managedhsm:{HSM}:{name}"

@@ -89,7 +89,7 @@ def test_installed_hsmcert_renders_nginx_config(
 ) -> None:
     from uuid import uuid4
 
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     env = {**os.environ, **{k: installed[1][k] for k in ("PYTHONPATH", "XDG_CACHE_HOME")}}  # + the emulator's
     ref = f"managedhsm:local-hsm:wheel-{uuid4().hex[:8]}"

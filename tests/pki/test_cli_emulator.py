@@ -38,7 +38,7 @@ KEYS = {
 @pytest.fixture(scope="module")
 def keys(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """One key of each kind (unique names: the emulator is shared), and a public-key cache of our own."""
-    from hsmcert.keys import create_key
+    from hsmcert.azure.keys import create_key
 
     old = os.environ.get("HSMCERT_CACHE_DIR")
     os.environ["HSMCERT_CACHE_DIR"] = str(tmp_path_factory.mktemp("pki-cache"))
@@ -250,16 +250,16 @@ def test_stdout_der_and_json(keys: dict[str, str]) -> None:
 
 def _unusable_key(**properties: Any) -> str:
     """A new key whose properties are then changed (enabled=False, expires_on=...)."""
-    from hsmcert import hsm
+    from hsmcert.azure import clients, keycache
+    from hsmcert.azure.credentials import get_credential
+    from hsmcert.azure.keys import create_key
     from hsmcert.config import resolve_service
-    from hsmcert.credentials import get_credential
-    from hsmcert.keys import create_key
 
     ref = f"managedhsm:{HSM}:pki-off-{uuid4().hex[:8]}"
     create_key(ref, "EC", curve="P-256")
-    client = hsm.service_clients(resolve_service("managedhsm", HSM), get_credential()).key_client
+    client = clients.service_clients(resolve_service("managedhsm", HSM), get_credential()).key_client
     client.update_key_properties(ref.rsplit(":", 1)[1], **properties)
-    hsm.forget(ref)
+    keycache.forget(ref)
     return ref
 
 
@@ -298,13 +298,13 @@ def test_errors_one_line_exit_code_no_file(
     elif case == "unreachable":
         args += ["--endpoint", "https://127.0.0.1:9", "--ca-bundle", str(emulator.ca)]
     elif case == "no-role":
-        from hsmcert import hsm
+        from hsmcert.azure import keycache
 
         args[2] = f"managedhsm:{HSM}:pki-noaccess-{uuid4().hex[:8]}"
-        from hsmcert.keys import create_key
+        from hsmcert.azure.keys import create_key
 
         create_key(args[2], "EC", curve="P-256")
-        hsm.forget(args[2])
+        keycache.forget(args[2])
         monkeypatch.setenv("HSMCERT_ACCESS_TOKEN", emulator.token(principal="outsider"))
         args += ["--credential", "env-token"]
     elif case == "wrong-alg":
@@ -371,7 +371,8 @@ def test_a_wrong_signature_from_the_hsm_writes_nothing(
     keys: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
     """The HSM answers with a corrupted signature (the signer test's lying HsmKey): exit 6, no file."""
-    from hsmcert import hsm, signer
+    from hsmcert import signer
+    from hsmcert.azure import hsm
     from tests.hsm.test_hsm_signer import _LyingKey
 
     def lying(ref: str, **kwargs: Any) -> Any:

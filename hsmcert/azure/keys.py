@@ -18,8 +18,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from hsmcert.azure.clients import service_clients
+from hsmcert.azure.hsm import fetch_key_info
+from hsmcert.azure.keycache import remember
+from hsmcert.azure.keyinfo import KeyInfo, public_key_from_jwk
 from hsmcert.errors import NotFoundError, UsageError
-from hsmcert.hsm import KeyInfo, fetch_key_info, public_key_from_jwk, remember, service_clients
 from hsmcert.jwa import CURVES
 from hsmcert.keyref import KeyRef, Kind, parse_keyref
 
@@ -178,7 +181,7 @@ def create_key(
     if bad:
         raise UsageError(f"Unknown key operation {bad[0]!r}.", f"Use some of: {', '.join(ALL_OPS)}.")
 
-    from hsmcert.hsm import translate_azure_errors
+    from hsmcert.azure.errors import translate_azure_errors
 
     service = _service(ref.kind, ref.service, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
     try:
@@ -215,7 +218,7 @@ def rotate_key(
     ref: KeyRef | str, *, endpoint: str | None = None, ca_bundle: str | None = None, credential: Any = None
 ) -> KeyDetails:
     """Make a new version of the key (same type, size, operations and tags); the old versions remain."""
-    from hsmcert.hsm import translate_azure_errors
+    from hsmcert.azure.errors import translate_azure_errors
 
     ref = _ref(ref)
     if ref.version:
@@ -265,7 +268,7 @@ def list_keys(
     credential: Any = None,
 ) -> list[KeySummary]:
     """The keys of a Managed HSM or vault (optionally only those with a PKCS#11 label), sorted by name."""
-    from hsmcert.hsm import translate_azure_errors
+    from hsmcert.azure.errors import translate_azure_errors
 
     service = _service(kind, name, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
     found: list[KeySummary] = []

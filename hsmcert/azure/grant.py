@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from hsmcert import roles
+from hsmcert.azure import roles
 from hsmcert.errors import HsmcertError, NotFoundError, PermissionDeniedError, UnreachableError, UsageError
 
 ARM_URL = "https://management.azure.com"

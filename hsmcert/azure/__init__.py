@@ -1,0 +1,12 @@
+"""Azure Managed HSM and Key Vault through the Azure SDKs.
+
+- :mod:`~hsmcert.azure.hsm`: one key (open, sign, decrypt), the library's entry point;
+- :mod:`~hsmcert.azure.keys`: create, list, show and rotate keys;
+- :mod:`~hsmcert.azure.clients`: the SDK clients shared per endpoint and credential;
+- :mod:`~hsmcert.azure.credentials`: the credential chain;
+- :mod:`~hsmcert.azure.errors`: azure-core exceptions turned into hsmcert errors with a remedy;
+- :mod:`~hsmcert.azure.keyinfo` and :mod:`~hsmcert.azure.keycache`: public keys and their cache;
+- :mod:`~hsmcert.azure.transport` and :mod:`~hsmcert.azure.challenges`: the pooled HTTPS transport and the
+  remembered authentication challenges;
+- :mod:`~hsmcert.azure.grant` and :mod:`~hsmcert.azure.roles`: access for machine identities.
+"""

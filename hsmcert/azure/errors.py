@@ -1,0 +1,245 @@
+"""Azure SDK exceptions turned into hsmcert errors, once, with a remedy.
+
+:func:`translate_azure_errors` wraps every call into the SDK: a 403 names the missing role, its scope and
+the command that grants it; a 404 the missing key; an unreachable or untrusted endpoint the way to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from hsmcert.azure import roles
+from hsmcert.errors import (
+    HsmcertError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnreachableError,
+    UsageError,
+)
+from hsmcert.keyref import KeyRef, parse_keyref
+
+
+def _target(target: KeyRef | str) -> tuple[str, str, str | None]:
+    """(kind, service, key or None) of a reference, or of ``kind:service`` text."""
+    if isinstance(target, KeyRef):
+        return target.kind, target.service, target.key
+    try:
+        ref = parse_keyref(target)
+        return ref.kind, ref.service, ref.key
+    except UsageError:
+        kind, _, rest = target.partition(":")
+        service, _, key = rest.partition(":")
+        return kind or "managedhsm", service or target, key or None
+
+
+def _service_error_code(exc: Any) -> str:
+    """The error code and inner code Key Vault put in the body ("Forbidden/ForbiddenByRbac")."""
+    codes: list[str] = []
+    error = getattr(exc, "error", None)
+    while error is not None and len(codes) < 4:
+        code = getattr(error, "code", None)
+        if code:
+            codes.append(str(code))
+        error = getattr(error, "innererror", None) or getattr(error, "inner_error", None)
+        if isinstance(error, dict):
+            if error.get("code"):
+                codes.append(str(error["code"]))
+            break
+    return "/".join(codes)
+
+
+def _service_message(exc: Any) -> str:
+    error = getattr(exc, "error", None)
+    message = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
+    text = str(message).strip()
+    # azure-core prefixes "(Code) message" and appends "Code: ..." lines: keep the first sentence.
+    first = text.splitlines()[0] if text else ""
+    if first.startswith("(") and ") " in first:
+        first = first.split(") ", 1)[1]
+    return first.rstrip(".")
+
+
+def permission_remedy(
+    kind: str, service: str, key: str | None, operation: str, credential: Any = None
+) -> str:
+    """The role, scope and command that would let the caller do ``operation`` on ``key``."""
+    principal = _principal_hint(credential)
+    if operation == "role management":
+        role = roles.role_by_slug("policy-administrator") or roles.BUILTIN_ROLES[0]
+        return (
+            f"Role management needs the {role.name!r} role at scope '/'; ask an administrator of "
+            f"{service} to assign it: az keyvault role assignment create --hsm-name {service} "
+            f"--role {role.name!r} --scope / --assignee-object-id {principal}"
+        )
+    if kind == "vault":
+        return (
+            "Key Vault uses Azure RBAC: assign 'Key Vault Crypto User' (sign, decrypt) or 'Key Vault Crypto "
+            f"Officer' (create, rotate) on the vault {service} to {principal} with az role assignment create."
+        )
+    role = roles.role_for_operation(operation)
+    scope = roles.key_scope(key)
+    action = roles.PREFIX + roles.OPERATION_ACTIONS.get(operation, "keys/read/action")
+    key_opt = f"--key {key}" if key else "--scope /keys"
+    return (
+        f"The caller needs {action}, which the role {role.name!r} gives at scope {scope}. Grant it: "
+        f"hsmcert grant --hsm {service} --principal {principal} {key_opt} --role {role.slug}"
+    )
+
+
+def _principal_hint(credential: Any = None) -> str:
+    """The object id of the refused caller: from its credential's last token, else the latest token."""
+    from hsmcert.azure.credentials import last_object_id
+
+    claims = getattr(credential, "claims", None)
+    oid = claims.get("oid") if isinstance(claims, dict) else None
+    return str(oid or last_object_id() or "<object id from hsmcert whoami>")
+
+
+@contextlib.contextmanager
+def translate_azure_errors(
+    target: KeyRef | str, operation: str, url: str | None = None, credential: Any = None
+) -> Iterator[None]:
+    """Turn azure-core exceptions raised inside the block into hsmcert errors with a remedy.
+
+    ``target`` is a key reference (or ``kind:service`` text), ``operation`` the REST operation name
+    (``get``, ``sign``, ``create``, ... as in :data:`hsmcert.azure.roles.OPERATION_ACTIONS`) or
+    ``"role management"``; ``url`` the endpoint, for unreachable errors; ``credential`` the one used, so
+    that a 403 remedy names its object id.
+    """
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    kind, service, key = _target(target)
+    where = f"{kind}:{service}"
+    what = f"the key {key} in {where}" if key else where
+    try:
+        yield
+        if url:
+            from hsmcert.azure.challenges import save_challenge
+
+            save_challenge(url)
+    except HsmcertError:
+        raise
+    except ResourceNotFoundError as exc:
+        code = _service_error_code(exc)
+        if key and ("KeyNotFound" in code or "key" in _service_message(exc).lower() or not code):
+            raise NotFoundError(
+                f"There is no key {key} in {where}" + (f" ({_service_message(exc)})." if code else "."),
+                f"List the keys with: hsmcert key list --{'hsm' if kind == 'managedhsm' else 'vault'} {service}",
+            ) from exc
+        raise NotFoundError(f"{where}: {_service_message(exc)}.") from exc
+    except ClientAuthenticationError as exc:
+        # A 401 from the service, or no credential could get a token.
+        from hsmcert.azure.credentials import AUTH_REMEDY
+
+        status = getattr(exc, "status_code", None)
+        if status == 403:
+            raise _forbidden(exc, kind, service, key, operation, what, credential) from exc
+        raise PermissionDeniedError(
+            f"Not signed in to {where}: {_service_message(exc)}.", AUTH_REMEDY
+        ) from exc
+    except HttpResponseError as exc:
+        status = exc.status_code
+        if status == 403:
+            raise _forbidden(exc, kind, service, key, operation, what, credential) from exc
+        if status == 401:
+            from hsmcert.azure.credentials import AUTH_REMEDY
+
+            raise PermissionDeniedError(
+                f"{where} did not accept the token: {_service_message(exc)}.", AUTH_REMEDY
+            ) from exc
+        if status == 429:
+            raise HsmcertError(
+                f"{where} is throttling requests (429) and the retries ran out.",
+                "Wait and retry; spread the load or use the agent, which pools and paces requests.",
+            ) from exc
+        if status == 409:
+            raise HsmcertError(
+                f"{what}: {_service_message(exc)}.",
+                "A deleted key with this name may exist: recover or purge it, or choose another name.",
+            ) from exc
+        if status is not None and 400 <= status < 500:
+            raise UsageError(f"{where} refused {operation} on {what}: {_service_message(exc)}.") from exc
+        raise HsmcertError(
+            f"{where} failed {operation} on {what} (HTTP {status}): {_service_message(exc)}.",
+            "Retry later; if it persists, check the service health.",
+        ) from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        reason = _network_reason(exc)
+        if "certificate" in reason.lower():
+            raise UnreachableError(
+                f"The TLS certificate of {where}"
+                + (f" at {url}" if url else "")
+                + f" is not trusted: {reason}.",
+                "Give the CA of that endpoint with --ca-bundle or HSMCERT_CA_BUNDLE (the emulator's: "
+                "$HSMCERT_EMULATOR_CA).",
+            ) from exc
+        raise UnreachableError(
+            f"Cannot reach {where}" + (f" at {url}" if url else "") + f": {reason}.",
+            "Check the network, the endpoint (hsmcert doctor) and, for the emulator, that it runs: "
+            'eval "$(hsmcert emulator start)"',
+        ) from exc
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def _network_reason(exc: BaseException) -> str:
+    """A short cause ("Connection refused", "certificate verify failed ...") from a requests/urllib3 error."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        found = re.search(r"certificate verify failed: ([^(')\]]+)", text)
+        return "certificate verify failed" + (f" ({found.group(1).strip()})" if found else "")
+    found = _ERRNO.search(text)
+    if found:
+        return found.group(1).strip().rstrip(".")
+    if "timed out" in text.lower():
+        return "timed out"
+    return _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+
+
+def _forbidden(
+    exc: Any, kind: str, service: str, key: str | None, operation: str, what: str, credential: Any = None
+) -> HsmcertError:
+    message = _service_message(exc)
+    lowered = message.lower()
+    code = _service_error_code(exc)
+    what = what[:1].upper() + what[1:]
+    if "disabled" in lowered or "KeyDisabled" in code:
+        return PermissionDeniedError(f"{what} is disabled.", enable_remedy(kind, service, key))
+    if "expired" in lowered or "not yet valid" in lowered or "KeyExpired" in code or "KeyNotYetValid" in code:
+        return PermissionDeniedError(
+            f"{what} is outside its validity period ({message}).",
+            "Use a valid key version or change its dates: az keyvault key set-attributes "
+            f"--{'hsm-name' if kind == 'managedhsm' else 'vault-name'} {service} --name {key} --expires ...",
+        )
+    if "OperationNotAllowed" in code or ("not allowed" in lowered and "key_ops" in lowered):
+        return PermissionDeniedError(
+            f"{what} does not allow {operation}: {message}.",
+            "The key's permitted operations (key_ops) exclude it; create a key for this purpose.",
+        )
+    return PermissionDeniedError(
+        f"{service} refused {operation} on {what[:1].lower() + what[1:]}: permission denied (403{', ' + code if code else ''}).",
+        permission_remedy(kind, service, key, operation, credential),
+    )
+
+
+def enable_remedy(kind: str, service: str, key: str | None) -> str:
+    flag = "--hsm-name" if kind == "managedhsm" else "--vault-name"
+    return f"Enable it if it should be used: az keyvault key set-attributes {flag} {service} --name {key} --enabled true"
+
+
+__all__ = ["enable_remedy", "permission_remedy", "translate_azure_errors"]

@@ -1,0 +1,198 @@
+"""Talk to one key in a Managed HSM or Key Vault: fetch its public part once, sign digests, decrypt.
+
+:func:`open_key` returns an :class:`HsmKey` whose version is pinned: every operation goes to the version
+that was current when the key was opened, so all signatures of one certificate come from one key.
+Each signature is verified locally with the public key before it is returned. Public keys come from the
+cache of :mod:`hsmcert.azure.keycache` when they can; the SDK clients are shared per endpoint
+(:mod:`hsmcert.azure.clients`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from hsmcert import jwa
+from hsmcert.azure.clients import ServiceClients, service_clients
+from hsmcert.azure.errors import enable_remedy, translate_azure_errors
+from hsmcert.azure.keycache import cache_get, cache_put
+from hsmcert.azure.keyinfo import KeyInfo, public_key_from_jwk, unb64u
+from hsmcert.errors import PermissionDeniedError, UsageError, VerificationError
+from hsmcert.keyref import KeyRef, parse_keyref
+
+
+def check_usable(info: KeyInfo, ref: KeyRef) -> None:
+    what = f"The key {ref}"
+    if info.enabled is False:
+        raise PermissionDeniedError(f"{what} is disabled.", enable_remedy(ref.kind, ref.service, ref.key))
+    now = time.time()
+    if info.expires_on is not None and info.expires_on <= now:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(info.expires_on))
+        raise PermissionDeniedError(
+            f"{what} expired on {stamp}.",
+            "Rotate it (hsmcert key rotate) or use another key; an expired key cannot sign.",
+        )
+    if info.not_before is not None and info.not_before > now:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(info.not_before))
+        raise PermissionDeniedError(f"{what} is not valid before {stamp}.", "Wait, or use another key.")
+
+
+class HsmKey:
+    """One pinned version of an RSA or EC key in a Managed HSM or Key Vault.
+
+    Built by :func:`open_key`. ``sign_digest`` and ``decrypt`` go to the HSM; everything public is local.
+    """
+
+    def __init__(self, ref: KeyRef, info: KeyInfo, service: ServiceClients) -> None:
+        self.ref = ref.with_version(info.version)
+        self.info = info
+        self.kid = info.kid
+        self.kty: str = info.kty
+        self.curve: str | None = info.jwk.get("crv")
+        self.public_key = public_key_from_jwk(info.jwk)
+        self._service = service
+        self._crypto: Any = None
+        self._crypto_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HsmKey({str(self.ref)!r}, kty={self.kty!r})"
+
+    @property
+    def endpoint_url(self) -> str:
+        return self._service.url
+
+    @property
+    def key_size(self) -> int:
+        return int(self.public_key.key_size)
+
+    @property
+    def spki_der(self) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        return self.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+    def default_algorithm(self) -> str:
+        """RS256 for RSA; the ES algorithm that matches the curve for EC."""
+        return jwa.default_algorithm(self.kty, self.curve)
+
+    def check_algorithm(self, alg: str) -> jwa.Algorithm:
+        """The :class:`~hsmcert.jwa.Algorithm` for ``alg``, refused clearly when the key cannot use it."""
+        return jwa.check_algorithm(alg, self.kty, self.curve, key=str(self.ref))
+
+    def _crypto_client(self) -> Any:
+        with self._crypto_lock:
+            if self._crypto is None:
+                from azure.keyvault.keys import KeyVaultKey
+                from azure.keyvault.keys.crypto import CryptographyClient
+
+                jwk = {k: (unb64u(v) if k in ("n", "e", "x", "y") else v) for k, v in self.info.jwk.items()}
+                jwk["kid"] = self.kid
+                self._crypto = CryptographyClient(
+                    KeyVaultKey(self.kid, jwk=jwk), self._service.credential, **self._service.lean_kwargs()
+                )
+            return self._crypto
+
+    def sign_digest(self, alg: str, digest: bytes) -> bytes:
+        """Sign ``digest`` in the HSM with ``alg`` (JWA name) and return a locally verified signature.
+
+        RSA: the PKCS#1 v1.5 or PSS signature (PSS salt = digest length); ``digest`` is as long as the
+        algorithm's hash. EC: a DER ECDSA signature; ``digest`` may be of any hash of 20 to 64 bytes (the
+        ECDSA digest rule of :mod:`hsmcert.jwa`), and the signature verifies against it.
+        Raises :class:`~hsmcert.errors.VerificationError` when the returned signature does not verify.
+        """
+        algorithm = self.check_algorithm(alg)
+        digest = jwa.digest_to_sign(algorithm, digest)
+        with translate_azure_errors(self.ref, "sign", self._service.url, self._service.credential):
+            result = self._crypto_client().sign(algorithm.name, digest)
+        signature = bytes(result.signature)
+        if self.kty == "EC":
+            signature = jwa.raw_to_der(signature, jwa.CURVE_BYTES[str(self.curve)])
+        self.verify_digest(algorithm.name, digest, signature)
+        return signature
+
+    def verify_digest(self, alg: str, digest: bytes, signature: bytes) -> None:
+        """Check a signature (DER for EC) over ``digest`` locally; raise VerificationError if wrong."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+        from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+        algorithm = self.check_algorithm(alg)
+        digest = jwa.digest_to_sign(algorithm, digest)
+        hash_alg = jwa.hash_for(algorithm.hash)
+        try:
+            if isinstance(self.public_key, rsa.RSAPublicKey):
+                pad: padding.AsymmetricPadding = (
+                    padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
+                    if algorithm.pss
+                    else padding.PKCS1v15()
+                )
+                self.public_key.verify(signature, digest, pad, Prehashed(hash_alg))
+            else:
+                self.public_key.verify(signature, digest, ec.ECDSA(Prehashed(hash_alg)))
+        except (InvalidSignature, ValueError) as exc:
+            raise VerificationError(
+                f"The {algorithm.name} signature returned by {self.ref} does not verify with its public key.",
+                "Nothing was written. The HSM (or emulator) returned a wrong signature; retry, and report it "
+                "if it persists.",
+            ) from exc
+
+    def decrypt(self, alg: str, ciphertext: bytes) -> bytes:
+        """Decrypt ``ciphertext`` in the HSM (RSA-OAEP, RSA-OAEP-256 or RSA1_5)."""
+        if self.kty != "RSA":
+            raise UsageError(f"{self.ref} is an {self.kty} key; only RSA keys decrypt.")
+        name = alg.upper()
+        if name not in jwa.DECRYPT_ALGORITHMS:
+            raise UsageError(
+                f"Unsupported decryption algorithm {alg!r}.",
+                f"Use one of: {', '.join(jwa.DECRYPT_ALGORITHMS)}.",
+            )
+        if len(ciphertext) != (self.key_size + 7) // 8:
+            raise UsageError(
+                f"The ciphertext is {len(ciphertext)} bytes; a {self.key_size}-bit key needs {(self.key_size + 7) // 8}."
+            )
+        with translate_azure_errors(self.ref, "decrypt", self._service.url, self._service.credential):
+            result = self._crypto_client().decrypt(name, ciphertext)
+        return bytes(result.plaintext)
+
+
+def fetch_key_info(ref: KeyRef, service: ServiceClients) -> KeyInfo:
+    """GET the key (the latest version, or ``ref.version``) from the service; no cache."""
+    with translate_azure_errors(ref, "get", service.url, service.credential):
+        key = service.key_client.get_key(ref.key, version=ref.version)
+    return KeyInfo.from_sdk(key)
+
+
+def open_key(
+    ref: KeyRef | str,
+    *,
+    endpoint: str | None = None,
+    ca_bundle: str | None = None,
+    credential: Any = None,
+    refresh: bool = False,
+) -> HsmKey:
+    """Fetch the public key of ``ref`` (or take it from the cache) and pin its version.
+
+    ``credential``: None (``get_credential()``), a credential name, or any azure-core token credential.
+    ``refresh``: ask the service even when the public key is cached (checks access, enabled, expiry).
+    """
+    from hsmcert.config import resolve_endpoint
+
+    if isinstance(ref, str):
+        ref = parse_keyref(ref)
+    resolved = resolve_endpoint(ref, endpoint=endpoint, ca_bundle=ca_bundle)
+    service = service_clients(resolved, credential)
+    info = None if refresh else cache_get(resolved.url, ref)
+    if info is None:
+        info = fetch_key_info(ref, service)
+        check_usable(info, ref)
+        if info.kty not in ("RSA", "EC"):
+            raise UsageError(
+                f"{ref} is a {info.jwk.get('kty')} key; only RSA and EC keys sign.",
+                "Use an RSA or EC key (hsmcert key create --kty RSA|EC).",
+            )
+        cache_put(resolved.url, ref, info)
+    return HsmKey(ref, info, service)
+
+
+__all__ = ["HsmKey", "fetch_key_info", "open_key"]
