@@ -57,10 +57,6 @@ class Endpoint:
     source: str = "default"
     """Where the answer came from: flag, environment, emulator, config or default (shown by doctor)."""
 
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for an Azure SDK client of this endpoint."""
-        return {"connection_verify": self.ca_bundle} if self.ca_bundle else {}
-
 
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
     """``$HSMCERT_CONFIG``, else ``<user config dir>/hsmcert/config.toml``."""

@@ -59,10 +59,6 @@ class HsmKey:
         return f"HsmKey({str(self.ref)!r}, kty={self.kty!r})"
 
     @property
-    def endpoint_url(self) -> str:
-        return self._service.url
-
-    @property
     def key_size(self) -> int:
         return int(self.public_key.key_size)
 
