@@ -8,6 +8,15 @@ from typing import Any
 
 from hsmcert.errors import UsageError
 
+LIMITS = {
+    "throttle": (0.0, 1.0, ""),
+    "unavailable": (0.0, 1.0, ""),
+    "drop": (0.0, 1.0, ""),
+    "latency_ms": (0.0, 60_000.0, " ms"),
+    "retry_after": (0.0, 3600.0, " s"),
+}
+"""The range of each number (latency at most a minute: longer makes every client time out)."""
+
 
 @dataclass
 class Faults:
@@ -59,7 +68,9 @@ def parse_faults(values: dict[str, Any]) -> Faults:
     for raw_name, value in values.items():
         name = aliases.get(raw_name, raw_name)
         if name not in known:
-            raise UsageError(f"Unknown fault {raw_name!r}.", f"Use one of: {', '.join(sorted(known))}.")
+            raise UsageError(
+                f"Unknown fault {str(raw_name)[:40]!r}.", f"Use one of: {', '.join(sorted(known))}."
+            )
         if name == "services":
             if isinstance(value, str):
                 value = [v for v in value.split(",") if v]
@@ -67,14 +78,18 @@ def parse_faults(values: dict[str, Any]) -> Faults:
                 raise UsageError("The services of a fault must be a list of names.")
             result.services = list(value)
             continue
+        if isinstance(value, bool):
+            raise UsageError(f"The fault {raw_name} needs a number, not {value!r}.")
         try:
             number = float(value)
-        except (TypeError, ValueError):
-            raise UsageError(f"The fault {raw_name} needs a number, not {value!r}.") from None
-        if name in ("throttle", "unavailable", "drop") and not 0.0 <= number <= 1.0:
-            raise UsageError(f"The fault rate {raw_name}={value} is not between 0 and 1.")
-        if number < 0:
-            raise UsageError(f"The fault {raw_name} cannot be negative.")
+        except (TypeError, ValueError, OverflowError):
+            raise UsageError(f"The fault {raw_name} needs a number, not {str(value)[:40]!r}.") from None
+        low, high, unit = LIMITS[name]
+        if not low <= number <= high:  # also false for NaN
+            raise UsageError(
+                f"The fault {raw_name}={str(value)[:40]} is not between {low:g} and {high:g}{unit}.",
+                f"Give {name} a number from {low:g} to {high:g}.",
+            )
         setattr(result, name, int(number) if name == "retry_after" else number)
     if result.throttle + result.unavailable + result.drop > 1.0:
         raise UsageError("The fault rates add up to more than 1.")

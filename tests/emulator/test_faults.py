@@ -133,5 +133,37 @@ def test_faults_at_start_and_from_the_cli(tmp_path: Path) -> None:
             check=False,
         )
         assert done.returncode == 2 and "between 0 and 1" in done.stderr and "Traceback" not in done.stderr
+        for option, value in (("--latency-ms", "inf"), ("--latency-ms", "nan"), ("--latency-ms", "1e12")):
+            done = subprocess.run(
+                [*hsmcert, "emulator", "faults", "--data", str(own.data_dir), option, value],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 2, (value, done.stdout, done.stderr)
+            assert "between 0 and 60000 ms" in done.stderr and "Traceback" not in done.stderr
+        assert _get(own, own.url())[0] == 200  # the refused values changed nothing
     finally:
         own.stop()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"latency_ms": float("inf")},
+        {"latency_ms": float("nan")},
+        {"latency_ms": 1e12},
+        {"latency_ms": -1},
+        {"retry_after": 1e300},
+        {"throttle": True},
+        {"throttle": float("nan")},
+        {"unavailable": "1e999"},
+    ],
+)
+def test_non_finite_and_absurd_fault_values_are_refused(emulator: Any, settings: dict[str, Any]) -> None:
+    from hsmcert.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"between|needs a number|NaN is not JSON|Infinity is not JSON"):
+        emulator.set_faults(**settings)
+    assert _get(emulator, emulator.url())[0] == 200
