@@ -14,6 +14,45 @@ VERSION_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 _B64U_RE = re.compile(r"[A-Za-z0-9_-]*")
 MAX_BODY = 1 << 20
 PAGE_SIZE = 25
+MAX_JSON_DEPTH = 32
+"""Deeper JSON is refused: no Key Vault document nests more than a few levels."""
+MAX_TIMESTAMP = 253402300799
+"""9999-12-31T23:59:59Z, the last second Azure's dates hold (attributes ``nbf``, ``exp``)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_json(data: bytes | str) -> Any:
+    """Parse JSON as Azure does: no NaN or Infinity, at most :data:`MAX_JSON_DEPTH` levels; ValueError else.
+
+    >>> loads_json(b'{"a": [1, {"b": null}]}')
+    {'a': [1, {'b': None}]}
+    >>> loads_json("[" * 5000 + "]" * 5000)
+    Traceback (most recent call last):
+    ValueError: the JSON nests deeper than 32 levels
+    """
+    depth = 0
+    in_string = escaped = False
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    for char in text:  # count the nesting before the recursive parser sees it
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        elif char in "]}":
+            depth -= 1
+    return json.loads(text, parse_constant=_no_constant)
 
 
 class ApiError(Exception):
@@ -63,9 +102,9 @@ class Request:
                 self._json = {}
             else:
                 try:
-                    self._json = json.loads(self.body)
-                except (ValueError, UnicodeDecodeError):
-                    raise bad("The request body is not valid JSON.") from None
+                    self._json = loads_json(self.body)
+                except ValueError as exc:
+                    raise bad(f"The request body is not valid JSON: {str(exc)[:80]}.") from None
             if not isinstance(self._json, dict):
                 raise bad("The request body must be a JSON object.")
         result: dict[str, Any] = self._json

@@ -16,6 +16,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from hsmcert.emulator.api import loads_json
+
 ADMIN = "admin"
 TENANT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://hsmcert.invalid/emulator/tenant"))
 _PRINCIPALS = uuid.uuid5(uuid.NAMESPACE_URL, "https://hsmcert.invalid/emulator/principals")
@@ -65,7 +67,7 @@ def read_jwt(key: bytes, token: str) -> dict[str, Any]:
     if len(parts) != 3:
         raise ValueError("the token is not a JWT")
     try:
-        header = json.loads(_unb64(parts[0]))
+        header = loads_json(_unb64(parts[0]))
         signature = _unb64(parts[2])
     except (ValueError, UnicodeDecodeError):
         raise ValueError("the token is not a JWT") from None
@@ -75,7 +77,7 @@ def read_jwt(key: bytes, token: str) -> dict[str, Any]:
     if not hmac.compare_digest(expected, signature):
         raise ValueError("the signature is invalid")
     try:
-        claims = json.loads(_unb64(parts[1]))
+        claims = loads_json(_unb64(parts[1]))
     except (ValueError, UnicodeDecodeError):
         raise ValueError("the token is not a JWT") from None
     if not isinstance(claims, dict):

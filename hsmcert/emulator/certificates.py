@@ -14,7 +14,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hsmcert.emulator.api import ApiError, Request, Response, b64u, bad, check_name, field_of, paged, unb64
-from hsmcert.emulator.keys import DEFAULT_OPS, KeyVersion, generate, new_version, private_der, public_jwk
+from hsmcert.emulator.keys import (
+    DEFAULT_OPS,
+    KeyVersion,
+    generate,
+    new_version,
+    parse_tags,
+    private_der,
+    public_jwk,
+)
 
 if TYPE_CHECKING:
     from hsmcert.emulator.service import Service
@@ -196,7 +204,8 @@ class Certificates:
         x509_props = raw.get("x509_props") or {}
         issuer = raw.get("issuer") or {}
         secret_props = raw.get("secret_props") or {}
-        for part, what in ((key_props, "key_props"), (x509_props, "x509_props"), (issuer, "issuer")):
+        parts = (key_props, "key_props"), (x509_props, "x509_props"), (issuer, "issuer")
+        for part, what in (*parts, (secret_props, "secret_props")):
             if not isinstance(part, dict):
                 raise bad(f"The policy's '{what}' must be an object.")
         kty = field_of(key_props, "kty", str) or "RSA"
@@ -207,8 +216,15 @@ class Certificates:
             raise bad(f"The issuer '{issuer_name[:40]}' is not supported here; use Self or Unknown.")
         subject = field_of(x509_props, "subject", str) or ""
         sans = x509_props.get("sans") or {}
-        if not isinstance(sans, dict):
-            raise bad("The policy's 'sans' must be an object.")
+        if not isinstance(sans, dict) or not all(
+            isinstance(names, list)
+            and all(isinstance(n, str) and n.isascii() and 0 < len(n) <= 253 for n in names)
+            for kind, names in sans.items()
+            if kind in ("dns_names", "emails", "upns") and names
+        ):
+            raise bad(
+                "The policy's 'sans' must be an object of lists of names (ASCII, at most 253 characters)."
+            )
         if not subject and not any(sans.values()):
             raise bad("The certificate policy needs a subject or subject alternative names.")
         self._name(subject)
@@ -230,8 +246,13 @@ class Certificates:
             key["key_size"] = field_of(key_props, "key_size", int) or 2048
         else:
             key["crv"] = field_of(key_props, "crv", str) or "P-256"
+        actions = raw.get("lifetime_actions")
+        if actions is not None and (
+            not isinstance(actions, list) or not all(isinstance(action, dict) for action in actions)
+        ):
+            raise bad("The policy's 'lifetime_actions' must be a list of objects.")
         now = int(time.time())
-        return {
+        policy = {
             "key_props": key,
             "secret_props": {"contentType": str(secret_props.get("contentType") or "application/x-pkcs12")},
             "x509_props": {
@@ -241,11 +262,15 @@ class Certificates:
                 "key_usage": usages,
                 "validity_months": months,
             },
-            "lifetime_actions": raw.get("lifetime_actions")
+            "lifetime_actions": actions
             or [{"trigger": {"lifetime_percentage": 80}, "action": {"action_type": "AutoRenew"}}],
             "issuer": {"name": "Self" if issuer_name.lower() == "self" else "Unknown"},
             "attributes": {"enabled": True, "created": now, "updated": now},
         }
+        from cryptography import x509
+
+        self._extensions(x509.CertificateSigningRequestBuilder(), policy, None)  # 400 now, before any key
+        return policy
 
     @staticmethod
     def _name(subject: str) -> Any:
@@ -257,6 +282,12 @@ class Certificates:
             raise bad(f"The subject '{subject[:100]}' is not a valid X.500 name.") from None
 
     def _extensions(self, builder: Any, policy: dict[str, Any], public: Any) -> Any:
+        try:
+            return self._add_extensions(builder, policy)
+        except ValueError as exc:
+            raise bad(f"The certificate policy cannot be used: {str(exc)[:120]}") from None
+
+    def _add_extensions(self, builder: Any, policy: dict[str, Any]) -> Any:
         from cryptography import x509
         from cryptography.x509.oid import ObjectIdentifier
 
@@ -326,7 +357,7 @@ class Certificates:
             "version": version,
             "cer": None,
             "policy": policy,
-            "tags": body["tags"] if isinstance(body.get("tags"), dict) else {},
+            "tags": parse_tags(body) or {},
             "attributes": {"enabled": bool(attrs.get("enabled", True)), "created": now, "updated": now},
         }
 
@@ -347,6 +378,7 @@ class Certificates:
                 "ObjectIsDeletedButRecoverable",
             )
         version = new_version()
+        cert = self._new_cert(name, version, policy, body)
         private = self._new_key(name, version, policy)
         subject = self._name(policy["x509_props"]["subject"])
         csr_builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
@@ -355,7 +387,6 @@ class Certificates:
         from cryptography.hazmat.primitives import serialization
 
         csr_b64 = base64.b64encode(csr.public_bytes(serialization.Encoding.DER)).decode()
-        cert = self._new_cert(name, version, policy, body)
         op = {
             "issuer": policy["issuer"]["name"],
             "csr": csr_b64,
@@ -466,19 +497,14 @@ class Certificates:
         if not isinstance(private, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
             raise bad("Only RSA and EC certificates can be imported.")
         raw_policy = body.get("policy") or {}
-        if isinstance(raw_policy, dict) and not (raw_policy.get("x509_props") or {}).get("subject"):
-            raw_policy = {
-                **raw_policy,
-                "x509_props": {
-                    **(raw_policy.get("x509_props") or {}),
-                    "subject": leaf.subject.rfc4514_string(),
-                },
-            }
-        if isinstance(raw_policy, dict):
-            key_props = dict(raw_policy.get("key_props") or {})
-            key_props["kty"] = "RSA" if isinstance(private, rsa.RSAPrivateKey) else "EC"
-            raw_policy = {**raw_policy, "key_props": key_props}
-        policy = self._parse_policy(raw_policy)
+        x509_props = raw_policy.get("x509_props") or {} if isinstance(raw_policy, dict) else None
+        key_props = raw_policy.get("key_props") or {} if isinstance(raw_policy, dict) else None
+        if not isinstance(x509_props, dict) or not isinstance(key_props, dict):
+            raise bad("The 'policy' field must be an object with 'x509_props' and 'key_props' objects.")
+        if not x509_props.get("subject"):
+            x509_props = {**x509_props, "subject": leaf.subject.rfc4514_string()}
+        key_props = {**key_props, "kty": "RSA" if isinstance(private, rsa.RSAPrivateKey) else "EC"}
+        policy = self._parse_policy({**raw_policy, "x509_props": x509_props, "key_props": key_props})
         if name in self.deleted:
             raise ApiError(
                 409,
@@ -487,8 +513,8 @@ class Certificates:
                 "ObjectIsDeletedButRecoverable",
             )
         version = new_version()
-        self._new_key(name, version, policy, private)
         cert = self._new_cert(name, version, policy, body)
+        self._new_key(name, version, policy, private)
         self._complete(cert, leaf)
         self.versions.setdefault(name, []).append(cert)
         self._save(cert)
@@ -506,8 +532,9 @@ class Certificates:
         attrs = body.get("attributes")
         if isinstance(attrs, dict) and isinstance(attrs.get("enabled"), bool):
             cert["attributes"]["enabled"] = attrs["enabled"]
-        if isinstance(body.get("tags"), dict):
-            cert["tags"] = body["tags"]
+        tags = parse_tags(body)
+        if tags is not None:
+            cert["tags"] = tags
         cert["attributes"]["updated"] = int(time.time())
         self._save(cert)
         return Response(200, self.bundle(req.base_url, cert), audit={"key": name, "version": cert["version"]})

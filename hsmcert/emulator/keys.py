@@ -12,7 +12,18 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hsmcert.emulator.api import ApiError, Request, Response, b64u, bad, check_name, field_of, paged, unb64u
+from hsmcert.emulator.api import (
+    MAX_TIMESTAMP,
+    ApiError,
+    Request,
+    Response,
+    b64u,
+    bad,
+    check_name,
+    field_of,
+    paged,
+    unb64u,
+)
 
 if TYPE_CHECKING:
     from hsmcert.emulator.service import Service
@@ -271,6 +282,8 @@ def parse_tags(body: dict[str, Any]) -> dict[str, str] | None:
         raise bad("The 'tags' field must be an object of strings.")
     if len(tags) > 15:
         raise bad("A key has at most 15 tags.")
+    if any(len(name) > 512 or len(value) > 256 for name, value in tags.items()):
+        raise bad("A tag name has at most 512 characters and a tag value at most 256.")
     return dict(tags)
 
 
@@ -284,6 +297,11 @@ def parse_attributes(body: dict[str, Any]) -> dict[str, Any]:
     for name, kind in (("enabled", bool), ("exportable", bool), ("nbf", int), ("exp", int)):
         if name in attrs:
             value = field_of(attrs, name, kind)
+            if kind is int and value is not None and not 0 <= value <= MAX_TIMESTAMP:
+                raise bad(
+                    f"The '{name}' attribute {str(value)[:30]} is not a date: use seconds since 1970 up to "
+                    f"{MAX_TIMESTAMP} (9999-12-31)."
+                )
             result[name] = value
     return result
 
@@ -335,11 +353,16 @@ def import_jwk(jwk: dict[str, Any]) -> tuple[str, Any, int | None]:
     def num(name: str) -> int:
         if name not in jwk:
             raise bad(f"The imported key lacks its private part '{name}'.")
-        return int.from_bytes(unb64u(jwk[name], name), "big")
+        raw = unb64u(jwk[name], name)
+        if len(raw) > max(RSA_SIZES) // 8:
+            raise bad(f"The '{name}' of the imported key is longer than a key this service holds.")
+        return int.from_bytes(raw, "big")
 
     try:
         if base == "RSA":
             n, e, d, p, q = num("n"), num("e"), num("d"), num("p"), num("q")
+            if n.bit_length() not in RSA_SIZES:
+                raise bad(f"The RSA key size {n.bit_length()} is not supported; use 2048, 3072 or 4096.")
             dp = num("dp") if "dp" in jwk else rsa.rsa_crt_dmp1(d, p)
             dq = num("dq") if "dq" in jwk else rsa.rsa_crt_dmq1(d, q)
             qi = num("qi") if "qi" in jwk else rsa.rsa_crt_iqmp(p, q)
@@ -349,7 +372,7 @@ def import_jwk(jwk: dict[str, Any]) -> tuple[str, Any, int | None]:
             return "RSA", key, key.key_size
         if base == "EC":
             crv = jwk.get("crv")
-            if crv not in CURVES:
+            if not isinstance(crv, str) or crv not in CURVES:
                 raise ApiError(400, "KeyCurveNotSupported", f"The curve '{str(crv)[:20]}' is not supported.")
             pub = ec.EllipticCurvePublicNumbers(num("x"), num("y"), _curve(crv))
             return "EC", ec.EllipticCurvePrivateNumbers(num("d"), pub).private_key(), None
@@ -718,7 +741,7 @@ def handle_rotate(service: Service, req: Request, name: str) -> Response:
     if isinstance(expiry, str):
         seconds = _iso_duration_seconds(expiry)
         if seconds:
-            kv.exp = now + seconds
+            kv.exp = min(now + seconds, MAX_TIMESTAMP)
     kv._private = private
     service.add_version(kv, private if latest.base_kty == "oct" else private_der(private))
     return Response(200, kv.bundle(service, req.base_url), audit={"key": name, "version": kv.version})
@@ -727,7 +750,7 @@ def handle_rotate(service: Service, req: Request, name: str) -> Response:
 def _iso_duration_seconds(text: str) -> int | None:
     import re
 
-    match = re.fullmatch(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?", text)
+    match = re.fullmatch(r"P(?:([0-9]{1,6})Y)?(?:([0-9]{1,6})M)?(?:([0-9]{1,7})D)?", text)
     if not match:
         return None
     years, months, days = (int(g or 0) for g in match.groups())
@@ -745,11 +768,18 @@ def handle_rotation_policy(service: Service, req: Request, name: str) -> Respons
         body = req.json()
         actions = body.get("lifetimeActions", [])
         attrs = body.get("attributes") or {}
-        if not isinstance(actions, list) or not isinstance(attrs, dict):
+        if (
+            not isinstance(actions, list)
+            or not all(isinstance(action, dict) for action in actions)
+            or not isinstance(attrs, dict)
+        ):
             raise bad("The rotation policy must have a lifetimeActions list and an attributes object.")
         expiry = attrs.get("expiryTime")
-        if expiry is not None and (not isinstance(expiry, str) or _iso_duration_seconds(expiry) is None):
-            raise bad("The expiryTime must be an ISO 8601 duration such as P90D.")
+        seconds = _iso_duration_seconds(expiry) if isinstance(expiry, str) else None
+        if expiry is not None and (seconds is None or now + seconds > MAX_TIMESTAMP):
+            raise bad(
+                "The expiryTime must be an ISO 8601 duration such as P90D, ending before the year 9999."
+            )
         created = (current.get("attributes") or {}).get("created", now)
         current = {"lifetimeActions": actions, "attributes": {**attrs, "created": created, "updated": now}}
         service.set_rotation_policy(name, current)

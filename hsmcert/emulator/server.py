@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 from hsmcert.azure import roles
 from hsmcert.config import EMULATOR_ENDPOINTS
 from hsmcert.emulator import auth, control, keys, login
-from hsmcert.emulator.api import MAX_BODY, ApiError, Request, Response
+from hsmcert.emulator.api import MAX_BODY, ApiError, Request, Response, loads_json
 from hsmcert.emulator.audit import AuditLog
 from hsmcert.emulator.faults import Faults, parse_faults
 from hsmcert.emulator.files import private_secret, read_json, write_json
@@ -520,10 +520,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(411, ApiError(411, "LengthRequired", "Send a Content-Length.").body())
             return None
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
+        declared = self.headers.get("Content-Length") or "0"
+        length = int(declared) if declared.isascii() and declared.isdigit() and len(declared) < 16 else -1
         if length < 0 or length > MAX_BODY:
             self.close_connection = True
             if MAX_BODY < length <= 8 * MAX_BODY:  # read it, so that the client sees the answer
@@ -695,11 +693,12 @@ class ControlHandler(_Handler):
             )
             return
         try:
-            data = json.loads(body) if body.strip() else {}
+            data = loads_json(body) if body.strip() else {}
             if not isinstance(data, dict):
                 raise ValueError("not an object")
-        except ValueError:
-            self._send(400, ApiError(400, "BadParameter", "The body must be a JSON object.").body())
+        except ValueError as exc:
+            message = f"The body must be a JSON object ({str(exc)[:80]})."
+            self._send(400, ApiError(400, "BadParameter", message).body())
             return
         try:
             self._control(emulator, path, data)
@@ -825,7 +824,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     try:
-        faults = parse_faults(json.loads(args.faults))
+        settings = loads_json(args.faults)
+        if not isinstance(settings, dict):
+            raise ValueError("not a JSON object")
+        faults = parse_faults(settings)
     except (ValueError, HsmcertError) as exc:
         print(f"hsmcert emulator: bad --faults: {exc}", file=sys.stderr)
         return 2
