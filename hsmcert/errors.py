@@ -17,6 +17,7 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_PERMISSION = 4
 EXIT_UNREACHABLE = 5
+"""Try again later: unreachable, or throttling (429) or failing (5xx) after the retries."""
 EXIT_VERIFY_FAILED = 6
 
 
@@ -24,6 +25,8 @@ class HsmcertError(Exception):
     """An expected failure, with the sentence to show and what the user can do about it."""
 
     exit_code: int = EXIT_FAILURE
+    transient: bool = False
+    """Whether the same request may succeed later, unchanged (throttling, a 5xx, a dropped connection)."""
 
     def __init__(self, message: str, remedy: str | None = None, *, exit_code: int | None = None) -> None:
         super().__init__(message)
@@ -61,6 +64,45 @@ class UnreachableError(HsmcertError):
     """The HSM, the emulator or the agent could not be reached in time."""
 
     exit_code = EXIT_UNREACHABLE
+    transient = True
+
+
+class TlsTrustError(UnreachableError):
+    """The endpoint's TLS certificate is not trusted (unknown CA, wrong host name): retrying will not help."""
+
+    transient = False
+
+
+class ServiceError(HsmcertError):
+    """The service answered with an error that none of the kinds above covers (a 409, a 429 or 5xx that
+    outlasted the retries), with the facts of its answer.
+
+    ``status``: the HTTP status; ``code``: the service's error code and inner code ("Conflict",
+    "Throttled/TooManyRequests"; empty when the body had none); ``retry_after``: seconds the service asked
+    to wait (``Retry-After``), or None; ``transient``: True for 408, 429 and 5xx. A transient error exits
+    with :data:`EXIT_UNREACHABLE` (try again later), any other with :data:`EXIT_FAILURE`.
+    """
+
+    TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+    def __init__(
+        self,
+        message: str,
+        remedy: str | None = None,
+        *,
+        status: int | None = None,
+        code: str = "",
+        retry_after: float | None = None,
+        transient: bool | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        super().__init__(message, remedy, exit_code=exit_code)
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        self.transient = status in self.TRANSIENT_STATUS if transient is None else transient
+        if exit_code is None:
+            self.exit_code = EXIT_UNREACHABLE if self.transient else EXIT_FAILURE
 
 
 class VerificationError(HsmcertError):

@@ -31,9 +31,9 @@ from hsmcert.errors import (
     HsmcertError,
     NotFoundError,
     PermissionDeniedError,
+    ServiceError,
     UnreachableError,
     UsageError,
-    VerificationError,
 )
 from hsmcert.keyref import KeyRef, parse_keyref
 
@@ -44,7 +44,6 @@ T = TypeVar("T")
 
 DEFAULT_POOL_SIZE = 4
 DEFAULT_DEADLINE = 30.0
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class UnsupportedError(HsmcertError):
@@ -65,36 +64,9 @@ def status_for(exc: BaseException) -> Status:
         return Status.NOT_FOUND
     if isinstance(exc, PermissionDeniedError):
         return Status.DENIED
-    if isinstance(exc, UnreachableError) or _http_status(exc) in TRANSIENT_STATUS:
+    if isinstance(exc, UnreachableError) or (isinstance(exc, HsmcertError) and exc.transient):
         return Status.UNAVAILABLE
     return Status.INTERNAL
-
-
-def _http_status(exc: BaseException) -> int | None:
-    cause = exc.__cause__
-    status = getattr(cause, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc.__cause__, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    value = headers.get("Retry-After") or headers.get("retry-after-ms")
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return None
-    return seconds / 1000 if "retry-after-ms" in headers and "Retry-After" not in headers else seconds
-
-
-def _transient(exc: HsmcertError) -> bool:
-    if isinstance(exc, VerificationError | UsageError | NotFoundError | PermissionDeniedError):
-        return False
-    if isinstance(exc, UnreachableError):
-        return "certificate" not in exc.message.lower()
-    return _http_status(exc) in TRANSIENT_STATUS
 
 
 @dataclass
@@ -268,9 +240,9 @@ class Backend:
             try:
                 return action()
             except HsmcertError as exc:
-                if not _transient(exc):
+                if not exc.transient:
                     raise
-                wait = _retry_after(exc)
+                wait = exc.retry_after if isinstance(exc, ServiceError) else None
                 wait = delay * (0.5 + random.random()) if wait is None else wait
                 if time.monotonic() + wait >= end:
                     raise UnreachableError(

@@ -7,7 +7,10 @@ the command that grants it; a 404 the missing key; an unreachable or untrusted e
 from __future__ import annotations
 
 import contextlib
+import datetime
+import math
 import re
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +19,8 @@ from hsmcert.errors import (
     HsmcertError,
     NotFoundError,
     PermissionDeniedError,
+    ServiceError,
+    TlsTrustError,
     UnreachableError,
     UsageError,
 )
@@ -156,48 +161,104 @@ def translate_azure_errors(
             raise PermissionDeniedError(
                 f"{where} did not accept the token: {_service_message(exc)}.", AUTH_REMEDY
             ) from exc
+        facts: dict[str, Any] = {
+            "status": status,
+            "code": _service_error_code(exc),
+            "retry_after": retry_after(exc),
+        }
         if status == 429:
-            raise HsmcertError(
+            raise ServiceError(
                 f"{where} is throttling requests (429) and the retries ran out.",
                 "Wait and retry; spread the load or use the agent, which pools and paces requests.",
+                **facts,
             ) from exc
         if status == 409:
-            raise HsmcertError(
+            raise ServiceError(
                 f"{what}: {_service_message(exc)}.",
                 "A deleted key with this name may exist: recover or purge it, or choose another name.",
+                **facts,
             ) from exc
-        if status is not None and 400 <= status < 500:
+        if status is not None and 400 <= status < 500 and status != 408:
             raise UsageError(f"{where} refused {operation} on {what}: {_service_message(exc)}.") from exc
-        raise HsmcertError(
+        raise ServiceError(
             f"{where} failed {operation} on {what} (HTTP {status}): {_service_message(exc)}.",
             "Retry later; if it persists, check the service health.",
+            **facts,
         ) from exc
     except (ServiceRequestError, ServiceResponseError) as exc:
-        reason = _network_reason(exc)
-        if "certificate" in reason.lower():
-            raise UnreachableError(
+        untrusted = _certificate_failure(exc)
+        if untrusted is not None:
+            detail = untrusted.verify_message or untrusted.reason or "certificate verify failed"
+            raise TlsTrustError(
                 f"The TLS certificate of {where}"
                 + (f" at {url}" if url else "")
-                + f" is not trusted: {reason}.",
+                + f" is not trusted: certificate verify failed ({detail}).",
                 "Give the CA of that endpoint with --ca-bundle or HSMCERT_CA_BUNDLE (the emulator's: "
                 "$HSMCERT_EMULATOR_CA).",
             ) from exc
         raise UnreachableError(
-            f"Cannot reach {where}" + (f" at {url}" if url else "") + f": {reason}.",
+            f"Cannot reach {where}" + (f" at {url}" if url else "") + f": {_network_reason(exc)}.",
             "Check the network, the endpoint (hsmcert doctor) and, for the emulator, that it runs: "
             'eval "$(hsmcert emulator start)"',
         ) from exc
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The seconds an HTTP error response asked to wait (``retry-after-ms``, ``x-ms-retry-after-ms`` or
+    ``Retry-After`` in seconds or as an HTTP date), or None."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if not headers:
+        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("x-ms-retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        seconds: float | None
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            seconds = _http_date_delay(str(value))
+        if seconds is not None and math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
+
+
+def _http_date_delay(value: str) -> float | None:
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+
+
+def _certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind a transport error (azure-core wraps requests, which wraps
+    urllib3, which wraps ssl), or None when the failure was something else."""
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending and len(seen) < 32:
+        found = pending.pop()
+        if not isinstance(found, BaseException) or id(found) in seen:
+            continue
+        seen.add(id(found))
+        if isinstance(found, ssl.SSLCertVerificationError):
+            return found
+        pending.extend((found.__cause__, found.__context__, getattr(found, "inner_exception", None)))
+        pending.append(getattr(found, "reason", None))  # urllib3's MaxRetryError
+        pending.extend(found.args)
+    return None
 
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 
 def _network_reason(exc: BaseException) -> str:
-    """A short cause ("Connection refused", "certificate verify failed ...") from a requests/urllib3 error."""
+    """A short cause ("Connection refused", "timed out") from a requests/urllib3 error."""
     text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        found = re.search(r"certificate verify failed: ([^(')\]]+)", text)
-        return "certificate verify failed" + (f" ({found.group(1).strip()})" if found else "")
     found = _ERRNO.search(text)
     if found:
         return found.group(1).strip().rstrip(".")
@@ -242,4 +303,4 @@ def enable_remedy(kind: str, service: str, key: str | None) -> str:
     return f"Enable it if it should be used: az keyvault key set-attributes {flag} {service} --name {key} --enabled true"
 
 
-__all__ = ["enable_remedy", "permission_remedy", "translate_azure_errors"]
+__all__ = ["enable_remedy", "permission_remedy", "retry_after", "translate_azure_errors"]
