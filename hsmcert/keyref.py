@@ -93,7 +93,7 @@ class KeyRef:
 def _service_problem(service: str) -> str | None:
     if not service:
         return "the HSM or vault name is empty"
-    if not (3 <= len(service) <= 24) or not _SERVICE_RE.match(service):
+    if not (3 <= len(service) <= 24) or not _SERVICE_RE.fullmatch(service):
         return (
             f"{service[:40]!r} is not a valid HSM or vault name (3-24 letters, digits and single hyphens, "
             "starting with a letter)"
@@ -119,6 +119,20 @@ def check_service_name(service: str) -> str:
     return service
 
 
+def check_key_name(key: str) -> str:
+    """``key`` if it is a valid key name (1-127 letters, digits and hyphens), else a UsageError.
+
+    >>> check_key_name("tls-key")
+    'tls-key'
+    """
+    if not _KEY_RE.fullmatch(key):
+        raise UsageError(
+            f"{key[:80]!r} is not a valid key name (1-127 letters, digits and hyphens).",
+            "Give the key's name alone, as in Azure: tls-key.",
+        )
+    return key
+
+
 def _bad(what: str) -> UsageError:
     return UsageError(f"Invalid key reference: {what}.", _REMEDY)
 
@@ -132,10 +146,10 @@ def _check(kind: str, service: str, key: str, version: str | None) -> KeyRef:
         raise _bad(problem)
     if not key:
         raise _bad("the key name is empty")
-    if not _KEY_RE.match(key):
+    if not _KEY_RE.fullmatch(key):
         raise _bad(f"{key!r} is not a valid key name (1-127 letters, digits and hyphens)")
     if version is not None:
-        if not _VERSION_RE.match(version):
+        if not _VERSION_RE.fullmatch(version):
             raise _bad(f"{version!r} is not a valid key version (32 hexadecimal characters)")
         version = version.lower()
     return KeyRef(_KIND_ALIASES[kind_l], service.lower(), key, version)
