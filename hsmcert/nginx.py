@@ -13,6 +13,7 @@ from the provider's store (``ssl_certificate_key "store:managedhsm:..."``); olde
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from hsmcert import syntax
 from hsmcert.errors import HsmcertError, NotFoundError, UsageError, VerificationError
 from hsmcert.keyref import parse_keyref
 from hsmcert.managed import ManagedFile
@@ -38,6 +40,7 @@ STORE_SINCE: Version = (1, 29, 0)
 """The first nginx that accepts ``ssl_certificate_key "store:URI"``."""
 DEFAULT_SOCKET = Path("/run/hsmcert/agent.sock")
 DEFAULT_OUT_DIR = Path("/etc/hsmcert/nginx")
+AUDIT_LOG = "/var/log/hsmcert/agent.jsonl"
 _SOURCE = "hsmcert nginx"
 _CHECK_TIMEOUT = 60.0
 
@@ -108,7 +111,7 @@ class Site:
     local_key: Path | None = None
     timeout_ms: int | None = None
     nginx_group: str = "www-data"
-    agent_command: str = field(default_factory=lambda: f"{sys.executable} -m hsmcert agent")
+    agent_command: tuple[str, ...] = field(default_factory=lambda: (sys.executable, "-m", "hsmcert", "agent"))
 
     @property
     def slug(self) -> str:
@@ -133,21 +136,81 @@ class Site:
         return self.out_dir / "systemd"
 
 
+def _upstream(site: Site) -> str | None:
+    """``--upstream`` checked against what the mode makes of it."""
+    if site.upstream is None:
+        return None
+    if site.mode == "server":
+        return syntax.upstream_url(site.upstream)
+    if site.mode == "server-sidecar":
+        return syntax.absolute_path(site.upstream.removeprefix("unix:"), "--upstream", socket=True)
+    found_host, found_port = syntax.host_port(site.upstream, "--upstream")
+    return f"{found_host}:{found_port}"
+
+
+def _listen(site: Site) -> str:
+    """``--listen`` (or the mode's default) as nginx's ``listen`` takes it."""
+    listen = site.listen
+    if listen is None:
+        if site.mode == "client-sidecar":
+            return f"/run/hsmcert/{_slug(site.server_name)}-client.sock"
+        return "443" if site.mode == "server" else "8443"
+    if site.mode == "client-sidecar":
+        unix = listen.removeprefix("unix:")
+        if not unix.startswith("/"):
+            raise UsageError(
+                f"--listen {listen!r}: the client sidecar listens on a Unix socket.",
+                "Give an absolute path such as /run/app/api.sock.",
+            )
+        return syntax.absolute_path(unix, "--listen", socket=True)
+    if listen.startswith("unix:/"):
+        return "unix:" + syntax.absolute_path(listen.removeprefix("unix:"), "--listen", socket=True)
+    hint = "For example 443, 127.0.0.1:8443, [::1]:8443 or unix:/run/site.sock."
+    if (listen.isascii() and listen.isdigit()) or listen.startswith("*:"):
+        syntax.port(listen.removeprefix("*:"), "--listen")
+        return listen
+    try:
+        where, _ = syntax.host_port(listen, "--listen")
+    except UsageError:
+        raise UsageError(f"--listen {listen!r} is not a port or address:port.", hint) from None
+    if not where.startswith("["):
+        try:
+            ipaddress.IPv4Address(where)
+        except ValueError:
+            raise UsageError(f"--listen {listen!r} is not a port or address:port.", hint) from None
+    return listen
+
+
 def validate(site: Site) -> Site:
-    """Check the inputs a user gives and fill in the mode's defaults; bad input is a UsageError."""
+    """Check every value a user gives against where it goes, and fill in the mode's defaults.
+
+    Bad input is a UsageError (exit 2); nothing is rendered from a value that failed here. The templates
+    quote every value again (:mod:`hsmcert.templates`), so a value that slipped through is still inert.
+    """
     if site.mode not in MODES:
         raise UsageError(f"Unknown mode {site.mode!r}.", f"Use one of: {', '.join(MODES)}.")
     if site.app_protocol not in ("grpc", "http"):
         raise UsageError(f"--app-protocol {site.app_protocol!r} is not grpc or http.", "Use grpc or http.")
     parse_keyref(site.key)
-    if not re.fullmatch(r"[A-Za-z0-9*.-]+(?: [A-Za-z0-9*.-]+)*", site.server_name):
+    names = syntax.server_names(site.server_name)
+    if site.mode == "client-sidecar" and len(names) != 1:
         raise UsageError(
-            f"The server name {site.server_name!r} is not a host name.",
-            "Give a DNS name such as www.example.com (several separated by spaces).",
+            f"--server-name {site.server_name!r}: the client sidecar checks one name.", "Give one DNS name."
         )
-    for path, what in ((site.cert, "certificate"), (site.ca, "CA certificate"), (site.local_key, "key")):
+    syntax.account_name(site.nginx_group, "--nginx-group")
+    socket = syntax.absolute_path(site.socket, "--socket", socket=True)
+    out_dir = syntax.absolute_path(site.out_dir, "--out-dir")
+    files: dict[str, str | None] = {}
+    for path, what, option in (
+        (site.cert, "certificate", "--cert"),
+        (site.ca, "CA certificate", "--ca"),
+        (site.local_key, "key", "--local-key"),
+    ):
+        files[option] = None if path is None else syntax.absolute_path(path, option)
         if path is not None and not Path(path).is_file():
             raise NotFoundError(f"The {what} file {path} does not exist.", "Check the path.")
+    if site.timeout_ms is not None and site.timeout_ms <= 0:
+        raise UsageError(f"--timeout-ms {site.timeout_ms} is not a positive number of milliseconds.")
     if site.mode != "server" and site.ca is None:
         raise UsageError(
             f"--mode {site.mode} needs --ca FILE, the CA that issued the other side's certificate.",
@@ -160,38 +223,25 @@ def validate(site: Site) -> Site:
             else "the server sidecar's host:port"
         )
         raise UsageError(f"--mode {site.mode} needs --upstream: {what}.", "See hsmcert nginx --help.")
-    listen = site.listen
-    if listen is None:
-        listen = {"server": "443", "server-sidecar": "8443", "client-sidecar": ""}[site.mode]
-        if site.mode == "client-sidecar":
-            listen = f"/run/hsmcert/{_slug(site.server_name)}-client.sock"
-    if site.mode == "client-sidecar":
-        listen = listen.removeprefix("unix:")
-        if not listen.startswith("/"):
-            raise UsageError(
-                f"--listen {listen!r}: the client sidecar listens on a Unix socket.",
-                "Give an absolute path such as /run/app/api.sock.",
-            )
-    elif not re.fullmatch(r"(?:\[[0-9a-fA-F:]+\]:|[A-Za-z0-9.-]+:)?\d{1,5}|unix:/\S+", listen):
-        raise UsageError(
-            f"--listen {listen!r} is not a port or address:port.", "For example 443 or 127.0.0.1:8443."
-        )
+    ca, local_key = files["--ca"], files["--local-key"]
     return replace(
         site,
-        listen=listen,
-        cert=Path(site.cert).absolute(),
-        ca=Path(site.ca).absolute() if site.ca else None,
-        out_dir=Path(site.out_dir).absolute(),
-        local_key=Path(site.local_key).absolute() if site.local_key else None,
+        listen=_listen(site),
+        upstream=_upstream(site),
+        socket=Path(socket),
+        cert=Path(str(files["--cert"])),
+        ca=Path(ca) if ca else None,
+        out_dir=Path(out_dir),
+        local_key=Path(local_key) if local_key else None,
     )
 
 
-def _key_directive(site: Site) -> str:
+def _key_directive(site: Site) -> Path | str:
     if site.local_key is not None:
-        return str(site.local_key)
+        return site.local_key
     if uses_store(site.nginx_version):
-        return f'"store:{parse_keyref(site.key)}"'
-    return str(site.key_file)
+        return f"store:{parse_keyref(site.key)}"
+    return site.key_file
 
 
 def pem_reference(key: str) -> str:
@@ -203,26 +253,28 @@ def pem_reference(key: str) -> str:
 
 def generate(site: Site) -> list[ManagedFile]:
     """The managed files for ``site`` (already :func:`validate`-d), in the order they are written."""
+    names = "hsmcert_" + re.sub(r"[^A-Za-z0-9]", "_", site.slug)
     tls: dict[str, object] = {
         "server_name": site.server_name,
+        "server_names": site.server_name.split(" "),
         "site_conf": site.site_conf,
         "openssl_cnf": site.openssl_cnf,
         "listen": site.listen,
         "key_file": _key_directive(site),
         "cert_file": site.cert,
         "ca_file": site.ca,
-        "cache_name": "hsmcert_" + re.sub(r"[^A-Za-z0-9]", "_", site.slug),
-        "upstream_name": "hsmcert_" + re.sub(r"[^A-Za-z0-9]", "_", site.slug),
+        "session_cache": f"shared:{names}:10m",
+        "upstream_name": names,
         "http2": site.http2,
         "grpc": site.app_protocol == "grpc",
         "upstream": site.upstream,
-        "app_socket": None,
+        "app_listen": None,
         "peer": None,
     }
     if site.mode == "server-sidecar":
-        tls["app_socket"] = str(site.upstream).removeprefix("unix:")
+        tls["app_listen"] = f"unix:{site.upstream}"
     elif site.mode == "client-sidecar":
-        tls["app_socket"] = site.listen
+        tls["app_listen"] = f"unix:{site.listen}"
         tls["peer"] = site.upstream
     files = [
         ManagedFile(site.site_conf, render(f"nginx/{site.mode}.conf.j2", **tls), "nginx include", _SOURCE),
@@ -236,7 +288,7 @@ def generate(site: Site) -> list[ManagedFile]:
     units = {
         "socket": site.socket,
         "group": site.nginx_group,
-        "exec_start": f"{site.agent_command} --socket {site.socket} --audit /var/log/hsmcert/agent.jsonl",
+        "exec_start": [*site.agent_command, "--socket", site.socket, "--audit", AUDIT_LOG],
         "openssl_cnf": site.openssl_cnf,
     }
     for template, name, what in (
@@ -352,9 +404,10 @@ def check_site(site: Site, *, nginx: str | os.PathLike[str] = "nginx") -> str:
 
 
 def _pid_file(dump: str, nginx: str) -> Path | None:
-    match = re.search(r"^\s*pid\s+([^;\s]+)\s*;", dump, re.MULTILINE)
+    match = re.search(r'^\s*pid\s+(?:"((?:\\.|[^"\\])*)"|([^;\s"]+))\s*;', dump, re.MULTILINE)
     if match:
-        return Path(match.group(1))
+        quoted = match.group(1)
+        return Path(re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else match.group(2))
     info = subprocess.run([find_nginx(nginx), "-V"], capture_output=True, text=True, timeout=30, check=False)
     match = re.search(r"--pid-path=(\S+)", info.stderr)
     return Path(match.group(1)) if match else None

@@ -80,7 +80,7 @@ def test_rerun_is_unchanged_and_edits_are_never_overwritten(tmp_path: Path, loca
 
     # The user edits the site; the next run refuses, names the file and writes nothing at all.
     site = out / "www.example.com.conf"
-    edited = site.read_text().replace("listen 8443", "listen 8443 reuseport")
+    edited = site.read_text().replace('listen "8443"', 'listen "8443" reuseport')
     site.write_text(edited)
     cnf_before = (out / "openssl.cnf").read_text()
     refused = hsmcert(*args, "--socket", "/run/other.sock")
