@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from hsmcert import syntax
 from hsmcert.azure import roles
 from hsmcert.errors import HsmcertError, NotFoundError, PermissionDeniedError, UnreachableError, UsageError
 
@@ -28,22 +29,95 @@ ARM_URL = "https://management.azure.com"
 _VM_API = "2024-07-01"
 _ARC_API = "2024-07-10"
 
+# Azure's naming rules for the resources a grant names (Microsoft.Resources, .Compute, .HybridCompute).
+_RESOURCE_GROUP = re.compile(r"[-\w.()]{0,89}[-\w()]")
+_VM = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9_])?")
+_ARC = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,52}[A-Za-z0-9_-])?")
+_NAME_RULES = {
+    "vm": (
+        _VM,
+        "--vm",
+        "1-64 letters, digits, '.', '-' and '_', starting with a letter or digit, not ending in '.' or '-'",
+    ),
+    "arc": (
+        _ARC,
+        "--arc",
+        "1-54 letters, digits, '.', '-' and '_', starting with a letter or digit, not ending in '.'",
+    ),
+}
+
+
+def _check_name(pattern: re.Pattern[str], value: str, option: str, rule: str) -> str:
+    if not pattern.fullmatch(value) or not value.isprintable():
+        raise UsageError(f"{option} {value[:80]!r} is not a valid Azure name.", f"Azure allows {rule}.")
+    return value
+
+
+def check_guid(value: str, what: str, remedy: str) -> str:
+    """A GUID exactly as Azure writes it (8-4-4-4-12 hexadecimal digits; no braces, no ``urn:uuid:``)."""
+    if not re.fullmatch(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", value):
+        raise UsageError(f"{value[:80]!r} is not {what} (a GUID).", remedy)
+    return value
+
+
+def check_subscription(value: str) -> str:
+    return check_guid(
+        value, "a subscription id", "Give the subscription's GUID (az account show --query id -o tsv)."
+    )
+
+
+def check_resource_group(value: str) -> str:
+    return _check_name(
+        _RESOURCE_GROUP,
+        value,
+        "--resource-group",
+        "1-90 letters, digits, '_', '-', '.', '(' and ')', not ending in '.'",
+    )
+
+
+def arm_request_url(base: str, segments: list[str], api_version: str) -> str:
+    """A Resource Manager URL: each path segment percent-encoded, then the one ``api-version``.
+
+    >>> arm_request_url("https://arm", ["subscriptions", "s", "resourceGroups", "a/../b?x#"], "1")
+    'https://arm/subscriptions/s/resourceGroups/a%2F..%2Fb%3Fx%23?api-version=1'
+    """
+    path = "/".join(syntax.url_segment(segment) for segment in segments)
+    return f"{base.rstrip('/')}/{path}?api-version={syntax.url_segment(api_version)}"
+
 
 @dataclass(frozen=True)
 class Machine:
-    """A machine whose system-assigned identity should get access."""
+    """A machine whose system-assigned identity should get access; every name is checked on creation."""
 
     kind: str  # "vm" (Microsoft.Compute) or "arc" (Microsoft.HybridCompute)
     name: str
     resource_group: str
     subscription: str
 
+    def __post_init__(self) -> None:
+        if self.kind not in _NAME_RULES:
+            raise UsageError(f"Unknown machine kind {self.kind!r}.", "Use vm or arc.")
+        pattern, option, rule = _NAME_RULES[self.kind]
+        _check_name(pattern, self.name, option, rule)
+        check_resource_group(self.resource_group)
+        check_subscription(self.subscription)
+
+    @property
+    def segments(self) -> list[str]:
+        """The resource id's path segments, unencoded."""
+        provider, kind = (
+            ("Microsoft.Compute", "virtualMachines")
+            if self.kind == "vm"
+            else ("Microsoft.HybridCompute", "machines")
+        )
+        return [
+            "subscriptions", self.subscription, "resourceGroups", self.resource_group,
+            "providers", provider, kind, self.name,
+        ]  # fmt: skip
+
     @property
     def resource_id(self) -> str:
-        provider = (
-            "Microsoft.Compute/virtualMachines" if self.kind == "vm" else "Microsoft.HybridCompute/machines"
-        )
-        return f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/{provider}/{self.name}"
+        return "/" + "/".join(self.segments)
 
     def az_principal_query(self) -> str:
         if self.kind == "vm":
@@ -91,16 +165,23 @@ def plan_grant(
     role: str = "crypto-user",
     granular: bool = False,
 ) -> GrantPlan:
-    """Work out the role assignments that give the identity access (no network)."""
+    """Work out the role assignments that give the identity access (no network).
+
+    Every name is checked here: the HSM name becomes a host name, the key name part of a scope in a URL.
+    """
+    from hsmcert.keyref import check_key_name, check_service_name
+
+    check_service_name(hsm)
+    if key is not None:
+        check_key_name(key)
     if principal_id is not None:
-        try:
-            uuid.UUID(principal_id)
-        except ValueError:
-            raise UsageError(f"{principal_id!r} is not an object id (a GUID).") from None
+        check_guid(principal_id, "an object id", "Give the identity's object id, e.g. from az ad sp show.")
     if key and scope:
         raise UsageError("--key and --scope both name a scope; give one.")
-    if scope is not None and scope not in ("/", "/keys") and not scope.startswith("/keys/"):
-        raise UsageError(f"{scope!r} is not a Managed HSM scope.", "Use /, /keys or /keys/<name>.")
+    if scope is not None and scope not in ("/", "/keys"):
+        if not scope.startswith("/keys/"):
+            raise UsageError(f"{scope[:80]!r} is not a Managed HSM scope.", "Use /, /keys or /keys/<name>.")
+        check_key_name(scope.removeprefix("/keys/"))
     target = scope or roles.key_scope(key)
     if granular:
         if not key:
@@ -157,7 +238,7 @@ def machine_principal_id(machine: Machine, credential: Any, arm_url: str | None 
     policy = BearerTokenCredentialPolicy(credential, f"{ARM_URL}/.default")
     client: PipelineClient[Any, Any] = PipelineClient(base_url=base, policies=[RetryPolicy(), policy])
     try:
-        response = client.send_request(HttpRequest("GET", f"{base}{machine.resource_id}?api-version={api}"))
+        response = client.send_request(HttpRequest("GET", arm_request_url(base, machine.segments, api)))
         if response.status_code == 404:
             raise NotFoundError(
                 f"{machine.kind} {machine.name!r} not found in resource group {machine.resource_group}.",

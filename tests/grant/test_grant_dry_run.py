@@ -33,7 +33,7 @@ def test_granular_creates_custom_role_then_assigns_at_key_scope() -> None:
 def test_vm_dry_run_looks_up_the_identity_in_the_az_command() -> None:
     out = hsmcert(
         "--output", "json", "grant", "--hsm", "contoso", "--vm", "web01", "-g", "rg-web",
-        "--subscription", "sub1", "--key", "k", "--dry-run",
+        "--subscription", "00000000-0000-0000-0000-00000000abcd", "--key", "k", "--dry-run",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     plan = json.loads(out.stdout)
@@ -46,7 +46,7 @@ def test_role_and_scope_choices() -> None:
     out = hsmcert(
         "grant",
         "--hsm",
-        "h",
+        "contoso",
         "--principal",
         PRINCIPAL,
         "--scope",
@@ -68,9 +68,11 @@ def test_bad_input_is_one_line_and_exit_2() -> None:
         ("--principal", PRINCIPAL, "--role", "superuser"),
         ("--principal", PRINCIPAL, "--vm", "web01"),
         ("--vm", "web01"),
+        ("--principal", "{" + PRINCIPAL + "}"),
+        ("--principal", "urn:uuid:" + PRINCIPAL),
     ]
     for extra in cases:
-        out = hsmcert("grant", "--hsm", "h", *extra, "--dry-run")
+        out = hsmcert("grant", "--hsm", "contoso", *extra, "--dry-run")
         assert out.returncode == 2, (extra, out.stderr)
         assert out.stdout == ""
         assert "Traceback" not in out.stderr

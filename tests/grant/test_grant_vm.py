@@ -51,11 +51,13 @@ class FakeArm:
         )
         self.machines: dict[str, tuple[int, dict[str, Any]]] = {}
         self.authorized: list[str] = []
+        self.requested: list[str] = []
         arm = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 arm.authorized.append(self.headers.get("Authorization", "")[:7])
+                arm.requested.append(self.path)
                 name = self.path.split("?", 1)[0].rsplit("/", 1)[-1]
                 status, body = arm.machines.get(name, (404, {"error": {"code": "ResourceNotFound"}}))
                 payload = json.dumps(body).encode()
@@ -139,3 +141,78 @@ def test_an_arc_server_without_identity_is_told_to_reconnect(emulator: Any, arm:
     arm.machines["edge1"] = (200, {"name": "edge1", "identity": {}})
     result = _grant("--arc", "edge1", "--key", "k")
     assert result.code == 1 and "azcmagent connect" in result.err, result.err
+
+
+def test_names_are_percent_encoded_path_segments(emulator: Any, arm: FakeArm) -> None:
+    """A resource group name may hold parentheses: it goes into the URL encoded, as one segment."""
+    identity = str(uuid4())
+    arm.machines["web-02"] = (200, {"name": "web-02", "identity": {"principalId": identity}})
+    result = run_cli(
+        "--output",
+        "json",
+        "grant",
+        "--hsm",
+        "local-hsm",
+        "-g",
+        "rg(web).prod",
+        "--vm",
+        "web-02",
+        "--key",
+        "k",
+    )
+    assert result.code == 0, result.err
+    assert arm.requested == [
+        f"/subscriptions/{SUB}/resourceGroups/rg%28web%29.prod/providers/Microsoft.Compute/virtualMachines/web-02"
+        "?api-version=2024-07-01"
+    ]
+    assert json.loads(result.out)["principal_id"] == identity
+
+
+CORPUS = {
+    "newline": "\nx",
+    "semicolon": ";",
+    "open-brace": "{",
+    "close-brace": "}",
+    "hash": "#",
+    "quotes": "\"'",
+    "dollar": "$x",
+    "space": " x",
+    "nul": "\x00",
+    "traversal": "/../../providers/Microsoft.Compute/virtualMachines/other",
+    "dotdot": "..",
+    "api-version": "?api-version=2015-01-01",
+    "percent-0a": "%0a",
+    "backslash": "\\",
+}
+OPTIONS = {
+    "--vm": "web01",
+    "--arc": "edge1",
+    "-g": RG,
+    "--subscription": SUB,
+    "--hsm": "local-hsm",
+    "--key": "k",
+    "--scope": "/keys/k",
+    "--principal": "00000000-0000-0000-0000-000000000001",
+}
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_hostile_names_are_refused_before_any_request(emulator: Any, arm: FakeArm, option: str) -> None:
+    """Nothing reaches Resource Manager (or the HSM) from a name that is not a valid Azure name."""
+    identity = {"identity": {"principalId": str(uuid4())}}
+    arm.machines.update({"web01": (200, identity), "edge1": (200, identity), "other": (200, identity)})
+    for label, payload in CORPUS.items():
+        values = {"--hsm": "local-hsm", "-g": RG, "--subscription": SUB, "--key": "k"}
+        values["--arc" if option == "--arc" else "--principal" if option == "--principal" else "--vm"] = (
+            OPTIONS.get(option, "web01")
+        )
+        if option == "--scope":
+            del values["--key"]
+        values[option] = (
+            payload if label == "dotdot" and option in ("--vm", "-g") else OPTIONS[option] + payload
+        )
+        args = [item for pair in values.items() for item in pair]
+        result = run_cli("--output", "json", "grant", *args)
+        assert result.code == 2, (option, label, result.code, result.err)
+        assert result.err.lower().count("error:") == 1 and "Traceback" not in result.err, (label, result.err)
+        assert arm.requested == [], (option, label, arm.requested)
