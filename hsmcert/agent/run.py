@@ -20,7 +20,15 @@ from typing import Any
 
 from hsmcert.agent.audit import AuditLog
 from hsmcert.agent.backend import DEFAULT_DEADLINE, DEFAULT_POOL_SIZE, AllowList, Backend
-from hsmcert.agent.server import AgentServer, systemd_listen_fd
+from hsmcert.agent.server import (
+    DEFAULT_FRAME_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_WORKERS,
+    IDLE_TIMEOUT,
+    AgentServer,
+    check_limits,
+    systemd_listen_fd,
+)
 from hsmcert.errors import HsmcertError, UsageError
 
 CREDENTIAL_VARIABLES = (
@@ -66,6 +74,10 @@ class AgentOptions:
     endpoint: str | None = None
     ca_bundle: str | None = None
     credential: str | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    workers: int = DEFAULT_WORKERS
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT
+    idle_timeout: float = IDLE_TIMEOUT
 
 
 def build_server(
@@ -76,6 +88,7 @@ def build_server(
         raise UsageError("--pool-size must be at least 1.")
     if options.deadline <= 0:
         raise UsageError("--deadline must be positive.")
+    check_limits(options.max_connections, options.workers, options.frame_timeout, options.idle_timeout)
     allow = AllowList.parse(options.allow)
     backend = Backend(
         endpoint=options.endpoint,
@@ -98,6 +111,10 @@ def build_server(
         listen_fd=listen_fd,
         audit=audit,
         group=options.group,
+        max_connections=options.max_connections,
+        workers=options.workers,
+        frame_timeout=options.frame_timeout,
+        idle_timeout=options.idle_timeout,
     )
     server.bind()
     return server

@@ -30,6 +30,22 @@ PoolOpt = Annotated[
 DeadlineOpt = Annotated[
     float, typer.Option("--deadline", help="Seconds one operation may take, retries included.")
 ]
+MaxConnectionsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-connections",
+        help="Connections open at once; one more closes the longest idle one, or is refused when none is idle.",
+    ),
+]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Threads that run requests (calls to the HSM).")]
+FrameTimeoutOpt = Annotated[
+    float,
+    typer.Option("--frame-timeout", help="Seconds a request may take to arrive from its first byte."),
+]
+IdleTimeoutOpt = Annotated[
+    float,
+    typer.Option("--idle-timeout", help="Seconds after which a connection that sends nothing is closed."),
+]
 
 
 def agent(
@@ -51,6 +67,10 @@ def agent(
     ] = None,
     pool_size: PoolOpt = 4,
     deadline: DeadlineOpt = 30.0,
+    max_connections: MaxConnectionsOpt = 256,
+    workers: WorkersOpt = 16,
+    frame_timeout: FrameTimeoutOpt = 5.0,
+    idle_timeout: IdleTimeoutOpt = 300.0,
     endpoint: EndpointOpt = None,
     ca_bundle: CaBundleOpt = None,
     credential: CredentialOpt = None,
@@ -65,6 +85,10 @@ def agent(
         group=group,
         pool_size=pool_size,
         deadline=deadline,
+        max_connections=max_connections,
+        workers=workers,
+        frame_timeout=frame_timeout,
+        idle_timeout=idle_timeout,
         endpoint=endpoint,
         ca_bundle=ca_bundle,
         credential=credential,
