@@ -3,6 +3,9 @@
 In CI (``CI=true``) a skipped test is reported as a failure: every component the suite drives
 (nginx, haproxy, stunnel, curl, the native provider) is installed by ``make test``, so a skip there
 means the set-up is broken, not that the test does not apply.
+
+A run fails too when a process it started (an emulator, an agent, nginx, anything) outlives it
+(tests/fixtures/processes.py).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.agent",
     "tests.fixtures.native",
     "tests.fixtures.nginx",
+    "tests.fixtures.processes",
 ]
 
 _IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
