@@ -3,6 +3,9 @@
 :mod:`hsmcert.azure.hsm` already shares one SDK client set per endpoint (one HTTPS connection pool, one token
 cache that refreshes before expiry) and caches public keys. The agent adds:
 
+- its own transport (:mod:`hsmcert.agent.transport`): azure-core requests handed straight to urllib3, with a
+  short pipeline;
+
 - a bounded, blocking connection pool (``pool_size``): concurrent callers wait for a connection rather
   than open new ones, so the HSM never sees more TLS connections than the pool size;
 - a deadline per operation (``deadline`` seconds): the SDK retries 429/5xx honouring ``Retry-After``
@@ -148,18 +151,20 @@ class Backend:
         self._parsed: dict[tuple[str, str | None], KeyRef] = {}
         self._lock = threading.Lock()
         if configure:
+            from hsmcert.agent.transport import PooledPipeline
             from hsmcert.azure import clients
 
-            clients.configure_service_clients(
-                pool={"pool_maxsize": pool_size, "pool_block": True},
-                timeouts={"connection_timeout": min(10.0, deadline), "read_timeout": min(60.0, deadline)},
-                retry_total=10,
-                retry_status=10,
-                retry_connect=3,
-                retry_backoff_factor=0.2,
-                retry_backoff_max=2,
-                timeout=deadline,
-            )
+            retry: dict[str, Any] = {
+                "retry_total": 10,
+                "retry_status": 10,
+                "retry_connect": 3,
+                "retry_backoff_factor": 0.2,
+                "retry_backoff_max": 2,
+                "timeout": deadline,
+            }
+            timeouts = {"connection_timeout": min(10.0, deadline), "read_timeout": min(60.0, deadline)}
+            pipeline = PooledPipeline(pool_maxsize=pool_size, pool_block=True, retry=retry, **timeouts)
+            clients.configure_service_clients(pipeline=pipeline, timeouts=timeouts, **retry)
 
     # -- keys -------------------------------------------------------------------------------------------
 

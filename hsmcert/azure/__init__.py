@@ -6,7 +6,8 @@
 - :mod:`~hsmcert.azure.credentials`: the credential chain;
 - :mod:`~hsmcert.azure.errors`: azure-core exceptions turned into hsmcert errors with a remedy;
 - :mod:`~hsmcert.azure.keyinfo` and :mod:`~hsmcert.azure.keycache`: public keys and their cache;
-- :mod:`~hsmcert.azure.transport` and :mod:`~hsmcert.azure.challenges`: the pooled HTTPS transport and the
-  remembered authentication challenges;
 - :mod:`~hsmcert.azure.grant` and :mod:`~hsmcert.azure.roles`: access for machine identities.
+
+Only the SDKs' public API is used here (their default transport included); the agent's pooled transport and
+the private SDK internals it needs live in :mod:`hsmcert.agent.transport` and :mod:`hsmcert.agent.sdkcompat`.
 """

@@ -127,10 +127,6 @@ def translate_azure_errors(
     what = f"the key {key} in {where}" if key else where
     try:
         yield
-        if url:
-            from hsmcert.azure.challenges import save_challenge
-
-            save_challenge(url)
     except HsmcertError:
         raise
     except ResourceNotFoundError as exc:

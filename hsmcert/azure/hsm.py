@@ -85,7 +85,7 @@ class HsmKey:
                 jwk = {k: (unb64u(v) if k in ("n", "e", "x", "y") else v) for k, v in self.info.jwk.items()}
                 jwk["kid"] = self.kid
                 self._crypto = CryptographyClient(
-                    KeyVaultKey(self.kid, jwk=jwk), self._service.credential, **self._service.lean_kwargs()
+                    KeyVaultKey(self.kid, jwk=jwk), self._service.credential, **self._service.keys_kwargs()
                 )
             return self._crypto
 

@@ -225,7 +225,7 @@ def test_one_csr_costs_one_get_and_one_sign_then_only_the_sign(emulator: Any, ma
 def test_clients_are_shared_within_the_process(rsa_ref: str, ec_refs: dict[str, str]) -> None:
     a, b = hsm.open_key(rsa_ref), hsm.open_key(ec_refs["P-256"])
     assert a._service is b._service
-    assert a._service.transport.pool is b._service.transport.pool
+    assert a._service.transport is b._service.transport
 
 
 def test_missing_key_is_not_found(emulator: Any) -> None:

@@ -1,4 +1,4 @@
-"""The HSM transport takes its proxy and CAs from the environment the way requests does."""
+"""The agent's pooled transport takes its proxy and CAs from the environment the way requests does."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hsmcert.azure.transport import environment_proxy, proxy_manager
+from hsmcert.agent.transport import environment_proxy, proxy_manager
 from hsmcert.errors import UsageError
 
 
@@ -27,7 +27,7 @@ def test_proxy_login_scheme_and_no_proxy_ranges(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_a_ca_directory_is_accepted(tmp_path: Path) -> None:
-    from hsmcert.azure.transport import PooledTransport
+    from hsmcert.agent.transport import PooledTransport
 
     transport = PooledTransport(
         "https://127.0.0.1:9", ca_bundle=str(tmp_path), connection_timeout=1, read_timeout=1,
@@ -40,7 +40,7 @@ def test_a_request_for_another_host_is_refused_not_sent_to_the_pools_host() -> N
     from azure.core.exceptions import ServiceRequestError
     from azure.core.rest import HttpRequest
 
-    from hsmcert.azure.transport import PooledTransport
+    from hsmcert.agent.transport import PooledTransport
 
     transport = PooledTransport(
         "https://contoso.managedhsm.azure.net", ca_bundle=None, connection_timeout=1, read_timeout=1,

@@ -1,13 +1,22 @@
-"""An azure-core HTTP transport over one urllib3 connection pool per endpoint."""
+"""The agent's HTTP transport: azure-core requests over one urllib3 connection pool per endpoint.
+
+:class:`PooledPipeline` is what the agent gives :func:`hsmcert.azure.clients.configure_service_clients`: a
+:class:`PooledTransport` per endpoint (bounded, optionally blocking pool; connect and read timeouts) and a
+short pipeline. The CLI and library keep the SDKs' default transport; the private SDK internals this needs
+are in :mod:`hsmcert.agent.sdkcompat`.
+"""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from hsmcert.agent import sdkcompat
 from hsmcert.errors import UsageError
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 
 def environment_proxy(url: str) -> str | None:
@@ -51,7 +60,7 @@ def proxy_manager(proxy: str, options: dict[str, Any]) -> Any:
         ) from exc
 
 
-def _default_ca_bundle() -> str | None:
+def default_ca_bundle() -> str | None:
     """What requests would trust: ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, else certifi's bundle."""
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         if os.environ.get(name):
@@ -89,7 +98,7 @@ class PooledTransport:
             "block": pool_block,
             "cert_reqs": "CERT_REQUIRED",
         }
-        trusted = ca_bundle or _default_ca_bundle()
+        trusted = ca_bundle or default_ca_bundle()
         if trusted and os.path.isdir(trusted):
             options["ca_cert_dir"] = trusted  # a c_rehash'ed directory, as requests accepts
         else:
@@ -100,6 +109,8 @@ class PooledTransport:
         self._origin = _origin(url)
         self._manager = manager
         self._pool_wait = float(connection_timeout) + float(read_timeout)
+        self._url = url
+        self._challenge_saved = False
 
     def __enter__(self) -> PooledTransport:
         return self
@@ -165,53 +176,67 @@ class PooledTransport:
             raise ServiceResponseTimeoutError(exc, error=exc) from exc
         except (u3.ProtocolError, u3.HTTPError, OSError) as exc:
             raise ServiceResponseError(exc, error=exc) from exc
-        return _response(request, raw)
+        response = sdkcompat.read_response(request, raw)
+        if response.status_code < 400 and not self._challenge_saved:
+            # the first success: the challenge the SDK elicited for this endpoint is known; remember it
+            sdkcompat.save_challenge(self._url)
+            self._challenge_saved = True
+        return response
 
 
-def _response_type() -> Any:
-    """The azure-core rest response class of :class:`PooledTransport` (made once, on first use)."""
-    global _response_class
-    if _response_class is not None:
-        return _response_class
-    from azure.core.rest._http_response_impl import HttpResponseImpl
+class PooledPipeline:
+    """The agent's SDK pipeline: a :class:`PooledTransport` per endpoint and a short list of policies.
 
-    class _Response(HttpResponseImpl):  # type: ignore[misc]
-        """A response whose body urllib3 has already read completely."""
+    ``pool_maxsize``/``pool_block``: connections kept per endpoint, and whether callers wait for a free one;
+    ``connection_timeout``/``read_timeout``: per HTTP request; ``retry``: azure-core RetryPolicy keywords.
+    """
 
-        def read(self) -> bytes:
-            return self._content or b""
+    def __init__(self, *, pool_maxsize: int, pool_block: bool, connection_timeout: float, read_timeout: float,
+                 retry: dict[str, Any]) -> None:  # fmt: skip
+        self.pool_maxsize, self.pool_block = pool_maxsize, pool_block
+        self.connection_timeout, self.read_timeout = connection_timeout, read_timeout
+        self.retry = dict(retry)
 
-        def iter_bytes(self, **kwargs: Any) -> Iterator[bytes]:
-            yield self._content or b""
+    def transport(self, url: str, ca_bundle: str | None) -> PooledTransport:
+        sdkcompat.seed_challenge(url)
+        return PooledTransport(
+            url,
+            ca_bundle=ca_bundle,
+            connection_timeout=self.connection_timeout,
+            read_timeout=self.read_timeout,
+            pool_maxsize=self.pool_maxsize,
+            pool_block=self.pool_block,
+        )
 
-        def iter_raw(self, **kwargs: Any) -> Iterator[bytes]:
-            yield self._content or b""
+    def policies(self, credential: TokenCredential) -> list[Any]:
+        """The SDK's own policies minus the ones that cost time on every request and do nothing here.
 
-        def close(self) -> None:
-            self._is_closed = True
+        Kept: request id, user agent, JSON decoding, retries (429/5xx with Retry-After, within ``timeout``)
+        and the Key Vault challenge authentication (token cache, refresh before expiry). Left out: the proxy
+        and redirect policies (the transport resolves proxies once; Key Vault does not redirect), custom
+        hooks, the network-trace policy (it would log the bearer token), and HTTP logging and distributed
+        tracing, which are added back when the ``azure`` logger is enabled at INFO or a tracing
+        implementation is configured when the clients are built.
+        """
+        import logging
 
-    _response_class = _Response
-    return _Response
+        from azure.core.pipeline import policies
+        from azure.core.settings import settings
+
+        chain: list[Any] = [
+            policies.RequestIdPolicy(),
+            policies.UserAgentPolicy(sdk_moniker="hsmcert"),
+            policies.ContentDecodePolicy(),
+            policies.RetryPolicy(**self.retry),
+            sdkcompat.challenge_auth_policy(credential),
+        ]
+        if settings.tracing_implementation() is not None:
+            chain.append(policies.DistributedTracingPolicy())
+        if logging.getLogger("azure").isEnabledFor(logging.INFO):
+            # HttpLoggingPolicy redacts the Authorization header; the network-trace policy would log the
+            # bearer token in the clear, so it is never added.
+            chain.append(policies.HttpLoggingPolicy())
+        return chain
 
 
-def _response(request: Any, raw: Any) -> Any:
-    """An azure-core rest response holding a urllib3 response that has been read completely."""
-    response = _response_type()(
-        request=request,
-        internal_response=raw,
-        status_code=raw.status,
-        reason=raw.reason or "",
-        headers=raw.headers,
-        content_type=raw.headers.get("Content-Type"),
-        stream_download_generator=None,
-    )
-    response._content = raw.data
-    response._is_stream_consumed = True
-    response._is_closed = True
-    return response
-
-
-_response_class: Any = None
-
-
-__all__ = ["PooledTransport", "environment_proxy", "proxy_manager"]
+__all__ = ["PooledPipeline", "PooledTransport", "environment_proxy", "proxy_manager"]
