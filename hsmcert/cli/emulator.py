@@ -94,7 +94,7 @@ def start(
             )
 
         from hsmcert.emulator.faults import parse_faults
-        from hsmcert.emulator.server import run
+        from hsmcert.emulator.process import run
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
         log(f"hsmcert emulator serving from {directory} (stop with Ctrl-C or hsmcert emulator stop)")

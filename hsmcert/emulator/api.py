@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,8 @@ class Request:
     base_url: str
     principal: str = ""
     principal_name: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    """The path parameters of the route (``name``, ``version``, ``scope``...)."""
     _json: Any = field(default=None, repr=False)
 
     def json(self) -> dict[str, Any]:
@@ -118,6 +121,12 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     audit: dict[str, Any] | None = None
     """What the audit log records for this answer (operation, key, version); None: nothing."""
+    drop: bool = False
+    """Close the connection without an answer (a fault on purpose)."""
+
+
+Handler = Callable[[Any, Request], Response]
+"""Every route's handler: ``(service or emulator, request) -> response`` (see :mod:`hsmcert.emulator.routes`)."""
 
 
 def b64u(data: bytes) -> str:

@@ -14,15 +14,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hsmcert.emulator.api import ApiError, Request, Response, b64u, bad, check_name, field_of, paged, unb64
-from hsmcert.emulator.keys import (
-    DEFAULT_OPS,
-    KeyVersion,
-    generate,
-    new_version,
-    parse_tags,
-    private_der,
-    public_jwk,
-)
+from hsmcert.emulator.keycrypto import generate, private_der, public_jwk
+from hsmcert.emulator.keys import DEFAULT_OPS, KeyVersion, new_version, parse_tags
 
 if TYPE_CHECKING:
     from hsmcert.emulator.service import Service
@@ -74,67 +67,12 @@ class Certificates:
             else:
                 del self.deleted[name]
 
-    def _save(self, cert: dict[str, Any]) -> None:
+    def save(self, cert: dict[str, Any]) -> None:
         self.service.store.put(self.service.name, "certificate", f"{cert['name']}/{cert['version']}", cert)
-
-    # --- routing ----------------------------------------------------------------------------------------
-
-    def route(self, req: Request, segs: list[str]) -> tuple[str | None, str | None, Any]:
-        method, n = req.method, len(segs)
-        head = segs[0].lower()
-        third = segs[2].lower() if n > 2 else ""
-
-        def only(want: str, op: str, name: str | None, handler: Any) -> tuple[str | None, str | None, Any]:
-            if method != want:
-                raise ApiError(
-                    405, "MethodNotAllowed", f"The method {method} is not allowed for {req.path[:200]}."
-                )
-            return f"certificate-{op}", name, handler
-
-        if head == "deletedcertificates":
-            if n == 1:
-                return only("GET", "deleted-list", None, lambda: self.deleted_list(req))
-            name = segs[1]
-            if n == 2 and method == "DELETE":
-                return "certificate-purge", name, lambda: self.purge(req, name)
-            if n == 2:
-                return only("GET", "deleted-get", name, lambda: self.deleted_get(req, name))
-            if n == 3 and third == "recover":
-                return only("POST", "recover", name, lambda: self.recover(req, name))
-        elif n == 1:
-            return only("GET", "list", None, lambda: self.list(req))
-        else:
-            name = segs[1]
-            if n == 2 and method == "DELETE":
-                return "certificate-delete", name, lambda: self.delete(req, name)
-            if n == 2:
-                return only("GET", "get", name, lambda: self.get(req, name, ""))
-            if n == 3 and third == "create":
-                return only("POST", "create", name, lambda: self.create(req, name))
-            if n == 3 and third == "import":
-                return only("POST", "import", name, lambda: self.import_(req, name))
-            if n == 3 and third == "versions":
-                return only("GET", "versions", name, lambda: self.list_versions(req, name))
-            if n == 3 and third == "policy":
-                return only("GET", "policy", name, lambda: self.get_policy(req, name))
-            if n == 3 and third == "pending":
-                if method == "DELETE":
-                    return "certificate-pending-delete", name, lambda: self.pending_delete(req, name)
-                if method == "PATCH":
-                    return "certificate-pending-cancel", name, lambda: self.pending_cancel(req, name)
-                return only("GET", "pending", name, lambda: self.pending_get(req, name))
-            if n == 4 and third == "pending" and segs[3].lower() == "merge":
-                return only("POST", "merge", name, lambda: self.merge(req, name))
-            if n == 3:
-                version = segs[2]
-                if method == "PATCH":
-                    return "certificate-update", name, lambda: self.update(req, name, version)
-                return only("GET", "get", name, lambda: self.get(req, name, version))
-        raise ApiError(404, "NotFound", f"The route {method} {req.path[:200]} does not exist.")
 
     # --- shapes -----------------------------------------------------------------------------------------
 
-    def _version(self, name: str, version: str) -> dict[str, Any]:
+    def find_version(self, name: str, version: str) -> dict[str, Any]:
         versions = self.versions.get(name)
         if not versions:
             raise _not_found(name)
@@ -152,7 +90,7 @@ class Certificates:
         )
         return attrs
 
-    def _policy(self, base_url: str, name: str, policy: dict[str, Any]) -> dict[str, Any]:
+    def policy_of(self, base_url: str, name: str, policy: dict[str, Any]) -> dict[str, Any]:
         return {"id": f"{base_url}/certificates/{name}/policy", **policy}
 
     def bundle(self, base_url: str, cert: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +100,7 @@ class Certificates:
             "kid": f"{base_url}/keys/{name}/{version}",
             "sid": f"{base_url}/secrets/{name}/{version}",
             "attributes": self._attributes(cert),
-            "policy": self._policy(base_url, name, cert["policy"]),
+            "policy": self.policy_of(base_url, name, cert["policy"]),
         }
         if cert.get("cer"):
             der = base64.b64decode(cert["cer"])
@@ -195,7 +133,7 @@ class Certificates:
 
     # --- policy -----------------------------------------------------------------------------------------
 
-    def _parse_policy(self, raw: Any) -> dict[str, Any]:
+    def parse_policy(self, raw: Any) -> dict[str, Any]:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -227,7 +165,7 @@ class Certificates:
             )
         if not subject and not any(sans.values()):
             raise bad("The certificate policy needs a subject or subject alternative names.")
-        self._name(subject)
+        self.x500_name(subject)
         months = field_of(x509_props, "validity_months", int) or 12
         if not 1 <= months <= 1200:
             raise bad("validity_months must be between 1 and 1200.")
@@ -269,11 +207,11 @@ class Certificates:
         }
         from cryptography import x509
 
-        self._extensions(x509.CertificateSigningRequestBuilder(), policy, None)  # 400 now, before any key
+        self.extensions(x509.CertificateSigningRequestBuilder(), policy, None)  # 400 now, before any key
         return policy
 
     @staticmethod
-    def _name(subject: str) -> Any:
+    def x500_name(subject: str) -> Any:
         from cryptography import x509
 
         try:
@@ -281,7 +219,7 @@ class Certificates:
         except ValueError:
             raise bad(f"The subject '{subject[:100]}' is not a valid X.500 name.") from None
 
-    def _extensions(self, builder: Any, policy: dict[str, Any], public: Any) -> Any:
+    def extensions(self, builder: Any, policy: dict[str, Any], public: Any) -> Any:
         try:
             return self._add_extensions(builder, policy)
         except ValueError as exc:
@@ -322,7 +260,7 @@ class Certificates:
         return builder
 
     @staticmethod
-    def _hash_for(private: Any) -> Any:
+    def hash_for(private: Any) -> Any:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -332,7 +270,7 @@ class Certificates:
 
     # --- create / merge / import ------------------------------------------------------------------------
 
-    def _new_key(self, name: str, version: str, policy: dict[str, Any], private: Any = None) -> Any:
+    def new_key(self, name: str, version: str, policy: dict[str, Any], private: Any = None) -> Any:
         props = policy["key_props"]
         kty = props["kty"]
         if private is None:
@@ -348,7 +286,7 @@ class Certificates:
         return private
 
     @staticmethod
-    def _new_cert(name: str, version: str, policy: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    def new_cert(name: str, version: str, policy: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         """A certificate version (no certificate yet) with the tags and enabled flag of a request."""
         now = int(time.time())
         attrs: dict[str, Any] = body["attributes"] if isinstance(body.get("attributes"), dict) else {}
@@ -361,58 +299,12 @@ class Certificates:
             "attributes": {"enabled": bool(attrs.get("enabled", True)), "created": now, "updated": now},
         }
 
-    def create(self, req: Request, name: str) -> Response:
-        from cryptography import x509
-
-        check_name(name, "certificate")
-        body = req.json()
-        policy = self._parse_policy(body.get("policy"))
-        existing = self.pending.get(name)
-        if existing is not None and existing["status"] == "inProgress":
-            raise ApiError(409, "Conflict", f"A certificate operation for {name} is already in progress.")
-        if name in self.deleted:
-            raise ApiError(
-                409,
-                "Conflict",
-                f"Certificate {name} is currently in a deleted but recoverable state.",
-                "ObjectIsDeletedButRecoverable",
-            )
-        version = new_version()
-        cert = self._new_cert(name, version, policy, body)
-        private = self._new_key(name, version, policy)
-        subject = self._name(policy["x509_props"]["subject"])
-        csr_builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
-        csr_builder = self._extensions(csr_builder, policy, private.public_key())
-        csr = csr_builder.sign(private, self._hash_for(private))
-        from cryptography.hazmat.primitives import serialization
-
-        csr_b64 = base64.b64encode(csr.public_bytes(serialization.Encoding.DER)).decode()
-        op = {
-            "issuer": policy["issuer"]["name"],
-            "csr": csr_b64,
-            "status": "inProgress",
-            "request_id": version,
-        }
-        if policy["issuer"]["name"] == "Self":
-            self._complete(cert, self._self_signed(private, policy))
-            op["status"], op["status_details"] = "completed", ""
-        else:
-            cert["attributes"]["enabled"] = False
-        self.versions.setdefault(name, []).append(cert)
-        self._save(cert)
-        self.pending[name] = op
-        self.service.store.put(self.service.name, "certop", name, op)
-        # A Self certificate is ready at once, but the SDK's poller returns nothing for an operation that is
-        # complete in the first answer: say "inProgress" here; its first poll (made at once) sees "completed".
-        answer = self.operation(req.base_url, name, {**op, "status": "inProgress"})
-        return Response(202, answer, audit={"key": name, "version": version})
-
-    def _self_signed(self, private: Any, policy: dict[str, Any]) -> Any:
+    def self_signed(self, private: Any, policy: dict[str, Any]) -> Any:
         import secrets
 
         from cryptography import x509
 
-        subject = self._name(policy["x509_props"]["subject"])
+        subject = self.x500_name(policy["x509_props"]["subject"])
         now = datetime.datetime.now(datetime.timezone.utc)
         builder = (
             x509.CertificateBuilder()
@@ -423,10 +315,10 @@ class Certificates:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=30 * policy["x509_props"]["validity_months"]))
         )
-        builder = self._extensions(builder, policy, private.public_key())
-        return builder.sign(private, self._hash_for(private))
+        builder = self.extensions(builder, policy, private.public_key())
+        return builder.sign(private, self.hash_for(private))
 
-    def _complete(self, cert: dict[str, Any], x509_cert: Any) -> None:
+    def complete(self, cert: dict[str, Any], x509_cert: Any) -> None:
         from cryptography.hazmat.primitives import serialization
 
         cert["cer"] = base64.b64encode(x509_cert.public_bytes(serialization.Encoding.DER)).decode()
@@ -439,148 +331,17 @@ class Certificates:
             }
         )
 
-    def merge(self, req: Request, name: str) -> Response:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
-        op = self.pending.get(name)
-        if op is None or op["status"] != "inProgress":
-            raise ApiError(404, "PendingCertificateNotFound", f"Pending certificate not found: {name[:130]}")
-        x5c = req.json().get("x5c")
-        if not isinstance(x5c, list) or not x5c:
-            raise bad("The 'x5c' field must be a non-empty list of certificates.")
-        try:
-            leaf = x509.load_der_x509_certificate(unb64(x5c[0], "x5c"))
-        except ValueError:
-            raise bad("The first certificate of 'x5c' is not a DER X.509 certificate.") from None
-        cert = self._version(name, "")
-        kv = self.service.version(name, cert["version"])
-        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        if leaf.public_key().public_bytes(*spki) != kv.private(self.service).public_key().public_bytes(*spki):
-            raise bad("The certificate's public key does not match the pending certificate's key.")
-        self._complete(cert, leaf)
-        self._save(cert)
-        op["status"] = "completed"
-        self.service.store.put(self.service.name, "certop", name, op)
-        return Response(201, self.bundle(req.base_url, cert), audit={"key": name, "version": cert["version"]})
-
-    def import_(self, req: Request, name: str) -> Response:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.serialization import pkcs12
-
-        check_name(name, "certificate")
-        body = req.json()
-        value = body.get("value")
-        if not isinstance(value, str) or not value:
-            raise bad("The 'value' field (the PFX or PEM) is required.")
-        password = body.get("pwd")
-        if password is not None and not isinstance(password, str):
-            raise bad("The 'pwd' field must be a string.")
-        raw = value.encode() if "-----BEGIN" in value else unb64(value, "value")
-        private: Any
-        leaf: Any
-        try:
-            if raw.lstrip().startswith(b"-----BEGIN"):
-                private = serialization.load_pem_private_key(raw, password.encode() if password else None)
-                leaf = x509.load_pem_x509_certificates(raw)[0]
-            else:
-                private, leaf, _ = pkcs12.load_key_and_certificates(
-                    raw, password.encode() if password else None
-                )
-        except (ValueError, TypeError, IndexError):
-            raise bad("The certificate could not be read (wrong format or password).") from None
-        if private is None or leaf is None:
-            raise bad("The imported data must hold a private key and its certificate.")
-        from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-        if not isinstance(private, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-            raise bad("Only RSA and EC certificates can be imported.")
-        raw_policy = body.get("policy") or {}
-        x509_props = raw_policy.get("x509_props") or {} if isinstance(raw_policy, dict) else None
-        key_props = raw_policy.get("key_props") or {} if isinstance(raw_policy, dict) else None
-        if not isinstance(x509_props, dict) or not isinstance(key_props, dict):
-            raise bad("The 'policy' field must be an object with 'x509_props' and 'key_props' objects.")
-        if not x509_props.get("subject"):
-            x509_props = {**x509_props, "subject": leaf.subject.rfc4514_string()}
-        key_props = {**key_props, "kty": "RSA" if isinstance(private, rsa.RSAPrivateKey) else "EC"}
-        policy = self._parse_policy({**raw_policy, "x509_props": x509_props, "key_props": key_props})
-        if name in self.deleted:
-            raise ApiError(
-                409,
-                "Conflict",
-                f"Certificate {name} is deleted but recoverable.",
-                "ObjectIsDeletedButRecoverable",
-            )
-        version = new_version()
-        cert = self._new_cert(name, version, policy, body)
-        self._new_key(name, version, policy, private)
-        self._complete(cert, leaf)
-        self.versions.setdefault(name, []).append(cert)
-        self._save(cert)
-        return Response(200, self.bundle(req.base_url, cert), audit={"key": name, "version": version})
-
     # --- reads, updates, pending ------------------------------------------------------------------------
 
-    def get(self, req: Request, name: str, version: str) -> Response:
-        cert = self._version(name, version)
-        return Response(200, self.bundle(req.base_url, cert), audit={"key": name, "version": cert["version"]})
-
-    def update(self, req: Request, name: str, version: str) -> Response:
-        cert = self._version(name, version)
-        body = req.json()
-        attrs = body.get("attributes")
-        if isinstance(attrs, dict) and isinstance(attrs.get("enabled"), bool):
-            cert["attributes"]["enabled"] = attrs["enabled"]
-        tags = parse_tags(body)
-        if tags is not None:
-            cert["tags"] = tags
-        cert["attributes"]["updated"] = int(time.time())
-        self._save(cert)
-        return Response(200, self.bundle(req.base_url, cert), audit={"key": name, "version": cert["version"]})
-
-    def get_policy(self, req: Request, name: str) -> Response:
-        cert = self._version(name, "")
-        return Response(200, self._policy(req.base_url, name, cert["policy"]), audit={"key": name})
-
-    def list(self, req: Request) -> Response:
-        items = [
-            self.item(req.base_url, versions[-1], False) for versions in self.versions.values() if versions
-        ]
-        return Response(200, paged(items, req, "/certificates"), audit={})
-
-    def list_versions(self, req: Request, name: str) -> Response:
-        if name not in self.versions:
-            raise _not_found(name)
-        items = [self.item(req.base_url, cert, True) for cert in self.versions[name]]
-        return Response(200, paged(items, req, f"/certificates/{name}/versions"), audit={"key": name})
-
-    def _pending(self, name: str) -> dict[str, Any]:
+    def pending_op(self, name: str) -> dict[str, Any]:
         op = self.pending.get(name)
         if op is None:
             raise ApiError(404, "PendingCertificateNotFound", f"Pending certificate not found: {name[:130]}")
         return op
 
-    def pending_get(self, req: Request, name: str) -> Response:
-        return Response(200, self.operation(req.base_url, name, self._pending(name)), audit={"key": name})
-
-    def pending_cancel(self, req: Request, name: str) -> Response:
-        op = self._pending(name)
-        if req.json().get("cancellation_requested") is True and op["status"] == "inProgress":
-            op["cancellation_requested"] = True
-            op["status"] = "cancelled"
-            self.service.store.put(self.service.name, "certop", name, op)
-        return Response(200, self.operation(req.base_url, name, op), audit={"key": name})
-
-    def pending_delete(self, req: Request, name: str) -> Response:
-        op = self._pending(name)
-        del self.pending[name]
-        self.service.store.delete(self.service.name, "certop", name)
-        return Response(200, self.operation(req.base_url, name, op), audit={"key": name})
-
     # --- delete / recover / purge (the certificate's key goes with it) ----------------------------------
 
-    def _deleted_bundle(self, base_url: str, name: str) -> dict[str, Any]:
+    def deleted_bundle(self, base_url: str, name: str) -> dict[str, Any]:
         info = self.deleted[name]
         bundle = self.bundle(base_url, self.deleted_versions[name][-1])
         bundle.update(
@@ -592,52 +353,280 @@ class Certificates:
         )
         return bundle
 
-    def delete(self, req: Request, name: str) -> Response:
-        if name not in self.versions:
-            raise _not_found(name)
-        now = int(time.time())
-        info = {"deletedDate": now, "scheduledPurgeDate": now + self.service.recoverable_days * 86400}
-        self.service.store.put(self.service.name, "deletedcert", name, info)
-        self.deleted[name] = info
-        self.deleted_versions[name] = self.versions.pop(name)
-        if name in self.service.keys:
-            self.service.handle_delete(req, name)
-        return Response(200, self._deleted_bundle(req.base_url, name), audit={"key": name})
+    def require_not_deleted(self, name: str) -> None:
+        if name in self.deleted:
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Certificate {name} is currently in a deleted but recoverable state.",
+                "ObjectIsDeletedButRecoverable",
+            )
 
-    def _require_deleted(self, name: str) -> None:
+    def require_deleted(self, name: str) -> None:
         if name not in self.deleted:
             raise ApiError(404, "CertificateNotFound", f"Deleted certificate not found: {name[:130]}")
 
-    def deleted_get(self, req: Request, name: str) -> Response:
-        self._require_deleted(name)
-        return Response(200, self._deleted_bundle(req.base_url, name), audit={"key": name})
 
-    def deleted_list(self, req: Request) -> Response:
-        items = []
-        for name in self.deleted:
-            bundle = self._deleted_bundle(req.base_url, name)
-            item = {k: v for k, v in bundle.items() if k not in ("cer", "policy", "kid", "sid")}
-            item["id"] = f"{req.base_url}/certificates/{name}"
-            items.append(item)
-        return Response(200, paged(items, req, "/deletedcertificates"), audit={})
+def _certs(service: Service) -> Certificates:
+    certs: Certificates = service.certificates
+    return certs
 
-    def recover(self, req: Request, name: str) -> Response:
-        self._require_deleted(name)
-        self.versions[name] = self.deleted_versions.pop(name)
-        del self.deleted[name]
-        self.service.store.delete(self.service.name, "deletedcert", name)
-        if name in self.service.deleted:
-            self.service.handle_recover(req, name)
-        return Response(200, self.bundle(req.base_url, self.versions[name][-1]), audit={"key": name})
 
-    def purge(self, req: Request, name: str) -> Response:
-        self._require_deleted(name)
-        for cert in self.deleted_versions.pop(name):
-            self.service.store.delete(self.service.name, "certificate", f"{name}/{cert['version']}")
-        del self.deleted[name]
-        self.service.store.delete(self.service.name, "deletedcert", name)
-        self.pending.pop(name, None)
-        self.service.store.delete(self.service.name, "certop", name)
-        if name in self.service.deleted:
-            self.service.handle_purge(req, name)
-        return Response(204, None, audit={"key": name})
+# --- handlers: each answers one route of :mod:`hsmcert.emulator.routes` ------------------------------------
+
+
+def create(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    from cryptography import x509
+
+    check_name(name, "certificate")
+    body = req.json()
+    policy = certs.parse_policy(body.get("policy"))
+    existing = certs.pending.get(name)
+    if existing is not None and existing["status"] == "inProgress":
+        raise ApiError(409, "Conflict", f"A certificate operation for {name} is already in progress.")
+    certs.require_not_deleted(name)
+    version = new_version()
+    cert = certs.new_cert(name, version, policy, body)
+    private = certs.new_key(name, version, policy)
+    subject = certs.x500_name(policy["x509_props"]["subject"])
+    csr_builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    csr_builder = certs.extensions(csr_builder, policy, private.public_key())
+    csr = csr_builder.sign(private, certs.hash_for(private))
+    from cryptography.hazmat.primitives import serialization
+
+    csr_b64 = base64.b64encode(csr.public_bytes(serialization.Encoding.DER)).decode()
+    op = {
+        "issuer": policy["issuer"]["name"],
+        "csr": csr_b64,
+        "status": "inProgress",
+        "request_id": version,
+    }
+    if policy["issuer"]["name"] == "Self":
+        certs.complete(cert, certs.self_signed(private, policy))
+        op["status"], op["status_details"] = "completed", ""
+    else:
+        cert["attributes"]["enabled"] = False
+    certs.versions.setdefault(name, []).append(cert)
+    certs.save(cert)
+    certs.pending[name] = op
+    service.store.put(service.name, "certop", name, op)
+    # A Self certificate is ready at once, but the SDK's poller returns nothing for an operation that is
+    # complete in the first answer: say "inProgress" here; its first poll (made at once) sees "completed".
+    answer = certs.operation(req.base_url, name, {**op, "status": "inProgress"})
+    return Response(202, answer, audit={"key": name, "version": version})
+
+
+def merge(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    op = certs.pending.get(name)
+    if op is None or op["status"] != "inProgress":
+        raise ApiError(404, "PendingCertificateNotFound", f"Pending certificate not found: {name[:130]}")
+    x5c = req.json().get("x5c")
+    if not isinstance(x5c, list) or not x5c:
+        raise bad("The 'x5c' field must be a non-empty list of certificates.")
+    try:
+        leaf = x509.load_der_x509_certificate(unb64(x5c[0], "x5c"))
+    except ValueError:
+        raise bad("The first certificate of 'x5c' is not a DER X.509 certificate.") from None
+    cert = certs.find_version(name, "")
+    kv = service.version(name, cert["version"])
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if leaf.public_key().public_bytes(*spki) != kv.private(service).public_key().public_bytes(*spki):
+        raise bad("The certificate's public key does not match the pending certificate's key.")
+    certs.complete(cert, leaf)
+    certs.save(cert)
+    op["status"] = "completed"
+    service.store.put(service.name, "certop", name, op)
+    return Response(201, certs.bundle(req.base_url, cert), audit={"key": name, "version": cert["version"]})
+
+
+def import_certificate(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    check_name(name, "certificate")
+    body = req.json()
+    value = body.get("value")
+    if not isinstance(value, str) or not value:
+        raise bad("The 'value' field (the PFX or PEM) is required.")
+    password = body.get("pwd")
+    if password is not None and not isinstance(password, str):
+        raise bad("The 'pwd' field must be a string.")
+    raw = value.encode() if "-----BEGIN" in value else unb64(value, "value")
+    private: Any
+    leaf: Any
+    try:
+        if raw.lstrip().startswith(b"-----BEGIN"):
+            private = serialization.load_pem_private_key(raw, password.encode() if password else None)
+            leaf = x509.load_pem_x509_certificates(raw)[0]
+        else:
+            private, leaf, _ = pkcs12.load_key_and_certificates(raw, password.encode() if password else None)
+    except (ValueError, TypeError, IndexError):
+        raise bad("The certificate could not be read (wrong format or password).") from None
+    if private is None or leaf is None:
+        raise bad("The imported data must hold a private key and its certificate.")
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if not isinstance(private, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise bad("Only RSA and EC certificates can be imported.")
+    raw_policy = body.get("policy") or {}
+    x509_props = raw_policy.get("x509_props") or {} if isinstance(raw_policy, dict) else None
+    key_props = raw_policy.get("key_props") or {} if isinstance(raw_policy, dict) else None
+    if not isinstance(x509_props, dict) or not isinstance(key_props, dict):
+        raise bad("The 'policy' field must be an object with 'x509_props' and 'key_props' objects.")
+    if not x509_props.get("subject"):
+        x509_props = {**x509_props, "subject": leaf.subject.rfc4514_string()}
+    key_props = {**key_props, "kty": "RSA" if isinstance(private, rsa.RSAPrivateKey) else "EC"}
+    policy = certs.parse_policy({**raw_policy, "x509_props": x509_props, "key_props": key_props})
+    certs.require_not_deleted(name)
+    version = new_version()
+    cert = certs.new_cert(name, version, policy, body)
+    certs.new_key(name, version, policy, private)
+    certs.complete(cert, leaf)
+    certs.versions.setdefault(name, []).append(cert)
+    certs.save(cert)
+    return Response(200, certs.bundle(req.base_url, cert), audit={"key": name, "version": version})
+
+
+def get(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    version = req.params.get("version", "")
+    cert = certs.find_version(name, version)
+    return Response(200, certs.bundle(req.base_url, cert), audit={"key": name, "version": cert["version"]})
+
+
+def update(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    version = req.params.get("version", "")
+    cert = certs.find_version(name, version)
+    body = req.json()
+    attrs = body.get("attributes")
+    if isinstance(attrs, dict) and isinstance(attrs.get("enabled"), bool):
+        cert["attributes"]["enabled"] = attrs["enabled"]
+    tags = parse_tags(body)
+    if tags is not None:
+        cert["tags"] = tags
+    cert["attributes"]["updated"] = int(time.time())
+    certs.save(cert)
+    return Response(200, certs.bundle(req.base_url, cert), audit={"key": name, "version": cert["version"]})
+
+
+def get_policy(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    cert = certs.find_version(name, "")
+    return Response(200, certs.policy_of(req.base_url, name, cert["policy"]), audit={"key": name})
+
+
+def list_certificates(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    items = [
+        certs.item(req.base_url, versions[-1], False) for versions in certs.versions.values() if versions
+    ]
+    return Response(200, paged(items, req, "/certificates"), audit={})
+
+
+def versions(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    if name not in certs.versions:
+        raise _not_found(name)
+    items = [certs.item(req.base_url, cert, True) for cert in certs.versions[name]]
+    return Response(200, paged(items, req, f"/certificates/{name}/versions"), audit={"key": name})
+
+
+def get_pending(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    return Response(200, certs.operation(req.base_url, name, certs.pending_op(name)), audit={"key": name})
+
+
+def cancel_pending(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    op = certs.pending_op(name)
+    if req.json().get("cancellation_requested") is True and op["status"] == "inProgress":
+        op["cancellation_requested"] = True
+        op["status"] = "cancelled"
+        service.store.put(service.name, "certop", name, op)
+    return Response(200, certs.operation(req.base_url, name, op), audit={"key": name})
+
+
+def delete_pending(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    op = certs.pending_op(name)
+    del certs.pending[name]
+    service.store.delete(service.name, "certop", name)
+    return Response(200, certs.operation(req.base_url, name, op), audit={"key": name})
+
+
+def delete(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    if name not in certs.versions:
+        raise _not_found(name)
+    now = int(time.time())
+    info = {"deletedDate": now, "scheduledPurgeDate": now + service.recoverable_days * 86400}
+    service.store.put(service.name, "deletedcert", name, info)
+    certs.deleted[name] = info
+    certs.deleted_versions[name] = certs.versions.pop(name)
+    if name in service.keys:
+        service.delete_key(name)
+    return Response(200, certs.deleted_bundle(req.base_url, name), audit={"key": name})
+
+
+def get_deleted(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    certs.require_deleted(name)
+    return Response(200, certs.deleted_bundle(req.base_url, name), audit={"key": name})
+
+
+def list_deleted(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    items = []
+    for name in certs.deleted:
+        bundle = certs.deleted_bundle(req.base_url, name)
+        item = {k: v for k, v in bundle.items() if k not in ("cer", "policy", "kid", "sid")}
+        item["id"] = f"{req.base_url}/certificates/{name}"
+        items.append(item)
+    return Response(200, paged(items, req, "/deletedcertificates"), audit={})
+
+
+def recover(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    certs.require_deleted(name)
+    certs.versions[name] = certs.deleted_versions.pop(name)
+    del certs.deleted[name]
+    service.store.delete(service.name, "deletedcert", name)
+    if name in service.deleted:
+        service.recover_key(name)
+    return Response(200, certs.bundle(req.base_url, certs.versions[name][-1]), audit={"key": name})
+
+
+def purge(service: Service, req: Request) -> Response:
+    certs = _certs(service)
+    name = req.params["name"]
+    certs.require_deleted(name)
+    for cert in certs.deleted_versions.pop(name):
+        service.store.delete(service.name, "certificate", f"{name}/{cert['version']}")
+    del certs.deleted[name]
+    service.store.delete(service.name, "deletedcert", name)
+    certs.pending.pop(name, None)
+    service.store.delete(service.name, "certop", name)
+    if name in service.deleted:
+        service.purge_key(name)
+    return Response(204, None, audit={"key": name})

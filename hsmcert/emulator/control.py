@@ -107,7 +107,8 @@ class Running:
         }
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether the process ``pid`` runs (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -126,7 +127,7 @@ def running(data_dir: Path) -> Running | None:
         login_port = int(state["login_port"]) if state.get("login_port") else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not _alive(pid):
+    if not alive(pid):
         return None
     return Running(data_dir.resolve(), pid, port, {str(k): int(v) for k, v in services.items()}, login_port)
 
@@ -240,7 +241,7 @@ def start(
     (data_dir / "state.json").unlink(missing_ok=True)
     (data_dir / EMULATOR_ENDPOINTS).unlink(missing_ok=True)  # a killed emulator's stale endpoints
     log_path = data_dir / "emulator.log"
-    command = [sys.executable, "-m", "hsmcert.emulator.server", "--data", str(data_dir)]
+    command = [sys.executable, "-m", "hsmcert.emulator.process", "--data", str(data_dir)]
     if faults:
         command += ["--faults", json.dumps(faults)]
     if exit_with is not None:
@@ -276,7 +277,7 @@ def stop(data_dir: Path, timeout: float = 15.0) -> bool:
         os.kill(found.pid, 15)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(found.pid) or running(Path(data_dir)) is None:
+        if not alive(found.pid) or running(Path(data_dir)) is None:
             return True
         time.sleep(0.05)
     os.kill(found.pid, 9)

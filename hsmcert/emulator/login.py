@@ -23,10 +23,14 @@ import hashlib
 import hmac
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from hsmcert.emulator import auth
+from hsmcert.emulator.api import Request, Response
+
+if TYPE_CHECKING:
+    from hsmcert.emulator.process import Emulator
 
 FEDERATED_AUDIENCE = "api://AzureADTokenExchange"
 FEDERATED_ISSUER = "https://hsmcert.invalid/emulator/federation"
@@ -213,30 +217,26 @@ def token_response(token_secret: bytes, body: bytes) -> dict[str, Any]:
     }
 
 
-def handle(token_secret: bytes, method: str, path: str, body: bytes, base_url: str) -> tuple[int, Any]:
-    """(status, JSON body) of a request to the login endpoint."""
-    segs = path.split("/")[1:]
-    try:
-        if not segs or segs[0].lower() != auth.TENANT_ID:
-            raise LoginError(
-                400,
-                "invalid_tenant",
-                90002,
-                f"Tenant {segs[0][:60] if segs else ''!r} not found; the emulator's tenant is "
-                f"{auth.TENANT_ID}.",
-            )
-        rest = "/".join(segs[1:])
-        if rest == "v2.0/.well-known/openid-configuration":
-            if method != "GET":
-                raise LoginError(405, "invalid_request", 900561, "Use GET for the OpenID configuration.")
-            return 200, openid_configuration(base_url, auth.TENANT_ID)
-        if rest == "oauth2/v2.0/token":
-            if method != "POST":
-                raise LoginError(405, "invalid_request", 900561, "The token endpoint accepts POST only.")
-            return 200, token_response(token_secret, body)
-        raise LoginError(404, "invalid_request", 900561, f"No endpoint {method} {path[:120]}.")
-    except LoginError as exc:
-        return exc.status, exc.body()
+def check_tenant(tenant: str) -> None:
+    """Refuse every tenant but the emulator's (Entra's invalid_tenant)."""
+    if tenant.lower() != auth.TENANT_ID:
+        raise LoginError(
+            400,
+            "invalid_tenant",
+            90002,
+            f"Tenant {tenant[:60]!r} not found; the emulator's tenant is {auth.TENANT_ID}.",
+        )
+
+
+# --- handlers: each answers one route of :mod:`hsmcert.emulator.routes` ------------------------------------
+
+
+def configuration(emulator: Emulator, req: Request) -> Response:
+    return Response(200, openid_configuration(req.base_url, auth.TENANT_ID))
+
+
+def token(emulator: Emulator, req: Request) -> Response:
+    return Response(200, token_response(emulator.token_secret, req.body))
 
 
 def credential_env(

@@ -78,7 +78,7 @@ class Rbac:
         self.custom: dict[str, dict[str, Any]] = {}
         self.assignments: dict[str, dict[str, Any]] = {}
         self._cache: dict[tuple[str, str, str], bool] = {}
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
 
     # --- persistence ------------------------------------------------------------------------------------
 
@@ -90,9 +90,9 @@ class Rbac:
         for slug in ADMIN_ROLES:
             role = roles.role_by_slug(slug)
             assert role is not None
-            self._assign("/", role.id, admin, str(uuid.uuid5(uuid.NAMESPACE_URL, f"{admin}/{role.id}")))
+            self.assign("/", role.id, admin, str(uuid.uuid5(uuid.NAMESPACE_URL, f"{admin}/{role.id}")))
 
-    def _assign(self, scope: str, definition: str, principal: str, name: str) -> dict[str, Any]:
+    def assign(self, scope: str, definition: str, principal: str, name: str) -> dict[str, Any]:
         prefix = "" if scope == "/" else scope
         assignment = {
             "id": f"{prefix}/providers/Microsoft.Authorization/roleAssignments/{name}",
@@ -104,11 +104,15 @@ class Rbac:
                 "principalId": principal,
             },
         }
-        with self._lock:
+        with self.lock:
             self.assignments[name] = assignment
-            self._cache.clear()
+            self.changed()
         self.service.store.put(self.service.name, "roleassign", name, assignment)
         return assignment
+
+    def changed(self) -> None:
+        """Forget the answers of :meth:`allowed` (call under :attr:`lock` after every change)."""
+        self._cache.clear()
 
     # --- enforcement ------------------------------------------------------------------------------------
 
@@ -121,7 +125,7 @@ class Rbac:
         if cached is not None:
             return cached
         result = False
-        with self._lock:
+        with self.lock:
             for assignment in self.assignments.values():
                 props = assignment["properties"]
                 if props["principalId"] != principal or not covers(props["scope"], scope):
@@ -148,177 +152,158 @@ class Rbac:
             "ForbiddenByRbac",
         )
 
-    # --- handlers ---------------------------------------------------------------------------------------
 
-    def handle(self, req: Request, scope: str, collection: str, ident: str | None) -> Response:
-        scope = normalize_scope(scope)
-        if collection.lower() == "roledefinitions":
-            return self._definitions(req, scope, ident)
-        if collection.lower() == "roleassignments":
-            return self._assignments(req, scope, ident)
-        raise ApiError(404, "NotFound", f"The resource type '{collection[:60]}' is unknown.")
+# --- handlers: each answers one route of :mod:`hsmcert.emulator.routes`, which checked the caller's role --
 
-    def _definitions(self, req: Request, scope: str, ident: str | None) -> Response:
-        if ident is None:
-            if req.method != "GET":
-                raise ApiError(405, "MethodNotAllowed", f"{req.method} is not allowed here.")
-            self.require(req, "roleDefinitions/read/action", scope)
-            items = [*BUILTIN.values(), *self.custom.values()]
-            wanted = _filter_value(req.query.get("$filter", ""), "roleName")
-            if wanted is not None:
-                items = [d for d in items if d["properties"]["roleName"] == wanted]
-            return Response(
-                200,
-                paged(items, req, "/providers/Microsoft.Authorization/roleDefinitions"),
-                audit={"operation": "roledefinition-list"},
-            )
-        ident = _uuid(ident, "role definition")
-        if req.method == "GET":
-            self.require(req, "roleDefinitions/read/action", scope)
-            found = self.definition(ident)
-            if found is None:
-                raise ApiError(404, "RoleDefinitionNotFound", f"The role definition {ident} does not exist.")
-            return Response(200, found, audit={"operation": "roledefinition-get", "role_definition": ident})
-        if req.method == "PUT":
-            self.require(req, "roleDefinitions/write/action", scope)
-            if ident in BUILTIN:
-                raise ApiError(
-                    403, "Forbidden", "A built-in role definition cannot be changed.", "BuiltInRole"
-                )
-            definition = self._parse_definition(req, ident)
-            existed = ident in self.custom
-            if not existed and len(self.custom) >= MAX_CUSTOM_ROLES:
-                raise ApiError(400, "RoleDefinitionLimitExceeded", "At most 50 custom roles can be defined.")
-            with self._lock:
-                self.custom[ident] = definition
-                self._cache.clear()
-            self.service.store.put(self.service.name, "roledef", ident, definition)
-            return Response(
-                201,  # Azure answers a PUT of a role definition 201, update or not (the SDK accepts only 201)
-                definition,
-                audit={"operation": "roledefinition-set", "role_definition": ident},
-            )
-        if req.method == "DELETE":
-            self.require(req, "roleDefinitions/delete/action", scope)
-            if ident in BUILTIN:
-                raise ApiError(
-                    403, "Forbidden", "A built-in role definition cannot be deleted.", "BuiltInRole"
-                )
-            with self._lock:
-                found = self.custom.pop(ident, None)
-                self._cache.clear()
-            if found is None:
-                raise ApiError(404, "RoleDefinitionNotFound", f"The role definition {ident} does not exist.")
-            self.service.store.delete(self.service.name, "roledef", ident)
-            return Response(
-                200, found, audit={"operation": "roledefinition-delete", "role_definition": ident}
-            )
-        raise ApiError(405, "MethodNotAllowed", f"{req.method} is not allowed here.")
 
-    def _parse_definition(self, req: Request, ident: str) -> dict[str, Any]:
-        props = req.json().get("properties")
-        if not isinstance(props, dict):
-            raise bad("The 'properties' field must be an object.")
-        name = props.get("roleName") or ident
-        permissions = props.get("permissions") or []
-        if not isinstance(name, str) or not isinstance(permissions, list):
-            raise bad("A role definition needs a roleName and a permissions list.")
-        clean = []
-        for perm in permissions:
-            if not isinstance(perm, dict):
-                raise bad("Each permission must be an object.")
-            entry = {}
-            for field in ("actions", "notActions", "dataActions", "notDataActions"):
-                values = perm.get(field) or []
-                if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                    raise bad(f"The '{field}' of a permission must be a list of strings.")
-                entry[field] = values
-            clean.append(entry)
-        scopes = props.get("assignableScopes") or ["/"]
-        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-            raise bad("The 'assignableScopes' field must be a list of scopes.")
-        return {
-            "id": DEFINITION_PREFIX + ident,
-            "name": ident,
-            "type": "Microsoft.Authorization/roleDefinitions",
-            "properties": {
-                "roleName": name,
-                "description": str(props.get("description") or ""),
-                "type": "CustomRole",
-                "permissions": clean,
-                "assignableScopes": [normalize_scope(s) for s in scopes],
-            },
-        }
+def request_scope(req: Request) -> str:
+    """The scope a role request addresses (the path before ``/providers``): ``/``, ``/keys`` or ``/keys/<name>``."""
+    return normalize_scope(req.params.get("scope", ""))
 
-    def _assignments(self, req: Request, scope: str, ident: str | None) -> Response:
-        if ident is None:
-            if req.method != "GET":
-                raise ApiError(405, "MethodNotAllowed", f"{req.method} is not allowed here.")
-            self.require(req, "roleAssignments/read/action", scope)
-            items = [
-                a
-                for a in self.assignments.values()
-                if covers(a["properties"]["scope"], scope) or covers(scope, a["properties"]["scope"])
-            ]
-            principal = _filter_value(req.query.get("$filter", ""), "principalId")
-            if principal is not None:
-                items = [a for a in items if a["properties"]["principalId"] == principal]
-            prefix = "" if scope == "/" else scope
-            return Response(
-                200,
-                paged(items, req, f"{prefix}/providers/Microsoft.Authorization/roleAssignments"),
-                audit={"operation": "roleassignment-list", "scope": scope},
-            )
-        if req.method == "GET":
-            self.require(req, "roleAssignments/read/action", scope)
-            found = self.assignments.get(ident)
-            if found is None:
-                raise ApiError(
-                    404, "RoleAssignmentNotFound", f"The role assignment {ident[:60]} does not exist."
-                )
-            return Response(200, found, audit={"operation": "roleassignment-get", "role_assignment": ident})
-        if req.method == "PUT":
-            self.require(req, "roleAssignments/write/action", scope)
-            ident = _uuid(ident, "role assignment")
-            props = req.json().get("properties")
-            if not isinstance(props, dict):
-                raise bad("The 'properties' field must be an object.")
-            definition = _definition_uuid(props.get("roleDefinitionId"))
-            principal = props.get("principalId")
-            if not isinstance(principal, str) or not principal:
-                raise bad("The 'principalId' field is required.")
-            if self.definition(definition) is None:
-                raise ApiError(
-                    400, "RoleDefinitionNotFound", f"The role definition {definition} does not exist."
-                )
-            if ident in self.assignments:
-                raise ApiError(409, "RoleAssignmentExists", f"The role assignment {ident} already exists.")
-            same_scope = [a for a in self.assignments.values() if a["properties"]["scope"] == scope]
-            limit = MAX_HSM_ASSIGNMENTS if scope in ("/", "/keys") else MAX_KEY_ASSIGNMENTS
-            if len(same_scope) >= limit:
-                raise ApiError(
-                    400, "RoleAssignmentLimitExceeded", f"At most {limit} role assignments at {scope}."
-                )
-            created = self._assign(scope, definition, principal, ident)
-            return Response(
-                201,
-                created,
-                audit={"operation": "roleassignment-create", "role_assignment": ident, "scope": scope},
-            )
-        if req.method == "DELETE":
-            self.require(req, "roleAssignments/delete/action", scope)
-            with self._lock:
-                found = self.assignments.pop(ident, None)
-                self._cache.clear()
-            if found is None:
-                raise ApiError(
-                    404, "RoleAssignmentNotFound", f"The role assignment {ident[:60]} does not exist."
-                )
-            self.service.store.delete(self.service.name, "roleassign", ident)
-            return Response(
-                200, found, audit={"operation": "roleassignment-delete", "role_assignment": ident}
-            )
-        raise ApiError(405, "MethodNotAllowed", f"{req.method} is not allowed here.")
+
+def list_definitions(service: Service, req: Request) -> Response:
+    items = [*BUILTIN.values(), *service.rbac.custom.values()]
+    wanted = _filter_value(req.query.get("$filter", ""), "roleName")
+    if wanted is not None:
+        items = [d for d in items if d["properties"]["roleName"] == wanted]
+    path = "/providers/Microsoft.Authorization/roleDefinitions"
+    return Response(200, paged(items, req, path), audit={})
+
+
+def get_definition(service: Service, req: Request) -> Response:
+    ident = _uuid(req.params["ident"], "role definition")
+    found = service.rbac.definition(ident)
+    if found is None:
+        raise ApiError(404, "RoleDefinitionNotFound", f"The role definition {ident} does not exist.")
+    return Response(200, found, audit={"role_definition": ident})
+
+
+def set_definition(service: Service, req: Request) -> Response:
+    rbac = service.rbac
+    ident = _uuid(req.params["ident"], "role definition")
+    if ident in BUILTIN:
+        raise ApiError(403, "Forbidden", "A built-in role definition cannot be changed.", "BuiltInRole")
+    definition = _parse_definition(req, ident)
+    if ident not in rbac.custom and len(rbac.custom) >= MAX_CUSTOM_ROLES:
+        raise ApiError(400, "RoleDefinitionLimitExceeded", "At most 50 custom roles can be defined.")
+    with rbac.lock:
+        rbac.custom[ident] = definition
+        rbac.changed()
+    service.store.put(service.name, "roledef", ident, definition)
+    # Azure answers a PUT of a role definition 201, update or not (the SDK accepts only 201)
+    return Response(201, definition, audit={"role_definition": ident})
+
+
+def delete_definition(service: Service, req: Request) -> Response:
+    rbac = service.rbac
+    ident = _uuid(req.params["ident"], "role definition")
+    if ident in BUILTIN:
+        raise ApiError(403, "Forbidden", "A built-in role definition cannot be deleted.", "BuiltInRole")
+    with rbac.lock:
+        found = rbac.custom.pop(ident, None)
+        rbac.changed()
+    if found is None:
+        raise ApiError(404, "RoleDefinitionNotFound", f"The role definition {ident} does not exist.")
+    service.store.delete(service.name, "roledef", ident)
+    return Response(200, found, audit={"role_definition": ident})
+
+
+def _parse_definition(req: Request, ident: str) -> dict[str, Any]:
+    props = req.json().get("properties")
+    if not isinstance(props, dict):
+        raise bad("The 'properties' field must be an object.")
+    name = props.get("roleName") or ident
+    permissions = props.get("permissions") or []
+    if not isinstance(name, str) or not isinstance(permissions, list):
+        raise bad("A role definition needs a roleName and a permissions list.")
+    clean = []
+    for perm in permissions:
+        if not isinstance(perm, dict):
+            raise bad("Each permission must be an object.")
+        entry = {}
+        for field in ("actions", "notActions", "dataActions", "notDataActions"):
+            values = perm.get(field) or []
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise bad(f"The '{field}' of a permission must be a list of strings.")
+            entry[field] = values
+        clean.append(entry)
+    scopes = props.get("assignableScopes") or ["/"]
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise bad("The 'assignableScopes' field must be a list of scopes.")
+    return {
+        "id": DEFINITION_PREFIX + ident,
+        "name": ident,
+        "type": "Microsoft.Authorization/roleDefinitions",
+        "properties": {
+            "roleName": name,
+            "description": str(props.get("description") or ""),
+            "type": "CustomRole",
+            "permissions": clean,
+            "assignableScopes": [normalize_scope(s) for s in scopes],
+        },
+    }
+
+
+def list_assignments(service: Service, req: Request) -> Response:
+    scope = request_scope(req)
+    items = [
+        a
+        for a in service.rbac.assignments.values()
+        if covers(a["properties"]["scope"], scope) or covers(scope, a["properties"]["scope"])
+    ]
+    principal = _filter_value(req.query.get("$filter", ""), "principalId")
+    if principal is not None:
+        items = [a for a in items if a["properties"]["principalId"] == principal]
+    prefix = "" if scope == "/" else scope
+    path = f"{prefix}/providers/Microsoft.Authorization/roleAssignments"
+    return Response(200, paged(items, req, path), audit={"scope": scope})
+
+
+def _assignment_not_found(ident: str) -> ApiError:
+    return ApiError(404, "RoleAssignmentNotFound", f"The role assignment {ident[:60]} does not exist.")
+
+
+def get_assignment(service: Service, req: Request) -> Response:
+    ident = req.params["ident"]
+    found = service.rbac.assignments.get(ident)
+    if found is None:
+        raise _assignment_not_found(ident)
+    return Response(200, found, audit={"role_assignment": ident})
+
+
+def create_assignment(service: Service, req: Request) -> Response:
+    rbac = service.rbac
+    scope = request_scope(req)
+    ident = _uuid(req.params["ident"], "role assignment")
+    props = req.json().get("properties")
+    if not isinstance(props, dict):
+        raise bad("The 'properties' field must be an object.")
+    definition = _definition_uuid(props.get("roleDefinitionId"))
+    principal = props.get("principalId")
+    if not isinstance(principal, str) or not principal:
+        raise bad("The 'principalId' field is required.")
+    if rbac.definition(definition) is None:
+        raise ApiError(400, "RoleDefinitionNotFound", f"The role definition {definition} does not exist.")
+    if ident in rbac.assignments:
+        raise ApiError(409, "RoleAssignmentExists", f"The role assignment {ident} already exists.")
+    same_scope = [a for a in rbac.assignments.values() if a["properties"]["scope"] == scope]
+    limit = MAX_HSM_ASSIGNMENTS if scope in ("/", "/keys") else MAX_KEY_ASSIGNMENTS
+    if len(same_scope) >= limit:
+        raise ApiError(400, "RoleAssignmentLimitExceeded", f"At most {limit} role assignments at {scope}.")
+    created = rbac.assign(scope, definition, principal, ident)
+    return Response(201, created, audit={"role_assignment": ident, "scope": scope})
+
+
+def delete_assignment(service: Service, req: Request) -> Response:
+    rbac = service.rbac
+    ident = req.params["ident"]
+    with rbac.lock:
+        found = rbac.assignments.pop(ident, None)
+        rbac.changed()
+    if found is None:
+        raise _assignment_not_found(ident)
+    service.store.delete(service.name, "roleassign", ident)
+    return Response(200, found, audit={"role_assignment": ident})
 
 
 def _grants(definition: dict[str, Any], action: str) -> bool:

@@ -1,4 +1,6 @@
-"""One emulated Managed HSM or Key Vault: its keys (and deleted keys), RBAC, certificates, persistence."""
+"""One emulated Managed HSM or Key Vault: the state of its keys (and deleted keys), RBAC, certificates, and
+its persistence; the handlers that answer requests about it are in :mod:`.keys`, :mod:`.rbac`,
+:mod:`.certificates`."""
 
 from __future__ import annotations
 
@@ -7,12 +9,13 @@ import threading
 import time
 from typing import Any
 
-from hsmcert.emulator.api import ApiError, Request, Response, bad, paged, unb64u
+from hsmcert.emulator.api import ApiError, b64u, bad, unb64u
 from hsmcert.emulator.keys import KeyVersion
 from hsmcert.emulator.rbac import Rbac
 from hsmcert.emulator.store import Store
 
 RECOVERABLE_DAYS = 90
+BACKUP_MAGIC = b"HSMCERT-BACKUP1"
 
 
 class Service:
@@ -116,7 +119,8 @@ class Service:
         )
         return bundle
 
-    def handle_delete(self, req: Request, name: str) -> Response:
+    def delete_key(self, name: str) -> None:
+        """Move every version of ``name`` to the deleted keys (recoverable until purged)."""
         with self.lock:
             versions = self.entry(name)
             now = int(time.time())
@@ -125,54 +129,35 @@ class Service:
             self.deleted[name] = info
             self.deleted_versions[name] = versions
             del self.keys[name]
-        return Response(200, self.deleted_bundle(name, req.base_url), audit={"key": name})
 
-    def _deleted(self, name: str) -> None:
+    def require_deleted(self, name: str) -> None:
         if name not in self.deleted:
             raise ApiError(404, "KeyNotFound", f"Deleted Key not found: {name[:130]}")
 
-    def handle_deleted_get(self, req: Request, name: str) -> Response:
-        self._deleted(name)
-        return Response(200, self.deleted_bundle(name, req.base_url), audit={"key": name})
-
-    def handle_deleted_list(self, req: Request) -> Response:
-        items = []
-        for name in self.deleted:
-            bundle = self.deleted_bundle(name, req.base_url)
-            item = {k: v for k, v in bundle.items() if k != "key"}
-            item["kid"] = f"{req.base_url}/keys/{name}"
-            items.append(item)
-        return Response(200, paged(items, req, "/deletedkeys"), audit={})
-
-    def handle_recover(self, req: Request, name: str) -> Response:
+    def recover_key(self, name: str) -> KeyVersion:
+        """Bring a deleted key back; returns its latest version."""
         with self.lock:
-            self._deleted(name)
+            self.require_deleted(name)
             if name in self.keys:
                 raise ApiError(409, "Conflict", f"A key named {name} exists already.")
             self.keys[name] = self.deleted_versions.pop(name)
             del self.deleted[name]
             self.store.delete(self.name, "deletedkey", name)
-        latest = self.keys[name][-1]
-        return Response(
-            200, latest.bundle(self, req.base_url), audit={"key": name, "version": latest.version}
-        )
+        return self.keys[name][-1]
 
-    def handle_purge(self, req: Request, name: str) -> Response:
+    def purge_key(self, name: str) -> None:
         with self.lock:
-            self._deleted(name)
+            self.require_deleted(name)
             for kv in self.deleted_versions.pop(name):
                 self.store.delete(self.name, "key", f"{name}/{kv.version}")
             del self.deleted[name]
             self.store.delete(self.name, "deletedkey", name)
             self.rotation_policies.pop(name, None)
             self.store.delete(self.name, "rotationpolicy", name)
-        return Response(204, None, audit={"key": name})
 
     # --- backup / restore: an opaque blob sealed with the master key, for this kind of service -------------
 
-    def handle_backup(self, req: Request, name: str) -> Response:
-        from hsmcert.emulator.api import b64u
-
+    def backup_blob(self, name: str) -> bytes:
         versions = self.entry(name)
         payload = {
             "name": name,
@@ -187,15 +172,14 @@ class Service:
             ],
             "rotation_policy": self.rotation_policies.get(name),
         }
-        blob = self.store.seal("", "backup", self.kind, json.dumps(payload).encode())
-        return Response(200, {"value": b64u(b"HSMCERT-BACKUP1" + blob)}, audit={"key": name})
+        return BACKUP_MAGIC + self.store.seal("", "backup", self.kind, json.dumps(payload).encode())
 
-    def handle_restore(self, req: Request) -> Response:
-        raw = unb64u(req.json().get("value"), "value")
-        if not raw.startswith(b"HSMCERT-BACKUP1"):
+    def restore_blob(self, raw: bytes) -> KeyVersion:
+        """Restore a key from :meth:`backup_blob`'s blob; returns its latest version."""
+        if not raw.startswith(BACKUP_MAGIC):
             raise bad("The backup blob is not a key backup of this emulator.", "BadParameter")
         try:
-            payload = json.loads(self.store.unseal("", "backup", self.kind, raw[15:]))
+            payload = json.loads(self.store.unseal("", "backup", self.kind, raw[len(BACKUP_MAGIC) :]))
         except Exception:
             raise bad("The backup blob is corrupt or belongs to another emulator or service kind.") from None
         name = payload["name"]
@@ -210,7 +194,4 @@ class Service:
                 self.add_version(kv, secret)
             if payload.get("rotation_policy"):
                 self.set_rotation_policy(name, payload["rotation_policy"])
-        latest = self.keys[name][-1]
-        return Response(
-            200, latest.bundle(self, req.base_url), audit={"key": name, "version": latest.version}
-        )
+        return self.keys[name][-1]

@@ -21,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hsmcert.emulator import auth, login
+from hsmcert.emulator import auth, login, routes
 from hsmcert.emulator.api import ApiError, Request
 from hsmcert.emulator.faults import Faults
-from hsmcert.emulator.server import Emulator
+from hsmcert.emulator.process import Emulator
 
 NAMES = ["rsa", "ec", "aes", "missing", "bad name!", "x" * 130]
 VERSIONS = ["", "0" * 32, "zz", "a" * 40]
@@ -208,7 +208,7 @@ def _call(emulator: Emulator, service: Any, method: str, path: str, body: bytes)
         "admin",
     )
     try:
-        response = emulator.dispatch(service, req)
+        response = routes.dispatch(service, req)
     except ApiError as exc:
         assert 400 <= exc.status < 500, (exc.status, exc.code, exc.message)
         assert exc.body()["error"]["code"] and exc.body()["error"]["message"]

@@ -139,7 +139,7 @@ def test_a_second_emulator_on_the_same_directory_is_refused(emulator: Any) -> No
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "hsmcert.emulator.server", "--data", str(emulator.data_dir)],
+        [sys.executable, "-m", "hsmcert.emulator.process", "--data", str(emulator.data_dir)],
         capture_output=True,
         text=True,
         timeout=30,
