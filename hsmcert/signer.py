@@ -20,7 +20,7 @@ hash of 20 to 64 bytes: the digest is sent to the HSM under the ECDSA digest rul
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -36,6 +36,9 @@ from hsmcert.azure.hsm import HsmKey, open_key
 from hsmcert.errors import HsmcertError, UsageError
 from hsmcert.jwa import algorithm_for
 from hsmcert.keyref import KeyRef
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 
 def _hash_of(algorithm: Any) -> hashes.HashAlgorithm:
@@ -223,7 +226,7 @@ def load_private_key(
     *,
     endpoint: str | None = None,
     ca_bundle: str | None = None,
-    credential: Any = None,
+    credential: TokenCredential | str | None = None,
 ) -> HsmRSAPrivateKey | HsmECPrivateKey:
     """Open ``ref`` (one GET, or none when cached; the version is pinned) as a cryptography private key."""
     return private_key_for(open_key(ref, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential))

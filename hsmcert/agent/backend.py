@@ -41,6 +41,8 @@ from hsmcert.errors import (
 from hsmcert.keyref import KeyRef, parse_keyref
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
     from hsmcert.azure.hsm import HsmKey
 
 T = TypeVar("T")
@@ -134,7 +136,7 @@ class Backend:
         *,
         endpoint: str | None = None,
         ca_bundle: str | None = None,
-        credential: Any = None,
+        credential: TokenCredential | str | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
         deadline: float = DEFAULT_DEADLINE,
         allow: AllowList | None = None,

@@ -34,9 +34,12 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hsmcert.errors import PermissionDeniedError, UsageError
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 CREDENTIAL_NAMES = ("env-token", "service-principal", "workload-identity", "managed-identity", "azure-cli")
 AUTO = "auto"
@@ -116,7 +119,7 @@ class Credential:
     """
 
     name: str
-    candidates: list[tuple[str, Any]] = field(repr=False)
+    candidates: list[tuple[str, TokenCredential]] = field(repr=False)
     answered: str | None = None
     claims: dict[str, Any] = field(default_factory=dict, repr=False)
     # tokens never appear in a repr, a log line or a traceback's locals
@@ -219,7 +222,7 @@ def _authority_options(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     return options
 
 
-def _service_principal(env: Mapping[str, str]) -> Any | None:
+def _service_principal(env: Mapping[str, str]) -> TokenCredential | None:
     from azure.identity import CertificateCredential, ClientSecretCredential
 
     tenant = _env(env, "AZURE_TENANT_ID")
@@ -243,7 +246,7 @@ def _service_principal(env: Mapping[str, str]) -> Any | None:
     return None
 
 
-def _workload_identity(env: Mapping[str, str]) -> Any | None:
+def _workload_identity(env: Mapping[str, str]) -> TokenCredential | None:
     from azure.identity import WorkloadIdentityCredential
 
     token_file = _env(env, "AZURE_FEDERATED_TOKEN_FILE")
@@ -258,7 +261,7 @@ def _workload_identity(env: Mapping[str, str]) -> Any | None:
     return None
 
 
-def _managed_identity(client_id: str | None, in_chain: bool, env: Mapping[str, str]) -> Any:
+def _managed_identity(client_id: str | None, in_chain: bool, env: Mapping[str, str]) -> TokenCredential:
     from azure.identity import ManagedIdentityCredential
 
     client_id = client_id or _env(env, "HSMCERT_MANAGED_IDENTITY_CLIENT_ID")
@@ -274,7 +277,9 @@ def _managed_identity(client_id: str | None, in_chain: bool, env: Mapping[str, s
     return ManagedIdentityCredential(**kwargs)
 
 
-def _build(name: str, client_id: str | None, in_chain: bool, env: Mapping[str, str]) -> Any | None:
+def _build(
+    name: str, client_id: str | None, in_chain: bool, env: Mapping[str, str]
+) -> TokenCredential | None:
     """One credential by name, or None when its configuration is absent."""
     if name == "env-token":
         token = _env(env, "HSMCERT_ACCESS_TOKEN", "AZURE_CLI_ACCESS_TOKEN")

@@ -12,7 +12,7 @@ import math
 import re
 import ssl
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hsmcert.azure import roles
 from hsmcert.errors import (
@@ -25,6 +25,9 @@ from hsmcert.errors import (
     UsageError,
 )
 from hsmcert.keyref import KeyRef, parse_keyref
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 
 def _target(target: KeyRef | str) -> tuple[str, str, str | None]:
@@ -68,7 +71,7 @@ def _service_message(exc: Any) -> str:
 
 
 def permission_remedy(
-    kind: str, service: str, key: str | None, operation: str, credential: Any = None
+    kind: str, service: str, key: str | None, operation: str, credential: TokenCredential | None = None
 ) -> str:
     """The role, scope and command that would let the caller do ``operation`` on ``key``."""
     principal = _principal_hint(credential)
@@ -94,7 +97,7 @@ def permission_remedy(
     )
 
 
-def _principal_hint(credential: Any = None) -> str:
+def _principal_hint(credential: TokenCredential | None = None) -> str:
     """The object id of the refused caller: from its credential's last token, else the latest token."""
     from hsmcert.azure.credentials import last_object_id
 
@@ -105,7 +108,7 @@ def _principal_hint(credential: Any = None) -> str:
 
 @contextlib.contextmanager
 def translate_azure_errors(
-    target: KeyRef | str, operation: str, url: str | None = None, credential: Any = None
+    target: KeyRef | str, operation: str, url: str | None = None, credential: TokenCredential | None = None
 ) -> Iterator[None]:
     """Turn azure-core exceptions raised inside the block into hsmcert errors with a remedy.
 
@@ -269,7 +272,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _forbidden(
-    exc: Any, kind: str, service: str, key: str | None, operation: str, what: str, credential: Any = None
+    exc: Any,
+    kind: str,
+    service: str,
+    key: str | None,
+    operation: str,
+    what: str,
+    credential: TokenCredential | None = None,
 ) -> HsmcertError:
     message = _service_message(exc)
     lowered = message.lower()

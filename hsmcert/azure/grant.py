@@ -19,11 +19,14 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hsmcert import syntax
 from hsmcert.azure import roles
 from hsmcert.errors import HsmcertError, NotFoundError, PermissionDeniedError, UnreachableError, UsageError
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 ARM_URL = "https://management.azure.com"
 _VM_API = "2024-07-01"
@@ -226,7 +229,7 @@ def az_commands(plan: GrantPlan) -> list[str]:
     return commands
 
 
-def machine_principal_id(machine: Machine, credential: Any, arm_url: str | None = None) -> str:
+def machine_principal_id(machine: Machine, credential: TokenCredential, arm_url: str | None = None) -> str:
     """Look up the object id of a machine's system-assigned identity through Azure Resource Manager."""
     from azure.core import PipelineClient
     from azure.core.exceptions import AzureError, HttpResponseError

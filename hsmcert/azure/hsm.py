@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hsmcert import jwa
 from hsmcert.azure.clients import ServiceClients, service_clients
@@ -20,6 +20,9 @@ from hsmcert.azure.keycache import cache_get, cache_put
 from hsmcert.azure.keyinfo import KeyInfo, public_key_from_jwk, unb64u
 from hsmcert.errors import PermissionDeniedError, UsageError, VerificationError
 from hsmcert.keyref import KeyRef, parse_keyref
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 
 def check_usable(info: KeyInfo, ref: KeyRef) -> None:
@@ -164,7 +167,7 @@ def open_key(
     *,
     endpoint: str | None = None,
     ca_bundle: str | None = None,
-    credential: Any = None,
+    credential: TokenCredential | str | None = None,
     refresh: bool = False,
 ) -> HsmKey:
     """Fetch the public key of ``ref`` (or take it from the cache) and pin its version.

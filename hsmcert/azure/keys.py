@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hsmcert.azure.clients import service_clients
 from hsmcert.azure.hsm import fetch_key_info
@@ -25,6 +25,9 @@ from hsmcert.azure.keyinfo import KeyInfo, public_key_from_jwk
 from hsmcert.errors import NotFoundError, UsageError
 from hsmcert.jwa import CURVES
 from hsmcert.keyref import KeyRef, Kind, parse_keyref
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 LABEL_TAGS = ("p11_pri_CKA_LABEL", "p11_pub_CKA_LABEL")
 RSA_SIZES = (2048, 3072, 4096)
@@ -112,7 +115,14 @@ class KeyDetails:
         return data
 
 
-def _service(kind: Kind, name: str, *, endpoint: str | None, ca_bundle: str | None, credential: Any) -> Any:
+def _service(
+    kind: Kind,
+    name: str,
+    *,
+    endpoint: str | None,
+    ca_bundle: str | None,
+    credential: TokenCredential | str | None,
+) -> Any:
     from hsmcert.config import resolve_service
 
     resolved = resolve_service(kind, name, endpoint=endpoint, ca_bundle=ca_bundle)
@@ -143,7 +153,7 @@ def create_key(
     ops: list[str] | None = None,
     endpoint: str | None = None,
     ca_bundle: str | None = None,
-    credential: Any = None,
+    credential: TokenCredential | str | None = None,
 ) -> KeyDetails:
     """Create a new non-exportable HSM key; refuse if a key with that name exists (rotate it instead)."""
     ref = _ref(ref)
@@ -206,7 +216,11 @@ def create_key(
 
 
 def show_key(
-    ref: KeyRef | str, *, endpoint: str | None = None, ca_bundle: str | None = None, credential: Any = None
+    ref: KeyRef | str,
+    *,
+    endpoint: str | None = None,
+    ca_bundle: str | None = None,
+    credential: TokenCredential | str | None = None,
 ) -> KeyDetails:
     """The key (the given version, or the latest) with its public key and properties."""
     ref = _ref(ref)
@@ -215,7 +229,11 @@ def show_key(
 
 
 def rotate_key(
-    ref: KeyRef | str, *, endpoint: str | None = None, ca_bundle: str | None = None, credential: Any = None
+    ref: KeyRef | str,
+    *,
+    endpoint: str | None = None,
+    ca_bundle: str | None = None,
+    credential: TokenCredential | str | None = None,
 ) -> KeyDetails:
     """Make a new version of the key (same type, size, operations and tags); the old versions remain."""
     from hsmcert.azure.errors import translate_azure_errors
@@ -265,7 +283,7 @@ def list_keys(
     label: str | None = None,
     endpoint: str | None = None,
     ca_bundle: str | None = None,
-    credential: Any = None,
+    credential: TokenCredential | str | None = None,
 ) -> list[KeySummary]:
     """The keys of a Managed HSM or vault (optionally only those with a PKCS#11 label), sorted by name."""
     from hsmcert.azure.errors import translate_azure_errors
