@@ -39,6 +39,7 @@ from hsmcert.errors import (
     UsageError,
 )
 from hsmcert.keyref import KeyRef, parse_keyref
+from hsmcert.lru import LruDict
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -48,6 +49,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DEFAULT_POOL_SIZE = 4
+MAX_KEYS = 1024
+"""Opened keys the agent keeps (pinned versions, and "latest" lookups); the least recently used go first."""
+MAX_REFERENCES = 4096
+"""Parsed reference texts the agent remembers."""
 DEFAULT_DEADLINE = 30.0
 
 
@@ -147,10 +152,11 @@ class Backend:
         self.credential = credential
         self.deadline = deadline
         self.allow = allow or AllowList()
-        self._keys: dict[str, HsmKey] = {}
-        self._latest: dict[str, tuple[float, HsmKey]] = {}
+        # Bounded, least recently used dropped first: requests for ever new names cannot grow the agent.
+        self._keys: LruDict[str, HsmKey] = LruDict(MAX_KEYS)
+        self._latest: LruDict[str, tuple[float, HsmKey]] = LruDict(MAX_KEYS)
         self._latest_ttl = _latest_ttl()
-        self._parsed: dict[tuple[str, str | None], KeyRef] = {}
+        self._parsed: LruDict[tuple[str, str | None], KeyRef] = LruDict(MAX_REFERENCES)
         self._lock = threading.Lock()
         if configure:
             from hsmcert.agent.transport import PooledPipeline
@@ -172,13 +178,13 @@ class Backend:
 
     def parse(self, text: str, version: str | None = None) -> KeyRef:
         """The reference a request names (parsed once per distinct text and version, then remembered)."""
-        cached = self._parsed.get((text, version))
+        with self._lock:
+            cached = self._parsed.get((text, version))
         if cached is not None:
             return cached
         ref = self._parse(text, version)
-        if len(self._parsed) >= 4096:
-            self._parsed.clear()
-        self._parsed[(text, version)] = ref
+        with self._lock:
+            self._parsed[(text, version)] = ref
         return ref
 
     def _parse(self, text: str, version: str | None) -> KeyRef:
@@ -198,8 +204,9 @@ class Backend:
         text = str(ref)
         now = time.monotonic()
         with self._lock:
-            if ref.version and text in self._keys:
-                return self._keys[text]
+            pinned = self._keys.get(text) if ref.version else None
+            if pinned is not None:
+                return pinned
             latest = self._latest.get(text)
             if latest is not None and now - latest[0] < self._latest_ttl:
                 return latest[1]
@@ -211,7 +218,8 @@ class Backend:
             )
         )
         with self._lock:
-            key = self._keys.setdefault(str(opened.ref), opened)
+            key = self._keys.get(str(opened.ref)) or opened
+            self._keys[str(opened.ref)] = key
             if not ref.version:
                 self._latest[text] = (now, key)
             return key

@@ -110,6 +110,17 @@ def seed_challenge(url: str) -> None:
 _saved_challenges: set[str] = set()
 
 
+def forget_challenge(url: str) -> None:
+    """Drop what this process remembers of ``url``'s challenge (in memory; the file on disk stays)."""
+    _saved_challenges.discard(url)
+    try:
+        from azure.keyvault.keys._shared import http_challenge_cache
+
+        http_challenge_cache.remove_challenge_for_url(url)
+    except Exception:  # noqa: S110 - see seed_challenge
+        pass
+
+
 def save_challenge(url: str) -> None:
     """Persist the challenge of ``url`` once per process, after the first request that succeeded."""
     if url in _saved_challenges or not cache_enabled():
@@ -141,4 +152,4 @@ def save_challenge(url: str) -> None:
         pass
 
 
-__all__ = ["challenge_auth_policy", "read_response", "save_challenge", "seed_challenge"]
+__all__ = ["challenge_auth_policy", "forget_challenge", "read_response", "save_challenge", "seed_challenge"]

@@ -208,6 +208,10 @@ class PooledPipeline:
             pool_block=self.pool_block,
         )
 
+    def release(self, url: str) -> None:
+        """The clients of ``url`` were dropped: forget its challenge in memory too."""
+        sdkcompat.forget_challenge(url)
+
     def policies(self, credential: TokenCredential) -> list[Any]:
         """The SDK's own policies minus the ones that cost time on every request and do nothing here.
 

@@ -3,7 +3,8 @@
 The clients of one (endpoint, CA bundle, credential) share one transport (one HTTPS connection pool) and
 one credential (one token cache). By default that is the SDK's own transport and pipeline, with hsmcert's
 timeouts and retries; :func:`configure_service_clients` tunes the clients built afterwards, and lets a
-long-running process (the agent) put a :class:`Pipeline` of its own in place of the SDK's.
+long-running process (the agent) put a :class:`Pipeline` of its own in place of the SDK's. The clients
+of the :data:`MAX_SERVICES` most recently used endpoints are kept.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from hsmcert.lru import LruDict
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -26,6 +29,9 @@ class Pipeline(Protocol):
 
     def policies(self, credential: TokenCredential) -> list[Any]:
         """The complete policy list of one client (authentication and retries included)."""
+
+    def release(self, url: str) -> None:
+        """Forget what is kept for ``url`` beyond its transport (its clients were dropped)."""
 
 
 @dataclass
@@ -53,7 +59,17 @@ class ServiceClients:
 _RETRY: dict[str, Any] = {"retry_total": 4, "retry_backoff_factor": 0.4, "retry_backoff_max": 8}
 _TIMEOUTS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60}
 _PIPELINE: list[Pipeline | None] = [None]
-_services: dict[tuple[str, str | None, int], ServiceClients] = {}
+MAX_SERVICES = 64
+"""Endpoints whose clients are kept; the least recently used beyond that are dropped (with their connection
+pool), so requests for ever new service names cannot grow a long-running process (the agent)."""
+
+
+def _dropped(key: tuple[str, str | None, int], service: ServiceClients) -> None:
+    if service.pipeline is not None:
+        service.pipeline.release(service.url)
+
+
+_services: LruDict[tuple[str, str | None, int], ServiceClients] = LruDict(MAX_SERVICES, _dropped)
 _services_lock = threading.Lock()
 
 

@@ -18,8 +18,11 @@ from pathlib import Path
 
 from hsmcert.azure.keyinfo import KeyInfo
 from hsmcert.keyref import KeyRef, parse_keyref
+from hsmcert.lru import LruDict
 
-_memory: dict[tuple[str, str, str], tuple[float, KeyInfo]] = {}
+MEMORY_ENTRIES = 4096
+"""Public keys kept in memory (the least recently used beyond that are dropped)."""
+_memory: LruDict[tuple[str, str, str], tuple[float, KeyInfo]] = LruDict(MEMORY_ENTRIES)
 _memory_lock = threading.Lock()
 
 
