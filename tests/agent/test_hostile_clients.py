@@ -278,6 +278,7 @@ def test_idle_and_slow_clients_do_not_slow_a_signing_client(
     baseline = _p99(signer.latencies(150))
     pid = _pid(agent)
     threads_before = _status_value(pid, "Threads")
+    rss_before = _status_value(pid, "VmRSS")
     with _sockets() as idle:
         for n in range(1000):
             idle.append(_connect(agent.socket))
@@ -289,13 +290,18 @@ def test_idle_and_slow_clients_do_not_slow_a_signing_client(
             loaded = _p99(signer.latencies(150))
             wait_until(lambda: slow.cut_off >= 40, timeout=20)  # the frame deadline cut them off
         threads = _status_value(pid, "Threads")
+        rss_growth = (_status_value(pid, "VmRSS") - rss_before) * 1024
         for sock in idle[1::2]:  # the idle clients that said hello are still served
             sock.settimeout(10)
             assert (_read_frame(sock) or pytest.fail("no answer")).code == Status.OK
     signer.client.close()
     print(f"p99 of a signature: idle agent {baseline * 1000:.1f} ms, under load {loaded * 1000:.1f} ms")
+    print(f"agent memory growth with 1,040 connections: {rss_growth >> 10} KB")
     # No thread per connection: 1,000 connections left the thread count as it was.
     assert threads <= threads_before + 2, (threads_before, threads)
+    # Memory per connection is bounded: 1,040 connections cost well under 16 KB each (a thread each cost 73 MB
+    # for 200 slow clients before).
+    assert rss_growth < 16 << 20, rss_growth
     # p99 within 2x of the idle agent's; a floor of 20 ms keeps a sub-millisecond baseline on a loaded
     # 2-core machine from turning scheduler noise into a failure.
     assert loaded <= max(2 * baseline, baseline + 0.02), (baseline, loaded)
