@@ -21,6 +21,9 @@ MAX_TIMESTAMP = 253402300799
 """9999-12-31T23:59:59Z, the last second Azure's dates hold (attributes ``nbf``, ``exp``)."""
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -30,6 +33,11 @@ def loads_json(data: bytes | str) -> Any:
 
     >>> loads_json(b'{"a": [1, {"b": null}]}')
     {'a': [1, {'b': None}]}
+    >>> loads_json(r'["\\ud83d\\ude00"]') == ["\\U0001f600"]
+    True
+    >>> loads_json(r'{"tag": "\\ud800"}')
+    Traceback (most recent call last):
+    ValueError: the JSON holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)
     >>> loads_json("[" * 5000 + "]" * 5000)
     Traceback (most recent call last):
     ValueError: the JSON nests deeper than 32 levels
@@ -53,7 +61,13 @@ def loads_json(data: bytes | str) -> Any:
                 raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
         elif char in "]}":
             depth -= 1
-    return json.loads(text, parse_constant=_no_constant)
+    value = json.loads(text, parse_constant=_no_constant)
+    if _SURROGATE_ESCAPE.search(text):  # a \\uD800-\\uDFFF escape: only a whole pair is a character
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the JSON holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)") from None
+    return value
 
 
 class ApiError(Exception):

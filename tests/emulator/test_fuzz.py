@@ -373,6 +373,10 @@ def test_named_bad_inputs_get_400_in_azures_shape(emulator: Any) -> None:
             json.dumps({"kty": "EC-HSM", "attributes": attributes}).encode(),
         )
         assert status == 400 and answer["error"]["code"] == "BadParameter", answer
+    status, answer = call("PATCH", f"/keys/{name}/", b'{"tags": {"a": "\\udcff"}}')
+    assert status == 400 and "lone UTF-16 surrogate" in answer["error"]["message"], answer
+    status, answer = call("PATCH", f"/keys/{name}/", b'{"tags": {"smile": "\\ud83d\\ude00"}}')
+    assert status == 200 and answer["tags"] == {"smile": "\U0001f600"}
     status, answer = call("PATCH", f"/keys/{name}/", b'{"attributes": {"exp": 253402300799}}')
     assert status == 200 and answer["attributes"]["exp"] == 253402300799
     shown = subprocess.run(
