@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hsmcert.emulator.api import ApiError, b64u, bad, unb64u
 from hsmcert.emulator.keys import KeyVersion
 from hsmcert.emulator.rbac import Rbac
 from hsmcert.emulator.store import Store
+
+if TYPE_CHECKING:
+    from hsmcert.emulator.certificates import Certificates
 
 RECOVERABLE_DAYS = 90
 BACKUP_MAGIC = b"HSMCERT-BACKUP1"
@@ -29,7 +32,8 @@ class Service:
         self.deleted_versions: dict[str, list[KeyVersion]] = {}
         self.rotation_policies: dict[str, dict[str, Any]] = {}
         self.rbac = Rbac(self)
-        self.certificates: Any = None
+        self.certificates: Certificates | None = None
+        """A vault's certificates (None on a Managed HSM)."""
         self.lock = threading.RLock()
         self.recovery_level = (
             "CustomizedRecoverable+Purgeable" if kind == "managedhsm" else "Recoverable+Purgeable"
