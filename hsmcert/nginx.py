@@ -393,14 +393,36 @@ def ensure_checkable(site: Site, nginx: str | os.PathLike[str] = "nginx") -> Non
         )
 
 
-def check_site(site: Site, *, nginx: str | os.PathLike[str] = "nginx") -> str:
-    """``nginx -t`` on the generated include of ``site`` (written already), wrapped in a scratch nginx.conf."""
+def check_site(site: Site, *, nginx: str | os.PathLike[str] = "nginx", nginx_conf: Path | None = None) -> str:
+    """Test ``site`` without touching its output directory; raise VerificationError on any failure.
+
+    The files are rendered into a staging directory and ``nginx -t`` runs there, in a scratch nginx.conf,
+    with the staged openssl.cnf (so the HSM key loads through the provider and the agent). For an HSM
+    key, then what ``nginx -t`` cannot see (:mod:`hsmcert.preflight`): that the certificate holds the
+    public key of the HSM key (the version the reference names), and, when run as root, that nginx's
+    workers (the ``user`` of ``nginx_conf``, else of nginx's own nginx.conf, else www-data) may connect
+    to the agent socket.
+    """
+    from hsmcert import preflight
+
     ensure_checkable(site, nginx)
     with tempfile.TemporaryDirectory(prefix="hsmcert-nginx-check-") as scratch:
         prefix = Path(scratch)
+        staged = replace(site, out_dir=prefix / "staged")
+        for file in generate(staged):
+            file.path.parent.mkdir(parents=True, exist_ok=True)
+            file.path.write_text(file.text)
         conf = prefix / "nginx.conf"
-        conf.write_text(standalone_conf(prefix, [site.site_conf]))
-        return check_config(conf, nginx=nginx, openssl_cnf=site.openssl_cnf, prefix=prefix)
+        conf.write_text(standalone_conf(prefix, [staged.site_conf]))
+        report = check_config(conf, nginx=nginx, openssl_cnf=staged.openssl_cnf, prefix=prefix)
+    if site.local_key is None:
+        spki, version = preflight.hsm_public_key(site.socket, site.key)
+        ref = parse_keyref(site.key).with_version(None)
+        preflight.certificate_matches(site.cert, spki, f"{ref} (version {version})")
+        if os.geteuid() == 0:  # else nginx runs its workers as the user who starts it: this one
+            who = preflight.worker(nginx_conf or preflight.main_conf_path(find_nginx(nginx)))
+            preflight.worker_can_reach(site.socket, who)
+    return report
 
 
 def _pid_file(dump: str, nginx: str) -> Path | None:

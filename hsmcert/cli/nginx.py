@@ -63,13 +63,23 @@ def nginx(
         typer.Option("--nginx-version", help="Render for this nginx version instead of asking the binary."),
     ] = None,
     nginx_conf: Annotated[
-        Path | None, typer.Option("--nginx-conf", help="With --reload: nginx's main configuration file.")
+        Path | None,
+        typer.Option(
+            "--nginx-conf",
+            help="nginx's main configuration file: its user directive names the workers' user (--check "
+            "makes sure they can reach the agent); --reload tests it. Default: nginx's own.",
+        ),
     ] = None,
     nginx_group: Annotated[
         str, typer.Option("--nginx-group", help="systemd: the group of nginx's workers (may use the socket).")
     ] = "www-data",
     check: Annotated[
-        bool, typer.Option("--check", help="Run nginx -t on the generated configuration.")
+        bool,
+        typer.Option(
+            "--check",
+            help="Before writing anything: nginx -t on the configuration rendered in a staging directory, "
+            "the certificate against the HSM key, and the agent socket as nginx's workers see it.",
+        ),
     ] = False,
     reload: Annotated[
         bool,
@@ -106,9 +116,13 @@ def nginx(
             timeout_ms=timeout_ms,
         )
     )
+    planned = managed.plan(lib.generate(site), force=force)
     if check or reload:
-        lib.ensure_checkable(site, nginx_bin)
-    done = managed.write_all(lib.generate(site), force=force)
+        # Tested in a staging directory: a failure leaves every file of out_dir as it was.
+        lib.check_site(site, nginx=nginx_bin, nginx_conf=nginx_conf)
+        log("nginx -t: the configuration is valid, the key loads and matches the certificate")
+    managed.apply(planned)
+    done = planned
     data: dict[str, Any] = {
         "mode": site.mode,
         "nginx_version": ".".join(map(str, version)),
@@ -123,10 +137,7 @@ def nginx(
     }
     for item in done:
         log(f"{item.action:<15} {item.file.path}  ({item.file.description})")
-    if check or reload:
-        lib.check_site(site, nginx=nginx_bin)
-        data["checked"] = True
-        log("nginx -t: the generated configuration is valid and the key loads")
+    data["checked"] = check or reload
     if reload:
         result = lib.reload(site, conf=nginx_conf, nginx=nginx_bin)
         data["reloaded"] = True

@@ -113,9 +113,12 @@ def serve(tmp_path: Path, ca: LocalCa, nginx_factory: NginxFactory, native: Any)
         port = free_port()
         out = tmp_path / f"{name}-conf"
         cert = ca.issue(key.public_key, "localhost", tmp_path / f"{name}-{key.name}.pem")
+        # The test's nginx runs its workers as root (standalone_conf): --check sees them as that user.
+        main_conf = tmp_path / f"{name}-main.conf"
+        main_conf.write_text("user root;\n")
         result = hsmcert(
             "nginx", "--key", key.ref, "--cert", str(cert), "--server-name", "localhost", "-o", str(out),
-            "--listen", f"127.0.0.1:{port}", "--socket", str(socket), "--check",
+            "--listen", f"127.0.0.1:{port}", "--socket", str(socket), "--check", "--nginx-conf", str(main_conf),
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert "BEGIN" in next((out / "keys").iterdir()).read_text()
@@ -296,6 +299,100 @@ def test_check_reports_an_unreachable_agent(tmp_path: Path, ca: LocalCa, ec_key:
     assert result.returncode == 6, result.stderr
     assert "nginx rejected the configuration" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists(), "a failed --check wrote files"
+
+
+def _files(directory: Path) -> dict[Path, tuple[bytes, int]]:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_check_leaves_every_file_as_it_was(
+    tmp_path: Path, ca: LocalCa, agent: Any, ec_key: HsmKey, rsa_key: HsmKey, native: Any
+) -> None:
+    """An RSA certificate with an EC HSM key: exit 6 with one line naming both, and nothing changes."""
+    good = ca.issue(ec_key.public_key, "localhost", tmp_path / "good.pem")
+    wrong = ca.issue(rsa_key.public_key, "localhost", tmp_path / "wrong.pem")
+    out = tmp_path / "out"
+    common = ["nginx", "--key", ec_key.ref, "--server-name", "localhost", "-o", str(out),
+              "--listen", f"127.0.0.1:{free_port()}", "--socket", str(agent.socket)]  # fmt: skip
+    assert hsmcert(*common, "--cert", str(good)).returncode == 0
+    before = _files(out)
+
+    result = hsmcert(*common, "--cert", str(wrong), "--check", "--force")
+    assert result.returncode == 6, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert "RSA-2048" in first and "EC secp256r1" in first and ec_key.name in first, result.stderr
+    assert "Traceback" not in result.stderr
+    assert _files(out) == before, "a failed --check changed the generated files"
+
+    fresh = tmp_path / "fresh"
+    result = hsmcert(
+        *[fresh.as_posix() if a == str(out) else a for a in common], "--cert", str(wrong), "--check"
+    )
+    assert result.returncode == 6 and not fresh.exists(), result.stderr
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory nginx's workers (www-data) may traverse, short enough for Unix sockets."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="hsmcert-w-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="checks another user's access: needs root, as nginx -t in production"
+)
+def test_check_sees_the_socket_as_nginx_workers_do(
+    tmp_path: Path, ca: LocalCa, emulator: Any, ec_key: HsmKey, native: Any, open_dir: Path
+) -> None:
+    """nginx -t runs as root and passes; the workers (www-data) cannot open a root:root 0660 socket."""
+    from tests.fixtures.agent import AgentProcess
+
+    cert = ca.issue(ec_key.public_key, "localhost", tmp_path / "cert.pem")
+    main_conf = tmp_path / "nginx.conf"
+    main_conf.write_text("user www-data;\nworker_processes 2;\n")
+
+    def check(agent: AgentProcess, out: str) -> subprocess.CompletedProcess[str]:
+        return hsmcert(
+            "nginx", "--key", ec_key.ref, "--cert", str(cert), "--server-name", "localhost",
+            "-o", str(tmp_path / out), "--listen", f"127.0.0.1:{free_port()}", "--socket", str(agent.socket),
+            "--nginx-conf", str(main_conf), "--check",
+        )  # fmt: skip
+
+    env = {**os.environ, "HSMCERT_CACHE_DIR": str(tmp_path / "cache")}
+    root_only = AgentProcess(open_dir / "root-only", env=env)
+    root_only.directory.mkdir(mode=0o755)
+    try:
+        root_only.start()
+        # The agent's own directory (0750, root's group) stops the workers first...
+        result = check(root_only, "o1")
+        assert result.returncode == 6, result.stderr
+        assert f"workers run as www-data (the user directive of {main_conf})" in result.stderr
+        assert "cannot enter" in result.stderr and "root:root 0750" in result.stderr
+        assert "--group www-data" in result.stderr, result.stderr
+        # ... and with the directory open, the socket itself (root:root 0660).
+        root_only.socket.parent.chmod(0o755)
+        result = check(root_only, "o2")
+        assert result.returncode == 6, result.stderr
+        assert "cannot connect to the agent socket" in result.stderr and "root:root 0660" in result.stderr
+        assert "--group www-data" in result.stderr and "--nginx-group www-data" in result.stderr
+    finally:
+        root_only.stop()
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+    grouped = AgentProcess(open_dir / "www-data", "--group", "www-data", env=env)
+    grouped.directory.mkdir(mode=0o755)
+    try:
+        grouped.start()
+        result = check(grouped, "o3")
+    finally:
+        grouped.stop()
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture
