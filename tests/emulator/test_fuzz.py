@@ -300,12 +300,15 @@ def test_over_https_never_500_and_the_connection_stays_usable(
     target = path.replace(" ", "%20").encode("ascii", "backslashreplace").decode() + query
     try:
         conn.request(method, target, body=body, headers=headers)
+    except (ValueError, http.client.HTTPException):  # http.client itself refuses to send that request
+        conn.close()
+        return
+    try:
         response = conn.getresponse()
         data = response.read()
-    except (http.client.HTTPException, OSError):
-        conn.close()  # a request line the server rejects closes the connection; reconnect
-        conn.connect()
-        return
+    except (http.client.HTTPException, OSError) as exc:
+        conn.close()
+        pytest.fail(f"the connection was closed without an answer to {method} {target}: {exc!r}")
     assert response.status < 500, (method, target, response.status, data[:200])
     if response.status >= 400 and method != "HEAD":
         assert json.loads(data)["error"]["code"]
