@@ -11,9 +11,9 @@ No client can stop the agent or starve the others:
   frames without blocking into a buffer per connection that never exceeds one frame (4 + 65536 bytes), and
   hands each whole frame to one of ``workers`` threads, which call the :class:`Backend`. A connection has at
   most one request in flight, so its answers come in order; it is not read again until its answer is sent.
-- At most ``max_connections`` connections are open. One more evicts the connection that has been idle
-  longest (the provider reconnects on demand), or, when none is idle, is refused with an UNAVAILABLE
-  frame. Connections cost no thread.
+- At most ``max_connections`` connections are open. One more evicts a connection whose frame has been
+  arriving for over 0.5 s, else the one idle longest (the provider reconnects on demand), or, when every
+  connection is busy, is refused with an UNAVAILABLE frame. Connections cost no thread.
 - A frame must arrive whole within ``frame_timeout`` seconds of its first byte (and an answer must be taken
   by the client as fast): a client that trickles bytes is answered BAD_REQUEST and disconnected. A
   connection that sends nothing for ``idle_timeout`` seconds is closed.
@@ -63,6 +63,9 @@ LINGER = 0.5
 """After an error that ends a connection, how long the agent reads and drops what the client still sends,
 so that closing does not reset the connection before the client has read the error."""
 SWEEP_INTERVAL = 0.1
+SLOW_FRAME = 0.5
+"""A frame still arriving after this many seconds may be cut off early to make room for a new connection
+(a client on the same machine sends a whole frame in microseconds)."""
 ACCEPT_PAUSE = 0.2
 """Accepting pauses this long after the process ran out of file descriptors or memory."""
 
@@ -372,7 +375,7 @@ class AgentServer:
     def _admit(self, sock: socket.socket) -> None:
         assert self._selector is not None
         sock.setblocking(False)
-        if len(self._connections) >= self.max_connections and not self._evict_idle():
+        if len(self._connections) >= self.max_connections and not self._make_room():
             self._note_refusal(f"refused a connection: {len(self._connections)} connections are open")
             busy = f"The agent serves {self.max_connections} connections already; try again later."
             with contextlib.suppress(OSError):
@@ -384,13 +387,18 @@ class AgentServer:
         self._idle[conn] = None
         self._selector.register(sock, selectors.EVENT_READ, conn)
 
-    def _evict_idle(self) -> bool:
-        """Close the connection idle longest to make room; False when none is idle."""
-        if not self._idle:
-            return False
-        oldest = next(iter(self._idle))
-        self._close(oldest)
-        return True
+    def _make_room(self) -> bool:
+        """Close one connection for a new one: the one whose frame has been arriving for longest if that is
+        over :data:`SLOW_FRAME` seconds, else the one idle longest; False when every connection is busy."""
+        now = time.monotonic()
+        slowest = min(self._reading, key=lambda c: c.frame_started or now, default=None)
+        if slowest is not None and now - (slowest.frame_started or now) > SLOW_FRAME:
+            self._close(slowest)
+            return True
+        if self._idle:
+            self._close(next(iter(self._idle)))
+            return True
+        return False
 
     def _note_refusal(self, message: str) -> None:
         """Log refused connections at most once a second (a flood must not flood the log)."""

@@ -117,23 +117,43 @@ def test_a_connection_over_the_limit_closes_the_longest_idle_one(agent_factory: 
         assert (_read_frame(idle[1]) or pytest.fail("no answer")).code == Status.OK
 
 
-def test_a_connection_over_the_limit_is_refused_when_none_is_idle(agent_factory: Any) -> None:
-    agent = agent_factory("--max-connections", "6", "--frame-timeout", "60", env={**os.environ, **OFFLINE})
+def test_a_connection_over_the_limit_is_refused_when_every_one_is_busy(agent_factory: Any) -> None:
+    agent = agent_factory("--max-connections", "6", "--deadline", "3", env={**os.environ, **OFFLINE})
+    pubkey = protocol.encode_frame(Op.PUBKEY, {Tag.KEYREF: b"managedhsm:hsm1:k"})
     with _sockets() as busy:
-        for _ in range(6):  # each in the middle of a frame: none idle
+        for _ in range(6):  # each waits for an HSM that does not answer (up to the 3 s deadline)
             busy.append(_connect(agent.socket))
-            busy[-1].sendall(HELLO[:3])
+            busy[-1].sendall(pubkey)
         time.sleep(0.3)
         for _ in range(20):
             with _connect(agent.socket) as extra:
                 frame = _read_frame(extra)
                 assert frame is not None and frame.code == Status.UNAVAILABLE
                 assert "connections already" in (frame.text(Tag.MESSAGE) or "")
-        busy[0].sendall(HELLO[3:])  # the admitted ones are unaffected
-        assert (_read_frame(busy[0]) or pytest.fail("no answer")).code == Status.OK
+        for sock in busy:  # the admitted ones are answered
+            frame = _read_frame(sock)
+            assert frame is not None and frame.code == Status.UNAVAILABLE
+            assert "connections already" not in (frame.text(Tag.MESSAGE) or "")
     with agent.client() as client:
-        wait_until(lambda: client.hello()[0] == 1)
+        assert client.hello()[0] == 1
     assert agent.proc is not None and agent.proc.poll() is None
+
+
+def test_slow_frames_make_room_for_new_connections(agent_factory: Any) -> None:
+    agent = agent_factory("--max-connections", "6", "--frame-timeout", "60", env={**os.environ, **OFFLINE})
+    with _sockets() as slow:
+        for _ in range(6):  # slowloris: each holds a connection with a frame that never finishes
+            slow.append(_connect(agent.socket))
+            slow[-1].sendall(HELLO[:3])
+        time.sleep(1)
+        clients = [agent.client() for _ in range(6)]
+        try:
+            for client in clients:  # each new connection takes the place of a slow one
+                assert client.hello()[0] == 1
+        finally:
+            for client in clients:
+                client.close()
+        assert all(_closed_by_peer(sock) for sock in slow)
 
 
 # -- deadlines ----------------------------------------------------------------------------------------
