@@ -96,6 +96,7 @@ def nginx(
     """
     from hsmcert import managed
     from hsmcert import nginx as lib
+    from hsmcert.syntax import nginx_string
 
     version = lib.parse_version(nginx_version) if nginx_version else lib.detect_version(nginx_bin)
     site = lib.validate(
@@ -144,19 +145,24 @@ def nginx(
         log("nginx reloaded")
         if not result.included:
             log(
-                f"warning: nginx's configuration does not include {site.site_conf}; add 'include {site.site_conf};'"
+                f"warning: nginx's configuration does not include {site.site_conf}; add "
+                f"'include {nginx_string(site.site_conf)};'"
             )
     emit(data, lambda: _next_steps(site, data))
 
 
 def _next_steps(site: Any, data: dict[str, Any]) -> str:
+    from shlex import quote
+
+    from hsmcert.syntax import nginx_string
+
     steps = [f"wrote {site.site_conf} (key as {data['key_as']}, nginx {data['nginx_version']})"]
     if not data["reloaded"]:
         steps += [
             "next:",
-            f"  include {site.site_conf}; inside http {{ }} of nginx.conf",
-            f"  cp {site.systemd_dir}/hsmcert-agent.* /etc/systemd/system/",
-            f"  cp -r {site.systemd_dir}/nginx.service.d /etc/systemd/system/",
+            f"  include {nginx_string(site.site_conf)}; inside http {{ }} of nginx.conf",
+            f"  cp {quote(str(site.systemd_dir))}/hsmcert-agent.* /etc/systemd/system/",
+            f"  cp -r {quote(str(site.systemd_dir / 'nginx.service.d'))} /etc/systemd/system/",
             "  systemctl daemon-reload && systemctl enable --now hsmcert-agent.socket && systemctl restart nginx",
         ]
     return "\n".join(steps)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -229,7 +230,25 @@ def _nginx_t(out: Path, label: str) -> None:
         assert "test is successful" in report, label
 
 
+def _unit_value(unit: Path, key: str) -> str:
+    values = [line.split("=", 1)[1] for line in unit.read_text().splitlines() if line.startswith(f"{key}=")]
+    assert len(values) == 1, (unit, key, values)
+    return values[0]
+
+
 def _systemd_verify(out: Path, label: str) -> None:
+    # The agent runs with exactly its own arguments, on the socket it listens on, whatever the path holds.
+    service, socket = out / "systemd" / "hsmcert-agent.service", out / "systemd" / "hsmcert-agent.socket"
+    argv = [
+        arg.replace("%%", "%").replace("$$", "$") for arg in shlex.split(_unit_value(service, "ExecStart"))
+    ]
+    assert (
+        argv[1:4] == ["-m", "hsmcert", "agent"]
+        and argv[4] == "--socket"
+        and argv[6:] == ["--audit", lib.AUDIT_LOG]
+    )
+    assert _unit_value(socket, "ListenStream").replace("%%", "%") == argv[5], label
+
     # systemd-analyze cannot open units in a directory whose name has blanks or '*': verify copies,
     # with a stand-in nginx.service for the drop-in.
     with tempfile.TemporaryDirectory(prefix="hi-u-") as plain:
