@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from hsmcert import jwa
 from hsmcert.emulator.api import ApiError, b64u, bad, field_of, unb64u
 
 if TYPE_CHECKING:
@@ -17,35 +18,13 @@ if TYPE_CHECKING:
     from hsmcert.emulator.service import Service
 
 RSA_SIZES = (2048, 3072, 4096)
-CURVES = {"P-256": 32, "P-384": 48, "P-521": 66, "P-256K": 32}
+CURVES = jwa.CURVE_BYTES
 OCT_SIZES = (128, 192, 256)
-SIGN_ALGS = {
-    "RS256": ("RSA", "SHA256"),
-    "RS384": ("RSA", "SHA384"),
-    "RS512": ("RSA", "SHA512"),
-    "PS256": ("RSA", "SHA256"),
-    "PS384": ("RSA", "SHA384"),
-    "PS512": ("RSA", "SHA512"),
-    "ES256": ("EC", "SHA256"),
-    "ES384": ("EC", "SHA384"),
-    "ES512": ("EC", "SHA512"),
-    "ES256K": ("EC", "SHA256"),
-}
-EC_ALG_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521", "ES256K": "P-256K"}
+SIGN_ALGS = {a.name: (a.kty, a.hash) for a in jwa.ALGORITHMS.values()}
+EC_ALG_CURVE = {a.name: a.curve for a in jwa.ALGORITHMS.values() if a.curve}
 RSA_CIPHERS = ("RSA-OAEP", "RSA-OAEP-256", "RSA1_5")
 AES_CIPHERS = tuple(f"A{n}{mode}" for n in OCT_SIZES for mode in ("GCM", "CBC", "CBCPAD"))
 AES_WRAPS = (*(f"A{n}KW" for n in OCT_SIZES), "CKM_AES_KEY_WRAP", "CKM_AES_KEY_WRAP_PAD")
-
-
-def _curve(crv: str) -> Any:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    return {
-        "P-256": ec.SECP256R1(),
-        "P-384": ec.SECP384R1(),
-        "P-521": ec.SECP521R1(),
-        "P-256K": ec.SECP256K1(),
-    }[crv]
 
 
 def _hash(name: str) -> Any:
@@ -80,9 +59,7 @@ def public_jwk(private: Any) -> dict[str, str]:
         numbers = private.public_key().public_numbers()
         return {"n": b64u(_int_bytes(numbers.n)), "e": b64u(_int_bytes(numbers.e))}
     if isinstance(private, ec.EllipticCurvePrivateKey):
-        crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521", "secp256k1": "P-256K"}[
-            private.curve.name
-        ]
+        crv = jwa.curve_of(private.curve)
         size = CURVES[crv]
         pub = private.public_key().public_numbers()
         return {"crv": crv, "x": b64u(_int_bytes(pub.x, size)), "y": b64u(_int_bytes(pub.y, size))}
@@ -111,7 +88,7 @@ def generate(kty: str, body: dict[str, Any]) -> tuple[Any, int | None]:
         crv = field_of(body, "crv", str) or "P-256"
         if crv not in CURVES:
             raise ApiError(400, "KeyCurveNotSupported", f"The curve '{crv[:20]}' is not supported.")
-        return ec.generate_private_key(_curve(crv)), None
+        return ec.generate_private_key(jwa.ec_curve(crv)), None
     size = field_of(body, "key_size", int) or 256
     if size not in OCT_SIZES:
         raise bad(f"The AES key size {size} is not supported; use 128, 192 or 256.")
@@ -151,7 +128,7 @@ def import_jwk(jwk: dict[str, Any]) -> tuple[str, Any, int | None]:
             crv = jwk.get("crv")
             if not isinstance(crv, str) or crv not in CURVES:
                 raise ApiError(400, "KeyCurveNotSupported", f"The curve '{str(crv)[:20]}' is not supported.")
-            pub = ec.EllipticCurvePublicNumbers(num("x"), num("y"), _curve(crv))
+            pub = ec.EllipticCurvePublicNumbers(num("x"), num("y"), jwa.ec_curve(crv))
             return "EC", ec.EllipticCurvePrivateNumbers(num("d"), pub).private_key(), None
         if base == "oct":
             k = unb64u(jwk.get("k"), "k")
