@@ -330,42 +330,59 @@ def test_idle_and_slow_clients_do_not_slow_a_signing_client(
 # -- resource limits ----------------------------------------------------------------------------------
 
 
+NOBODY = 65534
+PR_CAPBSET_DROP = 24
+CAP_SYS_ADMIN, CAP_SYS_RESOURCE = 21, 24
+
+
 def _limits(address_space: int, processes: int) -> Callable[[], None]:
+    """``ulimit -v`` and ``ulimit -u`` for a child. The kernel does not apply RLIMIT_NPROC to uid 0 or to
+    a process with CAP_SYS_RESOURCE or CAP_SYS_ADMIN: when the tests run as root, the child drops those
+    capabilities and counts as nobody (its real uid), keeping root's effective uid to read the tests' files."""
+
     def apply() -> None:
+        if os.geteuid() == 0:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            for cap in (CAP_SYS_ADMIN, CAP_SYS_RESOURCE):
+                if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                    raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+            os.setresuid(NOBODY, 0, 0)
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
         resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
 
     return apply
 
 
-def _user_tasks() -> int:
-    """Processes and threads of this uid (what RLIMIT_NPROC counts)."""
+def _tasks_of(uid: int) -> int:
+    """Processes and threads whose real uid is ``uid`` (what RLIMIT_NPROC counts)."""
     count = 0
     for status in Path("/proc").glob("[0-9]*/status"):
-        with contextlib.suppress(OSError):
-            text = status.read_text()
-            uid = next(line.split()[1] for line in text.splitlines() if line.startswith("Uid:"))
-            if int(uid) == os.getuid():
-                count += _status_from(text, "Threads")
+        with contextlib.suppress(OSError, StopIteration):
+            lines = status.read_text().splitlines()
+            if int(next(line.split()[1] for line in lines if line.startswith("Uid:"))) == uid:
+                count += int(next(line.split()[1] for line in lines if line.startswith("Threads:")))
     return count
-
-
-def _status_from(text: str, field: str) -> int:
-    return int(next(line.split()[1] for line in text.splitlines() if line.startswith(field + ":")))
 
 
 def test_a_flood_under_ulimit_v_and_u_leaves_the_agent_signing(
     agent_factory: Any, agent_keys: dict[str, str]
 ) -> None:
     ref = agent_keys["p256"]
-    # Measure what the agent needs after a signature, then give it that plus 256 MB of address space and
-    # room for 16 more tasks: a thread per connection (8 MB of stack each) could not start 200 threads.
+    # Measure what the agent needs after a few signatures, then give it that plus 256 MB of address space
+    # and 8 more tasks (processes and threads) than it has: with a thread per connection (8 MB of stack
+    # each, one task each), the flood below made the agent exit and remove its socket.
     probe = agent_factory()
     _Signer(probe, ref).latencies(3)
-    peak = _status_value(_pid(probe), "VmPeak") * 1024
+    pid = _pid(probe)
+    peak, threads = _status_value(pid, "VmPeak") * 1024, _status_value(pid, "Threads")
     probe.stop()
-    limits = _limits(peak + (256 << 20), _user_tasks() + 16)
+    counted = NOBODY if os.geteuid() == 0 else os.getuid()
+    limits = _limits(peak + (256 << 20), _tasks_of(counted) + threads + 8)
     agent = agent_factory("--max-connections", "300", preexec_fn=limits)
+    if os.geteuid() == 0:  # the limit applies: the agent counts as nobody, without the exempting capabilities
+        assert _status_value(_pid(agent), "Uid") == NOBODY
     signer = _Signer(agent, ref)
     with _sockets() as flood:
         for n in range(600):
