@@ -193,7 +193,7 @@ class AgentServer:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._wake_lock = threading.Lock()
+        self._wake_lock = threading.RLock()  # RLock: stop() may run in a signal handler of this thread
         self._selector: selectors.BaseSelector | None = None
         self._connections: set[_Connection] = set()
         self._idle: collections.OrderedDict[_Connection, None] = collections.OrderedDict()
@@ -620,9 +620,9 @@ class AgentServer:
         if self._selector is not None:
             self._selector.close()
         with self._wake_lock:
+            wake_w, self._wake_w = self._wake_w, -1
+            os.close(wake_w)
             os.close(self._wake_r)
-            os.close(self._wake_w)
-            self._wake_w = -1
 
     # -- one request (worker threads) ---------------------------------------------------------------------
 

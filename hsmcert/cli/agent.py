@@ -34,7 +34,8 @@ MaxConnectionsOpt = Annotated[
     int,
     typer.Option(
         "--max-connections",
-        help="Connections open at once; one more closes the longest idle one, or is refused when none is idle.",
+        help="Connections open at once; one more closes a slow or the longest idle one, "
+        "or is refused when all are busy.",
     ),
 ]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="Threads that run requests (calls to the HSM).")]
