@@ -38,6 +38,25 @@ def principal_id(name: str) -> str:
         return str(uuid.uuid5(_PRINCIPALS, name))
 
 
+def check_principal(name: str) -> str:
+    """A principal name or object id a user gave: 1 to 256 printable characters (UsageError else).
+
+    >>> check_principal("ci-runner")
+    'ci-runner'
+    >>> check_principal("")
+    Traceback (most recent call last):
+    hsmcert.errors.UsageError: The principal name '' is invalid.
+    """
+    from hsmcert.errors import UsageError
+
+    if not 0 < len(name) <= 256 or not name.isprintable():  # a lone surrogate is not printable
+        raise UsageError(
+            f"The principal name {name[:60]!r} is invalid.",
+            "Give a name such as alice or ci-runner (1 to 256 printable characters), or an object id.",
+        )
+    return name
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

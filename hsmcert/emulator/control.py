@@ -186,9 +186,9 @@ def _token_key(data_dir: Path) -> bytes:
 
 def token(data_dir: Path, principal: str = "admin", audience: str = "https://managedhsm.azure.net") -> str:
     """A bearer token for ``principal`` signed with the emulator's key (the emulator need not run)."""
-    from hsmcert.emulator.auth import issue
+    from hsmcert.emulator.auth import check_principal, issue
 
-    return issue(_token_key(data_dir), principal, audience)
+    return issue(_token_key(data_dir), check_principal(principal), audience)
 
 
 def credentials(
@@ -201,7 +201,9 @@ def credentials(
     """The variables that let azure-identity sign in as ``principal`` at the emulator's login endpoint:
     a client secret, or (``federated_token_file``, written 0600) a federated token for workload identity."""
     from hsmcert.emulator import login
+    from hsmcert.emulator.auth import check_principal
 
+    check_principal(principal)
     emulator = require_running(Path(data_dir))
     if emulator.login_url is None:
         raise UsageError(

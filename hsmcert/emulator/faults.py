@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hsmcert.errors import UsageError
 
+SERVICE_NAME = re.compile(r"[0-9a-zA-Z][0-9a-zA-Z-]{0,62}")
+"""The name of a Managed HSM or vault of the emulator."""
 LIMITS = {
     "throttle": (0.0, 1.0, ""),
     "unavailable": (0.0, 1.0, ""),
@@ -74,8 +77,13 @@ def parse_faults(values: dict[str, Any]) -> Faults:
         if name == "services":
             if isinstance(value, str):
                 value = [v for v in value.split(",") if v]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise UsageError("The services of a fault must be a list of names.")
+            if not isinstance(value, list) or not all(
+                isinstance(v, str) and SERVICE_NAME.fullmatch(v) for v in value
+            ):
+                raise UsageError(
+                    "The services of a fault must be a list of service names.",
+                    "A name has 1 to 63 letters, digits and dashes, starting with a letter or digit.",
+                )
             result.services = list(value)
             continue
         if isinstance(value, bool):
@@ -90,7 +98,7 @@ def parse_faults(values: dict[str, Any]) -> Faults:
                 f"The fault {raw_name}={str(value)[:40]} is not between {low:g} and {high:g}{unit}.",
                 f"Give {name} a number from {low:g} to {high:g}.",
             )
-        setattr(result, name, int(number) if name == "retry_after" else number)
+        setattr(result, name, int(number) if name == "retry_after" else number + 0.0)  # no -0.0
     if result.throttle + result.unavailable + result.drop > 1.0:
         raise UsageError("The fault rates add up to more than 1.")
     return result

@@ -14,7 +14,6 @@ import argparse
 import fcntl
 import logging
 import os
-import re
 import signal
 import ssl
 import sys
@@ -27,7 +26,7 @@ from hsmcert.config import EMULATOR_ENDPOINTS
 from hsmcert.emulator import auth, control, endpoints, http11
 from hsmcert.emulator.api import ApiError, loads_json
 from hsmcert.emulator.audit import AuditLog
-from hsmcert.emulator.faults import Faults, parse_faults
+from hsmcert.emulator.faults import SERVICE_NAME, Faults, parse_faults
 from hsmcert.emulator.files import private_secret, read_json, write_json
 from hsmcert.emulator.service import Service
 from hsmcert.emulator.store import Store
@@ -135,7 +134,7 @@ class Emulator:
         """The service of that kind and name, created (with its own port) when new."""
         if kind not in ("managedhsm", "vault"):
             raise ApiError(400, "BadParameter", f"Unknown service kind {kind!r}; use managedhsm or vault.")
-        if not re.fullmatch(r"[0-9a-zA-Z][0-9a-zA-Z-]{0,62}", name):
+        if not SERVICE_NAME.fullmatch(name):
             raise ApiError(400, "BadParameter", f"The service name {name[:70]!r} is invalid.")
         with self._lock:
             existing = self.services.get((kind, name))

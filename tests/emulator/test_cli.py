@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HSMCERT = [sys.executable, "-m", "hsmcert"]
 
 
@@ -63,6 +65,21 @@ def test_token_prints_a_jwt_for_the_principal(emulator: object) -> None:
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["token"].count(".") == 2 and data["principal"] == "bob"
+
+
+@pytest.mark.parametrize("principal", ["", "\udcff\udcfe", "a\tb", "x" * 257])
+@pytest.mark.parametrize("command", ["token", "credentials"])
+def test_an_invalid_principal_is_one_clear_error(emulator: object, command: str, principal: str) -> None:
+    done = subprocess.run(
+        [*HSMCERT, "emulator", command, "--principal", principal],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        timeout=60,
+        check=False,
+    )
+    err = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 2 and "principal name" in err and "Traceback" not in err, err
+    assert not done.stdout
 
 
 def test_help_does_not_import_the_emulator() -> None:

@@ -159,11 +159,15 @@ def test_faults_at_start_and_from_the_cli(tmp_path: Path) -> None:
         {"throttle": True},
         {"throttle": float("nan")},
         {"unavailable": "1e999"},
+        {"services": ["bad name!"]},
+        {"services": ["x" * 64]},
     ],
 )
 def test_non_finite_and_absurd_fault_values_are_refused(emulator: Any, settings: dict[str, Any]) -> None:
     from hsmcert.errors import UsageError
 
-    with pytest.raises(UsageError, match=r"between|needs a number|NaN is not JSON|Infinity is not JSON"):
+    with pytest.raises(
+        UsageError, match=r"between|needs a number|NaN is not JSON|Infinity is not JSON|service names"
+    ):
         emulator.set_faults(**settings)
     assert _get(emulator, emulator.url())[0] == 200
