@@ -83,7 +83,10 @@ def _refused() -> ServiceRequestError:
     return ServiceRequestError(error, error=error)
 
 
-LATER = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=120), usegmt=True)
+def _later() -> str:
+    """Retry-After as an HTTP date two minutes from now (when the case runs, not when it is collected)."""
+    return format_datetime(datetime.now(timezone.utc) + timedelta(seconds=120), usegmt=True)
+
 
 # (what the SDK raised, the hsmcert error, exit code, transient, status, code, retry_after)
 CASES: list[tuple[str, Any, type[HsmcertError], int, bool, int | None, str | None, Any]] = [
@@ -91,7 +94,7 @@ CASES: list[tuple[str, Any, type[HsmcertError], int, bool, int | None, str | Non
      ServiceError, EXIT_UNREACHABLE, True, 429, "Throttled", 7.0),
     ("503 retry-after-ms", lambda: _http(HttpResponseError, 503, "ServiceUnavailable", **{"retry-after-ms": "1500"}),
      ServiceError, EXIT_UNREACHABLE, True, 503, "ServiceUnavailable", 1.5),
-    ("429 Retry-After as a date", lambda: _http(HttpResponseError, 429, None, **{"Retry-After": LATER}),
+    ("429 Retry-After as a date", lambda: _http(HttpResponseError, 429, None, **{"Retry-After": _later()}),
      ServiceError, EXIT_UNREACHABLE, True, 429, "", "about 120"),
     ("500 without headers", lambda: _http(HttpResponseError, 500, "InternalError"),
      ServiceError, EXIT_UNREACHABLE, True, 500, "InternalError", None),
