@@ -35,7 +35,7 @@ native:
 	$(MAKE) -C native
 
 native-asan:
-	$(MAKE) -C native asan
+	$(MAKE) -C native asan codec-test
 
 test: setup native-asan
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -1,6 +1,6 @@
-/* The agent protocol codec (docs/agent-protocol.md): pure, no I/O, no allocation except in
- * hsmcert_frame_validate (which copies its input to an exact-size heap block so that the sanitizer
- * build catches any read past the end). Every function is exported for the ctypes tests. */
+/* The agent protocol codec (docs/agent-protocol.md): pure, no I/O, no allocation. The shipped provider
+ * exports none of it; the test-only library (native/test/codec_exports.c, `make -C native codec-test`)
+ * exports it for the ctypes tests. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,14 +41,6 @@ static int digest_len_ok(const char *alg, int alg_len, size_t len)
     if (alg[0] == 'E')
         return len >= 20 && len <= 64;
     return len == (size_t)alg_len;
-}
-
-int hsmcert_sign_digest_len(const char *alg)
-{
-    for (size_t i = 0; i < sizeof(sign_algs) / sizeof(sign_algs[0]); i++)
-        if (strcmp(sign_algs[i].name, alg) == 0)
-            return sign_algs[i].digest_len;
-    return -1;
 }
 
 int hsmcert_frame_length(const unsigned char *header, size_t header_len, size_t *body_len)
@@ -296,62 +288,4 @@ long hsmcert_frame_encode(int code, const HSMCERT_FIELD *fields, size_t nfields,
         pos += 3 + fields[i].len;
     }
     return (long)pos;
-}
-
-long hsmcert_frame_encode_arrays(int code, const unsigned char *tags, const unsigned char *const *values,
-                                 const size_t *lens, size_t nfields, unsigned char *out, size_t cap)
-{
-    HSMCERT_FIELD fields[HSMCERT_TAG_MAX * 2];
-
-    if (nfields > sizeof(fields) / sizeof(fields[0]) || (nfields && (!tags || !values || !lens)))
-        return -HSMCERT_FR_ARGUMENT;
-    for (size_t i = 0; i < nfields; i++) {
-        fields[i].tag = tags[i];
-        fields[i].value = values[i];
-        fields[i].len = lens[i];
-    }
-    return hsmcert_frame_encode(code, fields, nfields, out, cap);
-}
-
-/* direction: 1 request, 0 response (op: the request it answers, or 0), -1 framing only. */
-int hsmcert_frame_validate(const unsigned char *buf, size_t len, int direction, int op)
-{
-    HSMCERT_FRAME frame;
-    unsigned char *copy = NULL;
-    int rc;
-
-    if (len > 0) {
-        if (buf == NULL || (copy = malloc(len)) == NULL)
-            return HSMCERT_FR_ARGUMENT;
-        memcpy(copy, buf, len);
-    }
-    rc = hsmcert_frame_decode(copy, len, &frame);
-    if (rc == HSMCERT_FR_OK && direction == 1)
-        rc = hsmcert_frame_check_request(&frame);
-    else if (rc == HSMCERT_FR_OK && direction == 0)
-        rc = hsmcert_frame_check_response(&frame, op);
-    free(copy);
-    return rc;
-}
-
-long hsmcert_frame_get_field(const unsigned char *buf, size_t len, int tag, unsigned char *out, size_t cap)
-{
-    HSMCERT_FRAME frame;
-
-    if (tag < 1 || tag > HSMCERT_TAG_MAX || hsmcert_frame_decode(buf, len, &frame) != HSMCERT_FR_OK)
-        return -2;
-    if (!(frame.present & BIT(tag)))
-        return -1;
-    if (out != NULL && cap >= frame.len[tag])
-        memcpy(out, frame.value[tag], frame.len[tag]);
-    return (long)frame.len[tag];
-}
-
-int hsmcert_frame_code(const unsigned char *buf, size_t len)
-{
-    HSMCERT_FRAME frame;
-
-    if (hsmcert_frame_decode(buf, len, &frame) != HSMCERT_FR_OK)
-        return -1;
-    return frame.code;
 }

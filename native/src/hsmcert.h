@@ -15,6 +15,7 @@
 #include <openssl/core_dispatch.h>
 #include <openssl/evp.h>
 
+/* The shipped provider exports OSSL_provider_init only (everything else is built hidden). */
 #define HSMCERT_EXPORT __attribute__((visibility("default")))
 #define HSMCERT_VERSION "0.1.0"
 #define HSMCERT_PROPS "provider=hsmcert"
@@ -62,21 +63,12 @@ typedef struct hsmcert_field {
     size_t len;
 } HSMCERT_FIELD;
 
-HSMCERT_EXPORT const char *hsmcert_frame_reason(int reason);
-HSMCERT_EXPORT int hsmcert_frame_length(const unsigned char *header, size_t header_len, size_t *body_len);
-HSMCERT_EXPORT int hsmcert_frame_decode(const unsigned char *buf, size_t len, HSMCERT_FRAME *frame);
-HSMCERT_EXPORT int hsmcert_frame_check_request(const HSMCERT_FRAME *frame);
-HSMCERT_EXPORT int hsmcert_frame_check_response(const HSMCERT_FRAME *frame, int op);
-HSMCERT_EXPORT long hsmcert_frame_encode(int code, const HSMCERT_FIELD *fields, size_t nfields,
-                                         unsigned char *out, size_t cap);
-HSMCERT_EXPORT long hsmcert_frame_encode_arrays(int code, const unsigned char *tags,
-                                                const unsigned char *const *values, const size_t *lens,
-                                                size_t nfields, unsigned char *out, size_t cap);
-HSMCERT_EXPORT int hsmcert_frame_validate(const unsigned char *buf, size_t len, int direction, int op);
-HSMCERT_EXPORT long hsmcert_frame_get_field(const unsigned char *buf, size_t len, int tag,
-                                            unsigned char *out, size_t cap);
-HSMCERT_EXPORT int hsmcert_frame_code(const unsigned char *buf, size_t len);
-int hsmcert_sign_digest_len(const char *alg);
+const char *hsmcert_frame_reason(int reason);
+int hsmcert_frame_length(const unsigned char *header, size_t header_len, size_t *body_len);
+int hsmcert_frame_decode(const unsigned char *buf, size_t len, HSMCERT_FRAME *frame);
+int hsmcert_frame_check_request(const HSMCERT_FRAME *frame);
+int hsmcert_frame_check_response(const HSMCERT_FRAME *frame, int op);
+long hsmcert_frame_encode(int code, const HSMCERT_FIELD *fields, size_t nfields, unsigned char *out, size_t cap);
 
 /* ---- agent.c: the Unix socket client ---- */
 typedef struct hsmcert_agent HSMCERT_AGENT;

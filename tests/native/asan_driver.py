@@ -1,4 +1,5 @@
-"""Run inside a subprocess that LD_PRELOADs libasan: drives the ASAN build of the provider with ctypes.
+"""Run inside a subprocess that LD_PRELOADs libasan: drives the test-only ASAN codec library
+(``make -C native codec-test``) with ctypes.
 
 Checks the exported entry points, decodes every protocol vector, and compares the C codec with the
 Python codec (hsmcert.agent.protocol) on hypothesis-generated frames. Prints one JSON summary line;
@@ -26,7 +27,6 @@ REASONS = [
     "unknown-op", "missing-field", "unexpected-field", "bad-value", "unknown-status", "argument",
 ]  # fmt: skip
 EXPORTS = [
-    "OSSL_provider_init",
     "hsmcert_frame_reason",
     "hsmcert_frame_length",
     "hsmcert_frame_decode",
@@ -176,7 +176,7 @@ def structured(draw: Any) -> bytes:
 
 
 def main() -> int:
-    path = os.environ["HSMCERT_NATIVE_ASAN"]
+    path = os.environ["HSMCERT_NATIVE_CODEC"]
     lib = load(path)
     failures: list[str] = []
     missing = [name for name in EXPORTS if not hasattr(lib, name)]
