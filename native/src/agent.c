@@ -103,7 +103,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     if (err == NULL || errlen == 0)
         return;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    hsmcert_vformat(err, errlen, fmt, ap);
     va_end(ap);
 }
 

@@ -23,11 +23,13 @@ static void *ac_newctx(void *provctx)
 {
     CIPHER_CTX *ctx = calloc(1, sizeof(*ctx));
 
-    if (ctx != NULL) {
-        ctx->prov = provctx;
-        ctx->pad = RSA_PKCS1_PADDING;
-        strcpy(ctx->md, "SHA1");
+    if (ctx == NULL) {
+        hsmcert_raise(provctx, HSMCERT_R_INTERNAL, "Out of memory.");
+        return NULL;
     }
+    ctx->prov = provctx;
+    ctx->pad = RSA_PKCS1_PADDING;
+    strcpy(ctx->md, "SHA1");
     return ctx;
 }
 
@@ -43,19 +45,21 @@ static void ac_freectx(void *vctx)
 
 static void *ac_dupctx(void *vctx)
 {
-    CIPHER_CTX *dst = malloc(sizeof(*dst));
+    CIPHER_CTX *src = vctx, *dst = malloc(sizeof(*dst));
 
-    if (dst != NULL) {
-        *dst = *(CIPHER_CTX *)vctx;
-        hsmcert_key_up(dst->key);
+    if (dst == NULL) {
+        hsmcert_raise(src->prov, HSMCERT_R_INTERNAL, "Out of memory.");
+        return NULL;
     }
+    *dst = *src;
+    hsmcert_key_up(dst->key);
     return dst;
 }
 
 static int ac_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 {
     CIPHER_CTX *ctx = vctx;
-    const OSSL_PARAM *p;
+    const OSSL_PARAM *p = NULL;
     char name[32], *pn = name;
 
     if (params == NULL)
@@ -65,27 +69,31 @@ static int ac_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 
         if (p->data_type == OSSL_PARAM_UTF8_STRING) {
             if (!OSSL_PARAM_get_utf8_string(p, &pn, sizeof(name)))
-                return 0;
+                goto bad;
             pad = strcasecmp(name, OSSL_PKEY_RSA_PAD_MODE_OAEP) == 0 ? RSA_PKCS1_OAEP_PADDING
                   : strcasecmp(name, OSSL_PKEY_RSA_PAD_MODE_PKCSV15) == 0 ? RSA_PKCS1_PADDING : -1;
         } else if (!OSSL_PARAM_get_int(p, &pad)) {
-            return 0;
+            goto bad;
         }
         ctx->pad = pad;
     }
     if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST)) != NULL
         && !OSSL_PARAM_get_utf8_string(p, &pn, sizeof(name)))
-        return 0;
+        goto bad;
     else if (p != NULL)
         strcpy(ctx->md, name);
     if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST)) != NULL
         && !OSSL_PARAM_get_utf8_string(p, &pn, sizeof(name)))
-        return 0;
+        goto bad;
     else if (p != NULL)
         strcpy(ctx->mgf1, name);
     if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL)) != NULL)
         ctx->label = p->data_size > 0;
     return 1;
+bad:
+    hsmcert_raise(ctx->prov, HSMCERT_R_BAD_ARGUMENT, "The decryption parameter %s has a value of the wrong type "
+                  "or length.", p->key);
+    return 0;
 }
 
 static int ac_init(void *vctx, void *vkey, const OSSL_PARAM params[])
@@ -93,8 +101,10 @@ static int ac_init(void *vctx, void *vkey, const OSSL_PARAM params[])
     CIPHER_CTX *ctx = vctx;
     HSMCERT_KEY *key = vkey;
 
-    if (key == NULL || key->type != EVP_PKEY_RSA || key->pub == NULL)
+    if (key == NULL || key->type != EVP_PKEY_RSA || key->pub == NULL) {
+        hsmcert_raise(ctx->prov, HSMCERT_R_BAD_ARGUMENT, "RSA encryption and decryption need an RSA key.");
         return 0;
+    }
     hsmcert_key_free(ctx->key);
     ctx->key = hsmcert_key_up(key);
     return ac_set_ctx_params(ctx, params);
@@ -117,7 +127,7 @@ static int ac_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t out
     HSMCERT_FIELD fields[4];
     HSMCERT_REPLY reply;
     const char *alg;
-    char err[512];
+    char err[HSMCERT_ERROR_MAX];
     size_t plen;
     int ok = 0;
 
@@ -147,7 +157,8 @@ static int ac_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t out
     fields[2] = (HSMCERT_FIELD){ HSMCERT_TAG_ALG, alg, strlen(alg) };
     fields[3] = (HSMCERT_FIELD){ HSMCERT_TAG_CIPHERTEXT, in, inlen };
     if (!hsmcert_agent_call(ctx->prov->agent, HSMCERT_OP_DECRYPT, fields, 4, &reply, err, sizeof(err))) {
-        hsmcert_raise(ctx->prov, HSMCERT_R_AGENT, "Decrypting with %s failed: %s", key->ref, err);
+        hsmcert_raise(ctx->prov, HSMCERT_R_AGENT, "Decrypting with " HSMCERT_REF_FMT " failed: %s",
+                      HSMCERT_REF_ARG(key->ref), err);
         return 0;
     }
     plen = reply.frame.len[HSMCERT_TAG_PLAINTEXT];
@@ -178,6 +189,8 @@ static int ac_encrypt(void *vctx, unsigned char *out, size_t *outlen, size_t out
     if (ok)
         ok = EVP_PKEY_encrypt(pctx, out, outlen, in, inlen) == 1;
     EVP_PKEY_CTX_free(pctx);
+    if (!ok)
+        hsmcert_raise(ctx->prov, HSMCERT_R_BAD_ARGUMENT, "Encrypting with the RSA public key failed.");
     return ok;
 }
 
@@ -190,15 +203,19 @@ static int ac_get_ctx_params(void *vctx, OSSL_PARAM params[])
         if (p->data_type == OSSL_PARAM_INTEGER ? !OSSL_PARAM_set_int(p, ctx->pad)
             : !OSSL_PARAM_set_utf8_string(p, ctx->pad == RSA_PKCS1_OAEP_PADDING ? OSSL_PKEY_RSA_PAD_MODE_OAEP
                                                                               : OSSL_PKEY_RSA_PAD_MODE_PKCSV15))
-            return 0;
+            goto bad;
     }
     if ((p = OSSL_PARAM_locate(params, OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST)) != NULL
         && !OSSL_PARAM_set_utf8_string(p, ctx->md))
-        return 0;
+        goto bad;
     if ((p = OSSL_PARAM_locate(params, OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST)) != NULL
         && !OSSL_PARAM_set_utf8_string(p, ctx->mgf1[0] ? ctx->mgf1 : ctx->md))
-        return 0;
+        goto bad;
     return 1;
+bad:
+    hsmcert_raise(ctx->prov, HSMCERT_R_BAD_ARGUMENT, "The decryption parameter %s has a type or size this "
+                  "provider cannot fill.", p->key);
+    return 0;
 }
 
 static const OSSL_PARAM ac_params[] = {

@@ -40,8 +40,10 @@ static int pem_decode(void *ctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBAC
     int ret = 1; /* not ours: let the other decoders try */
     int ours;
 
-    if (in == NULL)
-        return 1;
+    if (in == NULL) {
+        hsmcert_raise(prov, HSMCERT_R_INTERNAL, "Out of memory.");
+        return 0;
+    }
     /* Only the PEM parsing of someone else's file is noise to discard; the errors of the key lookup
      * (agent unreachable, key not found...) must reach the user, so the mark ends before it. */
     ERR_set_mark();
@@ -118,33 +120,43 @@ static char *parse_ref(const unsigned char *der, size_t der_len)
     return out;
 }
 
+/* The DER structure is at most a reference of HSMCERT_KEYREF_MAX bytes and its short description. */
+#define DER_MAX (HSMCERT_KEYREF_MAX + 64)
+
 static int der_decode(HSMCERT_PROV *prov, int type, OSSL_CORE_BIO *cin, OSSL_CALLBACK *object_cb,
                       void *object_cbarg)
 {
     BIO *in = BIO_new_from_core_bio(prov->libctx, cin);
-    unsigned char buf[4096];
+    unsigned char *buf = malloc(DER_MAX + 1);
     size_t used = 0;
-    int n, ret = 1;
+    int n, ret = 0;
     char *ref = NULL;
-    HSMCERT_KEY *key;
+    HSMCERT_KEY *key = NULL;
 
-    if (in == NULL)
-        return 1;
-    while (used < sizeof(buf) && (n = BIO_read(in, buf + used, (int)(sizeof(buf) - used))) > 0)
-        used += (size_t)n;
-    BIO_free(in);
-    if (used == 0 || used == sizeof(buf) || (ref = parse_ref(buf, used)) == NULL)
-        return 1;
-    key = hsmcert_key_fetch(prov, ref);
-    if (key == NULL) {
-        /* The reference was ours but the key could not be loaded: stop with the agent's error. */
-        free(ref);
-        return 0;
+    if (in == NULL || buf == NULL) {
+        hsmcert_raise(prov, HSMCERT_R_INTERNAL, "Out of memory.");
+        goto done;
     }
-    if (key->type == type)
-        ret = hsmcert_key_to_object_cb(key, object_cb, object_cbarg);
+    while (used <= DER_MAX && (n = BIO_read(in, buf + used, (int)(DER_MAX + 1 - used))) > 0)
+        used += (size_t)n;
+    if (used > DER_MAX) {
+        /* Only this provider's PEM decoder makes this structure: the file is an hsmcert reference. */
+        hsmcert_raise(prov, HSMCERT_R_BAD_ARGUMENT, "The key reference in the PEM file is longer than %d bytes.",
+                      HSMCERT_KEYREF_MAX);
+        goto done;
+    }
+    if (used == 0 || (ref = parse_ref(buf, used)) == NULL) {
+        ret = 1; /* not a reference: let the other decoders try */
+        goto done;
+    }
+    /* The reference was ours: a key that cannot be loaded stops here with the agent's error. */
+    if ((key = hsmcert_key_fetch(prov, ref)) != NULL)
+        ret = key->type == type ? hsmcert_key_to_object_cb(key, object_cb, object_cbarg) : 1;
+done:
     hsmcert_key_free(key);
     free(ref);
+    free(buf);
+    BIO_free(in);
     return ret;
 }
 

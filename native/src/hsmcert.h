@@ -6,6 +6,7 @@
 #ifndef HSMCERT_H
 #define HSMCERT_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
@@ -13,6 +14,7 @@
 
 #include <openssl/core.h>
 #include <openssl/core_dispatch.h>
+#include <openssl/macros.h>
 #include <openssl/evp.h>
 
 /* The shipped provider exports OSSL_provider_init only (everything else is built hidden). */
@@ -92,14 +94,37 @@ typedef struct hsmcert_prov {
     const OSSL_CORE_HANDLE *handle;
     OSSL_LIB_CTX *libctx; /* child library context: default provider's digests and public keys */
     HSMCERT_AGENT *agent;
+    /* A refused openssl.cnf setting: OpenSSL discards errors raised while it loads its configuration, so
+     * the provider loads and every key load reports this sentence instead. NULL when all is well. */
+    char *bad_setting;
 } HSMCERT_PROV;
 
-void hsmcert_raise(HSMCERT_PROV *prov, int reason, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* ---- error.c ---- */
+/* Most bytes of an error text OpenSSL 3.0 keeps (ERR_MAX_DATA_SIZE is 1024; a longer text is dropped). */
+#define HSMCERT_ERROR_MAX 1000
+void hsmcert_error_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in);
+const OSSL_ITEM *hsmcert_reason_strings(void *provctx);
+/* snprintf that shortens a message too long for cap in the middle (" [...] "), keeping its start and end. */
+void hsmcert_vformat(char *out, size_t cap, const char *fmt, va_list ap);
+void hsmcert_format(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void hsmcert_raise_at(HSMCERT_PROV *prov, const char *file, int line, const char *func, int reason,
+                      const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Puts an error on OpenSSL's queue (prov may be NULL) with the caller's file, line and function (as ERR_raise_data does):
+ * `openssl` prints them, e.g. "...:sign_digest:hsmcert agent error:src/signature.c:<line>:Signing ...". */
+#define hsmcert_raise(prov, reason, ...) \
+    hsmcert_raise_at((prov), OPENSSL_FILE, OPENSSL_LINE, OPENSSL_FUNC, (reason), __VA_ARGS__)
 #define HSMCERT_R_AGENT 1
 #define HSMCERT_R_UNSUPPORTED 2
 #define HSMCERT_R_NO_PRIVATE_EXPORT 3
 #define HSMCERT_R_BAD_ARGUMENT 4
+#define HSMCERT_R_CONFIG 5
+#define HSMCERT_R_INTERNAL 6
+/* A key reference in a message: at most HSMCERT_REF_SHOWN bytes of it, then "...". */
+#define HSMCERT_REF_SHOWN 120
+#define HSMCERT_REF_FMT "%.*s%s"
+#define HSMCERT_REF_ARG(ref) HSMCERT_REF_SHOWN, (ref), (strlen(ref) > HSMCERT_REF_SHOWN ? "..." : "")
+/* The longest key reference the provider sends: every request must fit in one frame (65536 bytes). */
+#define HSMCERT_KEYREF_MAX 32768
 
 /* ---- keymgmt.c: the key object shared by store, decoder, signature and asym_cipher ---- */
 typedef struct hsmcert_key {

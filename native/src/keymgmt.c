@@ -33,8 +33,10 @@ static HSMCERT_KEY *key_new(HSMCERT_PROV *prov, int type)
 {
     HSMCERT_KEY *key = calloc(1, sizeof(*key));
 
-    if (key == NULL)
+    if (key == NULL) {
+        hsmcert_raise(prov, HSMCERT_R_INTERNAL, "Out of memory.");
         return NULL;
+    }
     key->prov = prov;
     key->refs = 1;
     key->type = type;
@@ -64,11 +66,21 @@ HSMCERT_KEY *hsmcert_key_fetch(HSMCERT_PROV *prov, const char *ref)
     HSMCERT_KEY *key = NULL;
     const HSMCERT_FRAME *f = &reply.frame;
     const unsigned char *der;
-    char err[512];
+    char err[HSMCERT_ERROR_MAX];
     int type;
 
+    if (prov->bad_setting != NULL) {
+        hsmcert_raise(prov, HSMCERT_R_CONFIG, "%s", prov->bad_setting);
+        return NULL;
+    }
+    if (field.len > HSMCERT_KEYREF_MAX) {
+        hsmcert_raise(prov, HSMCERT_R_BAD_ARGUMENT, "Cannot load the key " HSMCERT_REF_FMT
+                      ": the key reference is longer than %d bytes.", HSMCERT_REF_ARG(ref), HSMCERT_KEYREF_MAX);
+        return NULL;
+    }
     if (!hsmcert_agent_call(prov->agent, HSMCERT_OP_PUBKEY, &field, 1, &reply, err, sizeof(err))) {
-        hsmcert_raise(prov, HSMCERT_R_AGENT, "Cannot load the key %s: %s", ref, err);
+        hsmcert_raise(prov, HSMCERT_R_AGENT, "Cannot load the key " HSMCERT_REF_FMT ": %s", HSMCERT_REF_ARG(ref),
+                      err);
         return NULL;
     }
     if (f->len[HSMCERT_TAG_KEYTYPE] == 3 && memcmp(f->value[HSMCERT_TAG_KEYTYPE], "RSA", 3) == 0) {
@@ -76,7 +88,8 @@ HSMCERT_KEY *hsmcert_key_fetch(HSMCERT_PROV *prov, const char *ref)
     } else if (f->len[HSMCERT_TAG_KEYTYPE] == 2 && memcmp(f->value[HSMCERT_TAG_KEYTYPE], "EC", 2) == 0) {
         type = EVP_PKEY_EC;
     } else {
-        hsmcert_raise(prov, HSMCERT_R_UNSUPPORTED, "The key %s is neither RSA nor EC.", ref);
+        hsmcert_raise(prov, HSMCERT_R_UNSUPPORTED, "The key " HSMCERT_REF_FMT " is neither RSA nor EC.",
+                      HSMCERT_REF_ARG(ref));
         goto done;
     }
     if ((key = key_new(prov, type)) == NULL)
@@ -87,7 +100,8 @@ HSMCERT_KEY *hsmcert_key_fetch(HSMCERT_PROV *prov, const char *ref)
     key->version = dup_value(f, HSMCERT_TAG_KEYVERSION);
     if (key->pub == NULL || key->ref == NULL || key->version == NULL
         || EVP_PKEY_get_base_id(key->pub) != type) {
-        hsmcert_raise(prov, HSMCERT_R_AGENT, "The agent returned an unusable public key for %s.", ref);
+        hsmcert_raise(prov, HSMCERT_R_AGENT, "The agent returned an unusable public key for " HSMCERT_REF_FMT ".",
+                      HSMCERT_REF_ARG(ref));
         hsmcert_key_free(key);
         key = NULL;
     }
@@ -131,11 +145,16 @@ static void *load_typed(const void *reference, size_t size, int type)
 {
     HSMCERT_KEY *key;
 
-    if (reference == NULL || size != sizeof(HSMCERT_KEY *))
+    if (reference == NULL || size != sizeof(HSMCERT_KEY *)) {
+        hsmcert_raise(NULL, HSMCERT_R_INTERNAL, "A key reference object of the wrong size (%zu bytes).", size);
         return NULL;
+    }
     memcpy(&key, reference, sizeof(key));
-    if (key == NULL || key->type != type)
+    if (key == NULL || key->type != type) {
+        hsmcert_raise(key != NULL ? key->prov : NULL, HSMCERT_R_INTERNAL, "The key reference object is not an %s "
+                      "key.", type == EVP_PKEY_EC ? "EC" : "RSA");
         return NULL;
+    }
     return hsmcert_key_up(key);
 }
 
@@ -149,6 +168,7 @@ static void *ec_load(const void *reference, size_t size)
     return load_typed(reference, size, EVP_PKEY_EC);
 }
 
+/* has and match answer a question: 0 is "no", not an error. */
 static int km_has(const void *keydata, int selection)
 {
     const HSMCERT_KEY *key = keydata;
@@ -182,8 +202,10 @@ static int km_import(void *keydata, int selection, const OSSL_PARAM params[])
     EVP_PKEY_CTX *ctx;
     int ok;
 
-    if (key == NULL || key->pub != NULL)
+    if (key == NULL || key->pub != NULL) {
+        hsmcert_raise(key != NULL ? key->prov : NULL, HSMCERT_R_INTERNAL, "Import into a key that is not empty.");
         return 0;
+    }
     if (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) {
         /* A private key from elsewhere is not an HSM key: let another provider hold it. */
         hsmcert_raise(key->prov, HSMCERT_R_UNSUPPORTED, "The hsmcert provider holds only HSM keys.");
@@ -193,6 +215,9 @@ static int km_import(void *keydata, int selection, const OSSL_PARAM params[])
     ok = ctx != NULL && EVP_PKEY_fromdata_init(ctx) == 1
          && EVP_PKEY_fromdata(ctx, &key->pub, EVP_PKEY_PUBLIC_KEY, (OSSL_PARAM *)params) == 1;
     EVP_PKEY_CTX_free(ctx);
+    if (!ok)
+        hsmcert_raise(key->prov, HSMCERT_R_BAD_ARGUMENT, "The %s public key given to import is not valid.",
+                      hsmcert_key_type_name(key));
     return ok;
 }
 
@@ -202,16 +227,20 @@ static int km_export(void *keydata, int selection, OSSL_CALLBACK *cb, void *cbar
     OSSL_PARAM *params = NULL;
     int ok;
 
-    if (key == NULL || key->pub == NULL)
-        return 0;
-    if (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) {
-        hsmcert_raise(key->prov, HSMCERT_R_NO_PRIVATE_EXPORT,
-                      "The private key %s stays in the HSM and cannot be exported.",
-                      key->ref != NULL ? key->ref : "(public key)");
+    if (key == NULL || key->pub == NULL) {
+        hsmcert_raise(key != NULL ? key->prov : NULL, HSMCERT_R_BAD_ARGUMENT, "Export of an empty key.");
         return 0;
     }
-    if (EVP_PKEY_todata(key->pub, EVP_PKEY_PUBLIC_KEY, &params) != 1)
+    if (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) {
+        hsmcert_raise(key->prov, HSMCERT_R_NO_PRIVATE_EXPORT,
+                      "The private key " HSMCERT_REF_FMT " stays in the HSM and cannot be exported.",
+                      HSMCERT_REF_ARG(key->ref != NULL ? key->ref : "(public key)"));
         return 0;
+    }
+    if (EVP_PKEY_todata(key->pub, EVP_PKEY_PUBLIC_KEY, &params) != 1) {
+        hsmcert_raise(key->prov, HSMCERT_R_INTERNAL, "Cannot export the public key.");
+        return 0;
+    }
     ok = cb(params, cbarg);
     OSSL_PARAM_free(params);
     return ok;
@@ -265,16 +294,24 @@ static int km_get_params(void *keydata, OSSL_PARAM params[])
     const char *md;
     OSSL_PARAM *p;
 
-    if (key == NULL || key->pub == NULL)
+    if (key == NULL || key->pub == NULL) {
+        hsmcert_raise(key != NULL ? key->prov : NULL, HSMCERT_R_BAD_ARGUMENT, "Parameters of an empty key.");
         return 0;
+    }
     /* bits, security-bits, max-size, default-digest and the public parts, as the default provider
      * computes them for the same public key. */
-    if (!EVP_PKEY_get_params(key->pub, params))
+    if (!EVP_PKEY_get_params(key->pub, params)) {
+        hsmcert_raise(key->prov, HSMCERT_R_BAD_ARGUMENT, "Cannot give the %s key's parameters asked for.",
+                      hsmcert_key_type_name(key));
         return 0;
+    }
     if ((md = ec_digest(key)) != NULL) {
         if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_DEFAULT_DIGEST)) != NULL
-            && !OSSL_PARAM_set_utf8_string(p, md))
+            && !OSSL_PARAM_set_utf8_string(p, md)) {
+            hsmcert_raise(key->prov, HSMCERT_R_BAD_ARGUMENT, "The parameter %s has a type or size this provider "
+                          "cannot fill.", p->key);
             return 0;
+        }
     }
     return 1;
 }

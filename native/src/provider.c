@@ -1,7 +1,6 @@
 /* Provider entry point: reads the openssl.cnf section, lists the operations. Nothing heavy at init:
  * the agent connection is opened on first use. */
-#include <stdarg.h>
-#include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,37 +11,7 @@
 
 #include "hsmcert.h"
 
-static OSSL_FUNC_core_new_error_fn *core_new_error;
-static OSSL_FUNC_core_set_error_debug_fn *core_set_error_debug;
-static OSSL_FUNC_core_vset_error_fn *core_vset_error;
 static OSSL_FUNC_core_get_params_fn *core_get_params;
-
-void hsmcert_raise(HSMCERT_PROV *prov, int reason, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (prov == NULL || core_new_error == NULL || core_vset_error == NULL)
-        return;
-    core_new_error(prov->handle);
-    if (core_set_error_debug != NULL)
-        core_set_error_debug(prov->handle, OPENSSL_FILE, OPENSSL_LINE, "hsmcert");
-    va_start(ap, fmt);
-    core_vset_error(prov->handle, (uint32_t)reason, fmt, ap);
-    va_end(ap);
-}
-
-static const OSSL_ITEM reason_strings[] = {
-    { HSMCERT_R_AGENT, "hsmcert agent error" },
-    { HSMCERT_R_UNSUPPORTED, "not supported by the HSM key" },
-    { HSMCERT_R_NO_PRIVATE_EXPORT, "private key stays in the HSM" },
-    { HSMCERT_R_BAD_ARGUMENT, "bad argument" },
-    { 0, NULL },
-};
-
-static const OSSL_ITEM *prov_reason_strings(void *provctx)
-{
-    return reason_strings;
-}
 
 static const OSSL_PARAM *prov_gettable_params(void *provctx)
 {
@@ -62,16 +31,19 @@ static int prov_get_params(void *provctx, OSSL_PARAM params[])
 
     if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME)) != NULL
         && !OSSL_PARAM_set_utf8_ptr(p, "hsmcert provider (keys in Azure Managed HSM / Key Vault)"))
-        return 0;
+        goto bad;
     if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_VERSION)) != NULL
         && !OSSL_PARAM_set_utf8_ptr(p, HSMCERT_VERSION))
-        return 0;
+        goto bad;
     if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_BUILDINFO)) != NULL
         && !OSSL_PARAM_set_utf8_ptr(p, "hsmcert " HSMCERT_VERSION))
-        return 0;
+        goto bad;
     if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS)) != NULL && !OSSL_PARAM_set_int(p, 1))
-        return 0;
+        goto bad;
     return 1;
+bad:
+    hsmcert_raise(provctx, HSMCERT_R_BAD_ARGUMENT, "The provider parameter %s has an unexpected type.", p->key);
+    return 0;
 }
 
 #define ALG(names, fns, desc) { names, HSMCERT_PROPS, fns, desc }
@@ -139,6 +111,7 @@ static void prov_teardown(void *provctx)
         return;
     hsmcert_agent_free(prov->agent);
     OSSL_LIB_CTX_free(prov->libctx);
+    free(prov->bad_setting);
     free(prov);
 }
 
@@ -147,7 +120,7 @@ static const OSSL_DISPATCH prov_dispatch[] = {
     { OSSL_FUNC_PROVIDER_GETTABLE_PARAMS, (void (*)(void))prov_gettable_params },
     { OSSL_FUNC_PROVIDER_GET_PARAMS, (void (*)(void))prov_get_params },
     { OSSL_FUNC_PROVIDER_QUERY_OPERATION, (void (*)(void))prov_query },
-    { OSSL_FUNC_PROVIDER_GET_REASON_STRINGS, (void (*)(void))prov_reason_strings },
+    { OSSL_FUNC_PROVIDER_GET_REASON_STRINGS, (void (*)(void))hsmcert_reason_strings },
     { 0, NULL },
 };
 
@@ -163,10 +136,29 @@ static char *default_socket(void)
     if (geteuid() == 0)
         return strdup("/run/hsmcert/agent.sock");
     if (runtime != NULL && *runtime != '\0' && access(runtime, X_OK) == 0)
-        snprintf(buf, sizeof(buf), "%s/hsmcert/agent.sock", runtime);
+        hsmcert_format(buf, sizeof(buf), "%s/hsmcert/agent.sock", runtime);
     else
-        snprintf(buf, sizeof(buf), "/tmp/hsmcert-%u/agent.sock", (unsigned)geteuid());
+        hsmcert_format(buf, sizeof(buf), "/tmp/hsmcert-%u/agent.sock", (unsigned)geteuid());
     return strdup(buf);
+}
+
+/* openssl.cnf `timeout_ms`: a whole number of milliseconds, 1 to HSMCERT_MAX_TIMEOUT_MS. Returns NULL, or
+ * the sentence that refuses the value (to free). */
+#define HSMCERT_MAX_TIMEOUT_MS 3600000
+static char *parse_timeout(const char *text, int *timeout_ms)
+{
+    char *end = NULL, message[200];
+    long value;
+
+    errno = 0;
+    value = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < 1 || value > HSMCERT_MAX_TIMEOUT_MS) {
+        hsmcert_format(message, sizeof(message), "timeout_ms = %.40s in the provider's openssl.cnf section is "
+                       "not a whole number of milliseconds from 1 to %d.", text, HSMCERT_MAX_TIMEOUT_MS);
+        return strdup(message);
+    }
+    *timeout_ms = (int)value;
+    return NULL;
 }
 
 HSMCERT_EXPORT int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
@@ -178,40 +170,34 @@ HSMCERT_EXPORT int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL
     char *path;
     int timeout_ms = HSMCERT_DEFAULT_TIMEOUT_MS;
 
-    for (const OSSL_DISPATCH *fn = in; fn->function_id != 0; fn++) {
-        switch (fn->function_id) {
-        case OSSL_FUNC_CORE_NEW_ERROR:
-            core_new_error = OSSL_FUNC_core_new_error(fn);
-            break;
-        case OSSL_FUNC_CORE_SET_ERROR_DEBUG:
-            core_set_error_debug = OSSL_FUNC_core_set_error_debug(fn);
-            break;
-        case OSSL_FUNC_CORE_VSET_ERROR:
-            core_vset_error = OSSL_FUNC_core_vset_error(fn);
-            break;
-        case OSSL_FUNC_CORE_GET_PARAMS:
+    hsmcert_error_init(handle, in);
+    for (const OSSL_DISPATCH *fn = in; fn->function_id != 0; fn++)
+        if (fn->function_id == OSSL_FUNC_CORE_GET_PARAMS)
             core_get_params = OSSL_FUNC_core_get_params(fn);
-            break;
-        default:
-            break;
-        }
-    }
     params[0] = OSSL_PARAM_construct_utf8_ptr("socket", &socket_path, 0);
     params[1] = OSSL_PARAM_construct_utf8_ptr("timeout_ms", &timeout, 0);
     params[2] = OSSL_PARAM_construct_end();
-    if (core_get_params != NULL)
-        core_get_params(handle, params);
-    if (timeout != NULL && atoi(timeout) > 0)
-        timeout_ms = atoi(timeout);
-
-    if ((prov = calloc(1, sizeof(*prov))) == NULL)
+    if (core_get_params == NULL || !core_get_params(handle, params)) {
+        hsmcert_raise(NULL, HSMCERT_R_INTERNAL, "OpenSSL did not give the provider its settings.");
         return 0;
+    }
+    if ((prov = calloc(1, sizeof(*prov))) == NULL) {
+        hsmcert_raise(NULL, HSMCERT_R_INTERNAL, "Out of memory.");
+        return 0;
+    }
     prov->handle = handle;
+    if (timeout != NULL)
+        prov->bad_setting = parse_timeout(timeout, &timeout_ms);
     path = socket_path != NULL && *socket_path != '\0' ? strdup(socket_path) : default_socket();
     prov->agent = path != NULL ? hsmcert_agent_new(path, timeout_ms) : NULL;
     free(path);
-    prov->libctx = prov->agent != NULL ? OSSL_LIB_CTX_new_child(handle, in) : NULL;
-    if (prov->libctx == NULL) {
+    if (prov->agent == NULL) {
+        hsmcert_raise(NULL, HSMCERT_R_INTERNAL, "Out of memory.");
+        prov_teardown(prov);
+        return 0;
+    }
+    if ((prov->libctx = OSSL_LIB_CTX_new_child(handle, in)) == NULL) {
+        hsmcert_raise(NULL, HSMCERT_R_INTERNAL, "Cannot create the provider's child library context.");
         prov_teardown(prov);
         return 0;
     }

@@ -1,6 +1,7 @@
 /* SIGNATURE for RSA (PKCS#1 v1.5, PSS with salt = digest length) and ECDSA. The message is hashed
  * locally with the default provider's digests (child library context); only the digest goes to the
  * agent. Verification is local with the public key. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -34,8 +35,10 @@ static void *sig_newctx(void *provctx, const char *propq, int ecdsa)
 {
     SIG_CTX *ctx = calloc(1, sizeof(*ctx));
 
-    if (ctx == NULL)
+    if (ctx == NULL) {
+        hsmcert_raise(provctx, HSMCERT_R_INTERNAL, "Out of memory.");
         return NULL;
+    }
     ctx->prov = provctx;
     ctx->ecdsa = ecdsa;
     ctx->pad = RSA_PKCS1_PADDING;
@@ -70,8 +73,10 @@ static void *sig_dupctx(void *vctx)
 {
     SIG_CTX *src = vctx, *dst = malloc(sizeof(*dst));
 
-    if (dst == NULL)
+    if (dst == NULL) {
+        hsmcert_raise(src->prov, HSMCERT_R_INTERNAL, "Out of memory.");
         return NULL;
+    }
     *dst = *src;
     dst->mdctx = NULL;
     hsmcert_key_up(dst->key);
@@ -81,6 +86,7 @@ static void *sig_dupctx(void *vctx)
         EVP_MD_up_ref(dst->mgf1);
     if (src->mdctx != NULL
         && ((dst->mdctx = EVP_MD_CTX_new()) == NULL || !EVP_MD_CTX_copy_ex(dst->mdctx, src->mdctx))) {
+        hsmcert_raise(src->prov, HSMCERT_R_INTERNAL, "Cannot copy the digest state.");
         sig_freectx(dst);
         return NULL;
     }
@@ -113,19 +119,52 @@ static int set_md(SIG_CTX *ctx, const char *name)
     return 1;
 }
 
+/* -sigopt rsa_pss_saltlen:N: "digest", "max", "auto", a byte count or OpenSSL's -1/-2/-3 for those names. */
+static int parse_saltlen(SIG_CTX *ctx, const char *text, int *salt)
+{
+    char *end = NULL;
+    long value;
+
+    if (strcmp(text, OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST) == 0) {
+        *salt = RSA_PSS_SALTLEN_DIGEST;
+        return 1;
+    }
+    if (strcmp(text, OSSL_PKEY_RSA_PSS_SALT_LEN_MAX) == 0) {
+        *salt = RSA_PSS_SALTLEN_MAX;
+        return 1;
+    }
+    if (strcmp(text, OSSL_PKEY_RSA_PSS_SALT_LEN_AUTO) == 0) {
+        *salt = RSA_PSS_SALTLEN_AUTO;
+        return 1;
+    }
+    errno = 0;
+    value = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < -3 || value > 16384) {
+        hsmcert_raise(ctx->prov, HSMCERT_R_BAD_ARGUMENT,
+                      "The RSA-PSS salt length %.40s is not digest, max, auto or a byte count.", text);
+        return 0;
+    }
+    *salt = (int)value;
+    return 1;
+}
+
 static int sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 {
     SIG_CTX *ctx = vctx;
-    const OSSL_PARAM *p;
+    const OSSL_PARAM *p = NULL;
     char name[64], *pn = name;
 
-    if (ctx == NULL)
+    if (ctx == NULL) {
+        hsmcert_raise(NULL, HSMCERT_R_INTERNAL, "No signature context.");
         return 0;
+    }
     if (params == NULL)
         return 1;
     if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_DIGEST)) != NULL) {
-        if (!OSSL_PARAM_get_utf8_string(p, &pn, sizeof(name)) || !set_md(ctx, name))
-            return 0;
+        if (!OSSL_PARAM_get_utf8_string(p, &pn, sizeof(name)))
+            goto bad;
+        if (!set_md(ctx, name))
+            return 0; /* raised by fetch_md */
     }
     if (ctx->ecdsa)
         return 1;
@@ -134,12 +173,12 @@ static int sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 
         if (p->data_type == OSSL_PARAM_UTF8_STRING) {
             if (!OSSL_PARAM_get_utf8_string(p, &pn, sizeof(name)))
-                return 0;
+                goto bad;
             pad = strcasecmp(name, OSSL_PKEY_RSA_PAD_MODE_PKCSV15) == 0 ? RSA_PKCS1_PADDING
                   : strcasecmp(name, OSSL_PKEY_RSA_PAD_MODE_PSS) == 0   ? RSA_PKCS1_PSS_PADDING
                                                                          : 0;
         } else if (!OSSL_PARAM_get_int(p, &pad)) {
-            return 0;
+            goto bad;
         }
         if (pad != RSA_PKCS1_PADDING && pad != RSA_PKCS1_PSS_PADDING) {
             hsmcert_raise(ctx->prov, HSMCERT_R_UNSUPPORTED,
@@ -153,29 +192,29 @@ static int sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 
         if (p->data_type == OSSL_PARAM_UTF8_STRING) {
             if (!OSSL_PARAM_get_utf8_string(p, &pn, sizeof(name)))
+                goto bad;
+            if (!parse_saltlen(ctx, name, &salt))
                 return 0;
-            if (strcmp(name, OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST) == 0)
-                salt = RSA_PSS_SALTLEN_DIGEST;
-            else if (strcmp(name, OSSL_PKEY_RSA_PSS_SALT_LEN_MAX) == 0)
-                salt = RSA_PSS_SALTLEN_MAX;
-            else if (strcmp(name, OSSL_PKEY_RSA_PSS_SALT_LEN_AUTO) == 0)
-                salt = RSA_PSS_SALTLEN_AUTO;
-            else
-                salt = atoi(name);
         } else if (!OSSL_PARAM_get_int(p, &salt)) {
-            return 0;
+            goto bad;
         }
         ctx->saltlen = salt;
     }
     if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST)) != NULL) {
         EVP_MD *md;
 
-        if (!OSSL_PARAM_get_utf8_string(p, &pn, sizeof(name)) || (md = fetch_md(ctx, name)) == NULL)
+        if (!OSSL_PARAM_get_utf8_string(p, &pn, sizeof(name)))
+            goto bad;
+        if ((md = fetch_md(ctx, name)) == NULL)
             return 0;
         EVP_MD_free(ctx->mgf1);
         ctx->mgf1 = md;
     }
     return 1;
+bad:
+    hsmcert_raise(ctx->prov, HSMCERT_R_BAD_ARGUMENT, "The signature parameter %s has a value of the wrong type "
+                  "or length.", p->key);
+    return 0;
 }
 
 static int sig_init(SIG_CTX *ctx, void *vkey, const OSSL_PARAM params[])
@@ -183,13 +222,18 @@ static int sig_init(SIG_CTX *ctx, void *vkey, const OSSL_PARAM params[])
     HSMCERT_KEY *key = vkey;
 
     if (key != NULL) {
-        if (key->pub == NULL || (key->type == EVP_PKEY_EC) != ctx->ecdsa)
+        if (key->pub == NULL || (key->type == EVP_PKEY_EC) != ctx->ecdsa) {
+            hsmcert_raise(ctx->prov, HSMCERT_R_BAD_ARGUMENT, "%s is not a signature for this %s key.",
+                          ctx->ecdsa ? "ECDSA" : "RSA", key->pub == NULL ? "empty" : hsmcert_key_type_name(key));
             return 0;
+        }
         hsmcert_key_free(ctx->key);
         ctx->key = hsmcert_key_up(key);
     }
-    if (ctx->key == NULL)
+    if (ctx->key == NULL) {
+        hsmcert_raise(ctx->prov, HSMCERT_R_BAD_ARGUMENT, "No key was given to sign or verify with.");
         return 0;
+    }
     return sig_set_ctx_params(ctx, params);
 }
 
@@ -274,7 +318,7 @@ static int sign_digest(void *vctx, unsigned char *sig, size_t *siglen, size_t si
     size_t n = 0, max = (size_t)EVP_PKEY_get_size(key->pub);
     unsigned char ec_digest[64];
     const char *alg;
-    char err[512];
+    char err[HSMCERT_ERROR_MAX];
     int ok = 0;
 
     if (sig == NULL) {
@@ -297,7 +341,8 @@ static int sign_digest(void *vctx, unsigned char *sig, size_t *siglen, size_t si
     fields[n++] = (HSMCERT_FIELD){ HSMCERT_TAG_ALG, alg, strlen(alg) };
     fields[n++] = (HSMCERT_FIELD){ HSMCERT_TAG_DIGEST, tbs, tbslen };
     if (!hsmcert_agent_call(ctx->prov->agent, HSMCERT_OP_SIGN, fields, n, &reply, err, sizeof(err))) {
-        hsmcert_raise(ctx->prov, HSMCERT_R_AGENT, "Signing with %s failed: %s", key->ref, err);
+        hsmcert_raise(ctx->prov, HSMCERT_R_AGENT, "Signing with " HSMCERT_REF_FMT " failed: %s",
+                      HSMCERT_REF_ARG(key->ref), err);
         return 0;
     }
     if (reply.frame.len[HSMCERT_TAG_SIGNATURE] > sigsize || reply.frame.len[HSMCERT_TAG_SIGNATURE] > max) {
@@ -316,6 +361,7 @@ static int verify_init(void *vctx, void *vkey, const OSSL_PARAM params[])
     return sig_init(vctx, vkey, params);
 }
 
+/* 0 when the signature does not verify (an answer, as with the default provider) or cannot be checked. */
 static int verify_digest(void *vctx, const unsigned char *sig, size_t siglen, const unsigned char *tbs,
                          size_t tbslen)
 {
@@ -352,16 +398,23 @@ static int digest_init(void *vctx, const char *mdname, void *vkey, const OSSL_PA
     } else if (ctx->md == NULL && !set_md(ctx, "SHA256")) {
         return 0;
     }
-    if (ctx->mdctx == NULL && (ctx->mdctx = EVP_MD_CTX_new()) == NULL)
+    if ((ctx->mdctx == NULL && (ctx->mdctx = EVP_MD_CTX_new()) == NULL)
+        || !EVP_DigestInit_ex2(ctx->mdctx, ctx->md, NULL)) {
+        hsmcert_raise(ctx->prov, HSMCERT_R_INTERNAL, "Cannot start the %s digest.", EVP_MD_get0_name(ctx->md));
         return 0;
-    return EVP_DigestInit_ex2(ctx->mdctx, ctx->md, NULL);
+    }
+    return 1;
 }
 
 static int digest_update(void *vctx, const unsigned char *data, size_t datalen)
 {
     SIG_CTX *ctx = vctx;
 
-    return ctx->mdctx != NULL && EVP_DigestUpdate(ctx->mdctx, data, datalen);
+    if (ctx->mdctx == NULL || !EVP_DigestUpdate(ctx->mdctx, data, datalen)) {
+        hsmcert_raise(ctx->prov, HSMCERT_R_INTERNAL, "The digest was not started or cannot take more data.");
+        return 0;
+    }
+    return 1;
 }
 
 static int digest_sign_final(void *vctx, unsigned char *sig, size_t *siglen, size_t sigsize)
@@ -372,8 +425,10 @@ static int digest_sign_final(void *vctx, unsigned char *sig, size_t *siglen, siz
 
     if (sig == NULL)
         return sign_digest(ctx, NULL, siglen, 0, NULL, 0);
-    if (ctx->mdctx == NULL || !EVP_DigestFinal_ex(ctx->mdctx, digest, &dlen))
+    if (ctx->mdctx == NULL || !EVP_DigestFinal_ex(ctx->mdctx, digest, &dlen)) {
+        hsmcert_raise(ctx->prov, HSMCERT_R_INTERNAL, "The digest was not started or cannot be finished.");
         return 0;
+    }
     return sign_digest(ctx, sig, siglen, sigsize, digest, dlen);
 }
 
@@ -383,8 +438,10 @@ static int digest_verify_final(void *vctx, const unsigned char *sig, size_t sigl
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int dlen = 0;
 
-    if (ctx->mdctx == NULL || !EVP_DigestFinal_ex(ctx->mdctx, digest, &dlen))
+    if (ctx->mdctx == NULL || !EVP_DigestFinal_ex(ctx->mdctx, digest, &dlen)) {
+        hsmcert_raise(ctx->prov, HSMCERT_R_INTERNAL, "The digest was not started or cannot be finished.");
         return 0;
+    }
     return verify_digest(ctx, sig, siglen, digest, dlen);
 }
 
@@ -450,40 +507,51 @@ static int sig_get_ctx_params(void *vctx, OSSL_PARAM params[])
     SIG_CTX *ctx = vctx;
     OSSL_PARAM *p;
 
-    if (ctx == NULL)
+    if (ctx == NULL) {
+        hsmcert_raise(NULL, HSMCERT_R_INTERNAL, "No signature context.");
         return 0;
+    }
     if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_ALGORITHM_ID)) != NULL) {
         if (ctx->key != NULL && ctx->md != NULL && jwa_name(ctx, (size_t)EVP_MD_get_size(ctx->md)) == NULL)
+            return 0; /* raised by jwa_name */
+        if (!compute_aid(ctx)) {
+            hsmcert_raise(ctx->prov, HSMCERT_R_INTERNAL, "No AlgorithmIdentifier for this signature (no digest "
+                          "chosen yet?).");
             return 0;
-        if (!compute_aid(ctx) || !OSSL_PARAM_set_octet_string(p, ctx->aid, ctx->aid_len))
-            return 0;
+        }
+        if (!OSSL_PARAM_set_octet_string(p, ctx->aid, ctx->aid_len))
+            goto bad;
     }
     if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_DIGEST)) != NULL
         && !OSSL_PARAM_set_utf8_string(p, ctx->md != NULL ? EVP_MD_get0_name(ctx->md) : ""))
-        return 0;
+        goto bad;
     if (!ctx->ecdsa) {
         if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PAD_MODE)) != NULL) {
             if (p->data_type == OSSL_PARAM_INTEGER ? !OSSL_PARAM_set_int(p, ctx->pad)
                 : !OSSL_PARAM_set_utf8_string(p, ctx->pad == RSA_PKCS1_PSS_PADDING
                                                      ? OSSL_PKEY_RSA_PAD_MODE_PSS
                                                      : OSSL_PKEY_RSA_PAD_MODE_PKCSV15))
-                return 0;
+                goto bad;
         }
         if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PSS_SALTLEN)) != NULL) {
             int salt = ctx->md != NULL ? EVP_MD_get_size(ctx->md) : RSA_PSS_SALTLEN_DIGEST;
 
             if (p->data_type == OSSL_PARAM_INTEGER ? !OSSL_PARAM_set_int(p, salt)
                 : !OSSL_PARAM_set_utf8_string(p, OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST))
-                return 0;
+                goto bad;
         }
         if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST)) != NULL) {
             const EVP_MD *m = ctx->mgf1 != NULL ? ctx->mgf1 : ctx->md;
 
             if (!OSSL_PARAM_set_utf8_string(p, m != NULL ? EVP_MD_get0_name(m) : ""))
-                return 0;
+                goto bad;
         }
     }
     return 1;
+bad:
+    hsmcert_raise(ctx->prov, HSMCERT_R_BAD_ARGUMENT, "The signature parameter %s has a type or size this "
+                  "provider cannot fill.", p->key);
+    return 0;
 }
 
 static const OSSL_PARAM rsa_settable[] = {

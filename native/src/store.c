@@ -38,14 +38,13 @@ static void *store_open(void *provctx, const char *uri)
     STORE_CTX *ctx;
 
     if (!hsmcert_is_keyref(uri))
-        return NULL;
-    if ((ctx = calloc(1, sizeof(*ctx))) == NULL)
-        return NULL;
-    ctx->prov = provctx;
-    if ((ctx->uri = strdup(uri)) == NULL) {
+        return NULL; /* not a key reference: OpenSSL tries its other loaders, no error */
+    if ((ctx = calloc(1, sizeof(*ctx))) == NULL || (ctx->uri = strdup(uri)) == NULL) {
+        hsmcert_raise(provctx, HSMCERT_R_INTERNAL, "Out of memory.");
         free(ctx);
         return NULL;
     }
+    ctx->prov = provctx;
     return ctx;
 }
 
@@ -57,10 +56,10 @@ static int store_load(void *loaderctx, OSSL_CALLBACK *object_cb, void *object_cb
     int ok;
 
     if (ctx->done)
-        return 0;
+        return 0; /* one object per reference: eof says so */
     ctx->done = 1;
     if ((key = hsmcert_key_fetch(ctx->prov, ctx->uri)) == NULL)
-        return 0;
+        return 0; /* raised by hsmcert_key_fetch */
     ok = hsmcert_key_to_object_cb(key, object_cb, object_cbarg);
     hsmcert_key_free(key);
     return ok;

@@ -176,10 +176,7 @@ def test_sanitizer_build_in_openssl_has_no_memory_errors_or_leaks(
     """The ASAN+UBSan build inside the real openssl binary (which frees everything at exit)."""
     from hsmcert.provider import pem_ref
 
-    env = native.openssl_env(agent.socket, module=native.asan_path)
-    env["LD_PRELOAD"] = native.sanitizer_runtime()
-    env["ASAN_OPTIONS"] = "detect_leaks=1:exitcode=23"
-    env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+    env = native.asan_openssl_env(agent.socket)
     pem = tmp_path / "ec.key"
     pem.write_bytes(pem_ref(hsm_keys.ec))
     secret = tmp_path / "secret"
