@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -124,18 +125,20 @@ static const OSSL_DISPATCH prov_dispatch[] = {
     { 0, NULL },
 };
 
-/* The socket: openssl.cnf `socket = PATH`, else $HSMCERT_AGENT_SOCKET, else the agent's default. */
+/* The socket: openssl.cnf `socket = PATH`, else $HSMCERT_AGENT_SOCKET, else the agent's default (the same
+ * rule as hsmcert.agent.default_socket_path; a test compares the two). */
 static char *default_socket(void)
 {
     const char *env = getenv("HSMCERT_AGENT_SOCKET");
     const char *runtime = getenv("XDG_RUNTIME_DIR");
-    char buf[512];
+    struct stat st;
+    char buf[4096];
 
     if (env != NULL && *env != '\0')
         return strdup(env);
     if (geteuid() == 0)
         return strdup("/run/hsmcert/agent.sock");
-    if (runtime != NULL && *runtime != '\0' && access(runtime, X_OK) == 0)
+    if (runtime != NULL && *runtime != '\0' && stat(runtime, &st) == 0 && S_ISDIR(st.st_mode))
         hsmcert_format(buf, sizeof(buf), "%s/hsmcert/agent.sock", runtime);
     else
         hsmcert_format(buf, sizeof(buf), "/tmp/hsmcert-%u/agent.sock", (unsigned)geteuid());
