@@ -40,8 +40,10 @@ native-asan:
 test: setup native-asan
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# Only the tests that start no process (no emulator, agent, nginx, openssl, make...): see
+# tests/fixtures/process_marks.py. --forbid-processes fails any selected test that starts one anyway.
 test-fast: venv
-	$(PY) -m pytest -q -x -m 'not e2e'
+	$(PY) -m pytest -q -p no:cacheprovider -m 'not process' --forbid-processes
 
 lint: venv
 	$(VENV)/bin/ruff check hsmcert tests bench

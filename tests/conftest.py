@@ -15,6 +15,7 @@ import os
 import pytest
 
 pytest_plugins = [
+    "tests.fixtures.process_marks",
     "tests.fixtures.emulator",
     "tests.fixtures.agent",
     "tests.fixtures.native",

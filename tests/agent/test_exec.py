@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -98,6 +99,7 @@ def test_exec_keeps_credentials_from_the_command(emulator: Any, native: Any) -> 
     assert "AZURE_CLIENT_SECRET" in CREDENTIAL_VARIABLES and "IDENTITY_HEADER" in CREDENTIAL_VARIABLES
 
 
+@pytest.mark.process
 def test_exec_without_a_command_is_a_usage_error() -> None:
     result = _hsmcert("exec")
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -192,6 +192,7 @@ def test_a_live_agent_is_not_replaced_and_a_stale_socket_is(agent_factory: Any, 
         assert client.hello()[0] == 1
 
 
+@pytest.mark.process
 def test_systemd_socket_activation(tmp_path: Path) -> None:
     path = Path(tmp_path) / "activated.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -228,6 +229,7 @@ def test_systemd_socket_activation(tmp_path: Path) -> None:
     assert json.loads(audit.read_text().splitlines()[0])["op"] == "hello"
 
 
+@pytest.mark.process
 def test_a_socket_directory_others_control_is_refused(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()

@@ -100,6 +100,7 @@ def test_bad_fault_settings_are_refused(emulator: Any) -> None:
         emulator.set_faults(explode=1)
 
 
+@pytest.mark.process
 def test_faults_at_start_and_from_the_cli(tmp_path: Path) -> None:
     own = start_emulator(tmp_path / "emu", throttle=1.0)
     try:

@@ -186,6 +186,7 @@ def test_the_secret_of_one_client_is_not_the_secret_of_another(entra: Login) -> 
     assert status == 401
 
 
+@pytest.mark.process
 def test_the_login_port_is_remembered_and_shown(tmp_path: Path, cli_json: Any) -> None:
     emulator = start_emulator(tmp_path / "emu")
     try:

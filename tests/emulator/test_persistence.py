@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from azure.keyvault.administration import KeyVaultAccessControlClient, KeyVaultRoleScope
 from azure.keyvault.keys import JsonWebKey, KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient
@@ -21,6 +22,7 @@ def _numbers(value: int, size: int) -> list[bytes]:
     return [raw, raw[::-1], raw.hex().encode(), raw.hex().upper().encode()]
 
 
+@pytest.mark.process
 def test_restart_keeps_everything_and_the_files_hold_no_private_key(tmp_path: Path) -> None:
     emulator = start_emulator(tmp_path / "emu")
     try:

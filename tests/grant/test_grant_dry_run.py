@@ -6,6 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.process  # every test here starts a process (see tests/fixtures/process_marks.py)
+
 PRINCIPAL = "00000000-0000-0000-0000-000000000001"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .conftest import HSM, unique
@@ -81,6 +82,7 @@ def test_missing_key_exit_3(emulator: Any, cli: Any) -> None:
     assert result.code == 3 and "no key" in result.err
 
 
+@pytest.mark.process
 def test_the_key_and_auth_commands_load_no_sdk_at_start_up() -> None:
     import subprocess
     import sys

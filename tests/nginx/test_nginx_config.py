@@ -15,6 +15,8 @@ from hsmcert import nginx as lib
 from hsmcert.errors import VerificationError
 from tests.fixtures.nginx import LocalPki, free_port
 
+pytestmark = pytest.mark.process  # every test here starts a process (see tests/fixtures/process_marks.py)
+
 REF = "managedhsm:local-hsm:tls-key"
 STORE_VERSION = "1.29.0"
 

@@ -56,6 +56,7 @@ def ca_pair(profile: str = "root-ca", **kwargs: Any) -> tuple[Any, x509.Certific
         ("p521", None, "ecdsa-with-SHA512"),
     ],
 )
+@pytest.mark.process
 def test_csr_for_each_key_type_passes_openssl(tmp_path: Path, name: str, alg: str | None, oid: str) -> None:
     signed = build_csr(
         key(name),
@@ -74,6 +75,7 @@ def test_wrong_algorithm_for_the_key_is_refused() -> None:
         build_csr(key("p256"), parse_subject("/CN=a"), alg="ES384")
 
 
+@pytest.mark.process
 def test_chain_root_intermediate_leaf(tmp_path: Path) -> None:
     root_key, root = ca_pair(days=3650)
     inter_key = key("rsa-2048")
@@ -104,6 +106,7 @@ def test_chain_root_intermediate_leaf(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("profile", ["tls-server", "tls-client", "code-signing", "root-ca"])
+@pytest.mark.process
 def test_self_signed_profiles_lint_clean_and_verify(tmp_path: Path, profile: str) -> None:
     cert = build_selfsigned(
         key("p256"), parse_subject("/O=Test/CN=svc.example.com"), profile=get_profile(profile), days=30

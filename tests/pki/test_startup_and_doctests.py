@@ -19,6 +19,7 @@ def test_docstring_examples(name: str) -> None:
     assert result.attempted > 0 and result.failed == 0
 
 
+@pytest.mark.process
 def test_help_loads_no_cryptography_or_azure() -> None:
     code = (
         "import sys\n"
