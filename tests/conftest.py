@@ -14,6 +14,12 @@ import os
 
 import pytest
 
+from tests.fixtures import user_dirs
+
+# Before anything imports hsmcert: the session's own XDG cache/config/data directories, inherited by
+# every process the tests start, so that no test writes into the user's real ones.
+user_dirs.isolate()
+
 pytest_plugins = [
     "tests.fixtures.process_marks",
     "tests.fixtures.emulator",
@@ -34,3 +40,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = f"skipped in CI, where every component must be installed: {reason}"
     return report
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    user_dirs.cleanup()
