@@ -63,6 +63,7 @@ def test_control_and_bidi_characters_are_escaped(offline: AgentProcess) -> None:
     assert record["key"] == "managedhsm:h\\u202ek\\u2028x\\x85y\\u200b\\u2066z:key\\\\u0041"
 
 
+@pytest.mark.process
 def test_a_symbolic_link_at_the_audit_path_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "victim"
     target.write_text("precious\n")
@@ -112,6 +113,7 @@ def test_the_agent_log_is_0640_and_the_emulator_log_0600(tmp_path: Path) -> None
         EmulatorAudit(tmp_path / "link.jsonl")
 
 
+@pytest.mark.process
 def test_a_fifo_without_a_reader_does_not_hang_the_agent(tmp_path: Path) -> None:
     fifo = tmp_path / "audit.fifo"
     os.mkfifo(fifo)

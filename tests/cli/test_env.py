@@ -36,6 +36,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.process
 def test_a_version_variable_in_the_environment_changes_nothing(tmp_path: Path) -> None:
     done = hsmcert("inspect", "/nonexistent.pem", env=clean_env(HSMCERT_VERSION="1"))
     assert "hsmcert " not in done.stdout
@@ -43,6 +44,7 @@ def test_a_version_variable_in_the_environment_changes_nothing(tmp_path: Path) -
     assert hsmcert("--version", env=clean_env()).stdout.startswith("hsmcert ")
 
 
+@pytest.mark.process
 def test_completion_variables_never_edit_the_shell_start_up_files(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()

@@ -8,6 +8,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.process  # every test here starts a process (see tests/fixtures/process_marks.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

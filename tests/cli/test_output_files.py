@@ -39,6 +39,7 @@ def a_null_device(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("force", [False, True])
+@pytest.mark.process
 def test_a_character_device_is_written_through_and_stays_a_device(tmp_path: Path, force: bool) -> None:
     node = a_null_device(tmp_path)
     done = pem_ref(node, *(["--force"] if force else []))
@@ -47,12 +48,14 @@ def test_a_character_device_is_written_through_and_stays_a_device(tmp_path: Path
     assert [p.name for p in node.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
+@pytest.mark.process
 def test_dev_null_is_accepted() -> None:
     done = pem_ref("/dev/null")
     assert done.returncode == 0, done.stderr
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
+@pytest.mark.process
 def test_a_fifo_is_written_through(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
@@ -66,6 +69,7 @@ def test_a_fifo_is_written_through(tmp_path: Path) -> None:
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
+@pytest.mark.process
 def test_a_link_to_a_file_is_refused_and_with_force_the_link_is_replaced(tmp_path: Path) -> None:
     target = tmp_path / "precious"
     target.write_text("keep me\n")
@@ -82,6 +86,7 @@ def test_a_link_to_a_file_is_refused_and_with_force_the_link_is_replaced(tmp_pat
     assert target.read_text() == "keep me\n"
 
 
+@pytest.mark.process
 def test_a_dangling_link_is_not_replaced_without_force(tmp_path: Path) -> None:
     link = tmp_path / "out.pem"
     link.symlink_to(tmp_path / "elsewhere")
@@ -93,6 +98,7 @@ def test_a_dangling_link_is_not_replaced_without_force(tmp_path: Path) -> None:
     assert not link.is_symlink() and not (tmp_path / "elsewhere").exists()
 
 
+@pytest.mark.process
 def test_an_existing_file_needs_force(tmp_path: Path) -> None:
     out = tmp_path / "out.pem"
     out.write_text("old\n")
@@ -103,6 +109,7 @@ def test_an_existing_file_needs_force(tmp_path: Path) -> None:
     assert out.read_bytes().startswith(b"-----BEGIN")
 
 
+@pytest.mark.process
 def test_a_directory_is_refused(tmp_path: Path) -> None:
     done = pem_ref(tmp_path, "--force")
     assert done.returncode != 0 and "is a directory" in done.stderr

@@ -13,6 +13,8 @@ import pytest
 
 from hsmcert.clock import rfc3339
 
+pytestmark = pytest.mark.process  # every test here starts a process (see tests/fixtures/process_marks.py)
+
 
 def jwt(claims: dict[str, object]) -> str:
     def part(data: dict[str, object]) -> str:

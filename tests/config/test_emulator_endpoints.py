@@ -55,6 +55,7 @@ def test_a_bad_service_name_for_emulator_start_is_one_sentence(emulator: Any) ->
     assert result.code == 2 and "not a valid HSM or vault name" in result.err
 
 
+@pytest.mark.process
 def test_the_published_file_matches_the_emulator_and_goes_when_it_stops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

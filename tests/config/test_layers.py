@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.process  # every test here starts a process (see tests/fixtures/process_marks.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
