@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hsmcert.errors import HsmcertError
+from hsmcert.errors import HsmcertError, UsageError
 
 _FORCE = "Choose another path, or pass --force to replace it."
 
@@ -57,6 +57,8 @@ def check_target(path: str | os.PathLike[str], *, force: bool = False) -> None:
     """Refuse, before any work is done, an output path that :func:`write_output` would refuse."""
     if str(path) == "-":
         return
+    if "\x00" in str(path):
+        raise UsageError(f"{str(path)[:80]!r} is not a path: it holds a NUL character.")
     target = Path(path)
     kind = _classify(target)
     if kind == "stream":
