@@ -396,16 +396,20 @@ def ensure_checkable(site: Site, nginx: str | os.PathLike[str] = "nginx") -> Non
 def check_site(site: Site, *, nginx: str | os.PathLike[str] = "nginx", nginx_conf: Path | None = None) -> str:
     """Test ``site`` without touching its output directory; raise VerificationError on any failure.
 
-    The files are rendered into a staging directory and ``nginx -t`` runs there, in a scratch nginx.conf,
-    with the staged openssl.cnf (so the HSM key loads through the provider and the agent). For an HSM
-    key, then what ``nginx -t`` cannot see (:mod:`hsmcert.preflight`): that the certificate holds the
-    public key of the HSM key (the version the reference names), and, when run as root, that nginx's
-    workers (the ``user`` of ``nginx_conf``, else of nginx's own nginx.conf, else www-data) may connect
-    to the agent socket.
+    For an HSM key, first the certificate against the HSM key's public key (the version the reference
+    names, asked of the agent). Then the files are rendered into a staging directory and ``nginx -t``
+    runs there, in a scratch nginx.conf, with the staged openssl.cnf (so the HSM key loads through the
+    provider and the agent). Last, when run as root, what ``nginx -t`` cannot see: that nginx's workers
+    (the ``user`` of ``nginx_conf``, else of nginx's own nginx.conf, else www-data) may connect to the
+    agent socket (:mod:`hsmcert.preflight`).
     """
     from hsmcert import preflight
 
     ensure_checkable(site, nginx)
+    if site.local_key is None:
+        spki, version = preflight.hsm_public_key(site.socket, site.key)
+        ref = parse_keyref(site.key).with_version(None)
+        preflight.certificate_matches(site.cert, spki, f"{ref} (version {version})")
     with tempfile.TemporaryDirectory(prefix="hsmcert-nginx-check-") as scratch:
         prefix = Path(scratch)
         staged = replace(site, out_dir=prefix / "staged")
@@ -415,13 +419,10 @@ def check_site(site: Site, *, nginx: str | os.PathLike[str] = "nginx", nginx_con
         conf = prefix / "nginx.conf"
         conf.write_text(standalone_conf(prefix, [staged.site_conf]))
         report = check_config(conf, nginx=nginx, openssl_cnf=staged.openssl_cnf, prefix=prefix)
-    if site.local_key is None:
-        spki, version = preflight.hsm_public_key(site.socket, site.key)
-        ref = parse_keyref(site.key).with_version(None)
-        preflight.certificate_matches(site.cert, spki, f"{ref} (version {version})")
-        if os.geteuid() == 0:  # else nginx runs its workers as the user who starts it: this one
-            who = preflight.worker(nginx_conf or preflight.main_conf_path(find_nginx(nginx)))
-            preflight.worker_can_reach(site.socket, who)
+    if site.local_key is None and os.geteuid() == 0:
+        # Not root: nginx runs its workers as the user who starts it, who can reach what this one can.
+        who = preflight.worker(nginx_conf or preflight.main_conf_path(find_nginx(nginx)))
+        preflight.worker_can_reach(site.socket, who)
     return report
 
 

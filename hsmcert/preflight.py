@@ -193,7 +193,7 @@ def hsm_public_key(socket: Path, ref: str) -> tuple[bytes, str]:
             found = agent.pubkey(ref)
     except HsmcertError as exc:
         raise VerificationError(
-            f"The agent at {socket} could not give the public key of {ref}: {exc.message}",
+            f"The key {ref} cannot be checked: {exc.message}",
             exc.remedy or "Check the agent (hsmcert doctor --key REF).",
         ) from exc
     except OSError as exc:

@@ -333,3 +333,23 @@ def test_provider_openssl_cnf_socket_paths_are_refused_or_inert(stage: Stage, na
         assert pkey.returncode == 0 and "BEGIN PUBLIC KEY" in pkey.stdout, (label, pkey.stderr)
     assert outcomes["newline"] == outcomes["nul"] == "refused"
     assert outcomes["hash"] == outcomes["space"] == outcomes["quotes"] == "inert"
+
+
+def test_provider_openssl_cnf_timeout_and_output_are_refused_or_inert(tmp_path: Path) -> None:
+    """--timeout-ms takes a number only; -o names a file whatever it holds, and the text is the same."""
+    common = ["provider", "openssl-cnf", "--socket", "/run/a.sock"]
+    base = run_cli(*common, "-o", str(tmp_path / "base.cnf"))
+    assert base.code == 0, base.err
+    expected = (tmp_path / "base.cnf").read_text()
+    for label, payload in CORPUS.items():
+        timeout = run_cli(*common, "--timeout-ms", "100" + payload)
+        assert timeout.code == 2 and "Traceback" not in timeout.err, (label, timeout.err)
+        target = f"{tmp_path}/d/c{payload}.cnf"
+        _prepare(target, None)
+        before = _tree(tmp_path)
+        written = run_cli(*common, "-o", target)
+        assert "Traceback" not in written.err and "unexpected" not in written.err, (label, written.err)
+        if written.code == 0:
+            assert Path(os.path.abspath(target)).read_text() == expected, label
+        else:
+            assert written.code == 2 and _tree(tmp_path) == before, (label, written.err)

@@ -297,7 +297,7 @@ def test_check_reports_an_unreachable_agent(tmp_path: Path, ca: LocalCa, ec_key:
         "--listen", f"127.0.0.1:{free_port()}", "--socket", str(tmp_path / "no-agent.sock"), "--check",
     )  # fmt: skip
     assert result.returncode == 6, result.stderr
-    assert "nginx rejected the configuration" in result.stderr
+    assert "cannot be checked: Cannot reach the hsmcert agent at" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists(), "a failed --check wrote files"
 
@@ -330,6 +330,35 @@ def test_a_failed_check_leaves_every_file_as_it_was(
         *[fresh.as_posix() if a == str(out) else a for a in common], "--cert", str(wrong), "--check"
     )
     assert result.returncode == 6 and not fresh.exists(), result.stderr
+
+
+def test_check_compares_the_certificate_with_the_version_the_reference_names(
+    tmp_path: Path, ca: LocalCa, agent: Any, native: Any
+) -> None:
+    """A certificate for version 1 of a rotated key matches ref?version=v1, and not the latest version."""
+    from hsmcert.azure.hsm import open_key
+    from hsmcert.azure.keys import rotate_key
+
+    key = new_key("EC")
+    first = open_key(key.ref).ref.version
+    cert = ca.issue(key.public_key, "localhost", tmp_path / "v1.pem")
+    rotate_key(key.ref)
+    main_conf = tmp_path / "nginx.conf"
+    main_conf.write_text("user root;\n")
+
+    def check(ref: str, out: str) -> subprocess.CompletedProcess[str]:
+        return hsmcert(
+            "nginx", "--key", ref, "--cert", str(cert), "--server-name", "localhost", "-o", str(tmp_path / out),
+            "--listen", f"127.0.0.1:{free_port()}", "--socket", str(agent.socket), "--check",
+            "--nginx-conf", str(main_conf),
+        )  # fmt: skip
+
+    pinned = check(f"{key.ref}?version={first}", "pinned")
+    assert pinned.returncode == 0, pinned.stderr
+    latest = check(key.ref, "latest")
+    assert latest.returncode == 6, latest.stderr
+    assert "is not the one of" in latest.stderr and first not in latest.stderr.splitlines()[0]
+    assert not (tmp_path / "latest").exists()
 
 
 @pytest.fixture
