@@ -22,6 +22,8 @@ MAX_TIMESTAMP = 253402300799
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[][{}]')
+"""A JSON string (skipped whole, escapes included) or one bracket."""
 
 
 def _no_constant(name: str) -> Any:
@@ -42,25 +44,9 @@ def loads_json(data: bytes | str) -> Any:
     Traceback (most recent call last):
     ValueError: the JSON nests deeper than 32 levels
     """
-    depth = 0
-    in_string = escaped = False
     text = data.decode("utf-8") if isinstance(data, bytes) else data
-    for char in text:  # count the nesting before the recursive parser sees it
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
-        elif char in "]}":
-            depth -= 1
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        _check_depth(text)
     value = json.loads(text, parse_constant=_no_constant)
     if _SURROGATE_ESCAPE.search(text):  # a \\uD800-\\uDFFF escape: only a whole pair is a character
         try:
@@ -68,6 +54,19 @@ def loads_json(data: bytes | str) -> Any:
         except UnicodeEncodeError:
             raise ValueError("the JSON holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)") from None
     return value
+
+
+def _check_depth(text: str) -> None:
+    """Count the nesting before the recursive parser sees it (ValueError when it is too deep)."""
+    depth = 0
+    for token in _JSON_TOKENS.finditer(text):
+        char = token.group()
+        if char in ("[", "{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        elif char in ("]", "}"):
+            depth -= 1
 
 
 class ApiError(Exception):

@@ -74,19 +74,34 @@ class Router:
     """Finds the route of a request in tables of routes (earlier patterns first)."""
 
     def __init__(self, *tables: Sequence[Route]) -> None:
-        self._patterns: list[tuple[re.Pattern[str], list[Route]]] = []
+        patterns: list[tuple[re.Pattern[str], list[Route]]] = []
         by_pattern: dict[str, list[Route]] = {}
+        shapes: list[tuple[str, int] | None] = []
         for route in (route for table in tables for route in table):
             if route.pattern not in by_pattern:
                 by_pattern[route.pattern] = []
-                self._patterns.append((_compile(route.pattern), by_pattern[route.pattern]))
+                patterns.append((_compile(route.pattern), by_pattern[route.pattern]))
+                segments = route.pattern.split("/")
+                head = segments[1] if len(segments) > 1 else ""
+                literal = route.pattern.startswith("/") and not head.startswith("{")
+                shapes.append((head.lower(), len(segments)) if literal else None)
             by_pattern[route.pattern].append(route)
+        # The patterns that can match a path, by its first segment and segment count (in table order): a
+        # pattern that starts with a literal is tried only on paths of its shape, the others on every path.
+        self._generic = [pair for pair, shape in zip(patterns, shapes, strict=True) if shape is None]
+        self._by_shape = {
+            shape: [pair for pair, other in zip(patterns, shapes, strict=True) if other in (shape, None)]
+            for shape in shapes
+            if shape is not None
+        }
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """The route of ``method path`` and its path parameters; NoRoute when there is none."""
         if len(path) > 1 and path.endswith("/"):
             path = path[:-1]
-        for regex, routes in self._patterns:
+        segments = path.split("/", 2)
+        shape = (segments[1].lower() if len(segments) > 1 else "", path.count("/") + 1)
+        for regex, routes in self._by_shape.get(shape, self._generic):
             found = regex.fullmatch(path)
             if found is None:
                 continue
