@@ -140,14 +140,16 @@ class Stack:
             f'eval "$({shlex.quote(sys.executable)} -m hsmcert emulator start --data {self.emulator_dir})"'
         )
         self.echo(f'$ eval "$(hsmcert emulator start --data {self.emulator_dir})"')
-        result = subprocess.run(
-            ["bash", "-c", command + " && env -0"],
-            capture_output=True,
-            env=self.env,
-            timeout=120,
-            check=False,
-        )
+        # registered first: a signal during the start must still stop what did start
         self._stops.append(("the emulator", self.stop_emulator))
+        with _signals_deferred():  # an interrupted start could leave an emulator nobody knows of
+            result = subprocess.run(
+                ["bash", "-c", command + " && env -0"],
+                capture_output=True,
+                env=self.env,
+                timeout=120,
+                check=False,
+            )
         if result.returncode != 0:
             raise HsmcertError(
                 f"The emulator did not start: {result.stderr.decode(errors='replace').strip()}"
@@ -191,11 +193,12 @@ class Stack:
         ]  # fmt: skip
         self.echo("$ hsmcert " + shlex.join(command) + " &")
         log = open(self.workdir / "agent.log", "ab")  # noqa: SIM115 - the agent's lifetime
-        self.agent = subprocess.Popen(
-            [sys.executable, "-m", "hsmcert", *command], env=self.env, stdout=log, stderr=log
-        )
-        self._stops.append(("the agent", self.stop_agent))
         self._stops.append(("the agent log", log.close))
+        self._stops.append(("the agent", self.stop_agent))
+        with _signals_deferred():  # the agent is known to stop_agent as soon as it runs
+            self.agent = subprocess.Popen(
+                [sys.executable, "-m", "hsmcert", *command], env=self.env, stdout=log, stderr=log
+            )
         agent = self.agent
         wait_for(lambda: self.agent_socket.exists() or agent.poll() is not None, 30, "the agent's socket")
         if agent.poll() is not None:
@@ -234,10 +237,11 @@ class Stack:
             ("$ OPENSSL_CONF=" + str(openssl_cnf) + " " if openssl_cnf else "$ ")
             + shlex.join(nginx.command())
         )
-        result = subprocess.run(
-            nginx.command(), capture_output=True, text=True, env=env, timeout=120, check=False
-        )
-        self._stops.append((f"nginx ({prefix})", nginx.stop))
+        self._stops.append((f"nginx ({prefix})", nginx.stop))  # first, as for the emulator
+        with _signals_deferred():
+            result = subprocess.run(
+                nginx.command(), capture_output=True, text=True, env=env, timeout=120, check=False
+            )
         if result.returncode != 0:
             raise HsmcertError(f"nginx did not start: {result.stderr.strip()}")
         for port in ports:
@@ -269,14 +273,34 @@ def _require_tools() -> None:
         )
 
 
+_DEFERRING: list[int] = []  # SIGTERM/SIGHUP/SIGINT that came while _signals_deferred() was active
+_DEFER = [False]
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Under :func:`_signals_raise`, a signal during the block ends the demo only when the block ends."""
+    _DEFER[0] = True
+    try:
+        yield
+    finally:
+        _DEFER[0] = False
+        if _DEFERRING:
+            _DEFERRING.clear()
+            raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def _signals_raise() -> Iterator[None]:
-    """SIGTERM and SIGHUP end the demo like Ctrl-C does, so the cleanup still runs."""
+    """SIGTERM, SIGHUP and Ctrl-C end the demo, so the cleanup still runs."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
+        if _DEFER[0]:
+            _DEFERRING.append(signum)
+            return
         raise KeyboardInterrupt
 
-    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
         yield
     finally:

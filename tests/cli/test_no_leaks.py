@@ -73,3 +73,41 @@ def test_a_run_that_stops_what_it_started_passes(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "outlived" not in done.stdout
+
+
+_DEMO_INTERRUPTED_AT_THE_WORST_MOMENT = """
+import os, signal, subprocess, sys, tempfile
+from pathlib import Path
+from hsmcert import demo
+
+real = subprocess.Popen
+
+class SignalRightAfterSpawn(real):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        Path(sys.argv[1]).write_text(str(self.pid))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+subprocess.Popen = SignalRightAfterSpawn
+with tempfile.TemporaryDirectory() as tmp, demo._signals_raise():
+    try:
+        with demo.Stack(Path(tmp)) as stack:
+            stack.start_agent()
+    except KeyboardInterrupt:
+        print("interrupted")
+"""
+
+
+def test_the_demo_stops_an_agent_it_was_interrupted_starting(tmp_path: Path) -> None:
+    pid_file = tmp_path / "agent.pid"
+    done = subprocess.run(
+        [sys.executable, "-c", _DEMO_INTERRUPTED_AT_THE_WORST_MOMENT, str(pid_file)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert "interrupted" in done.stdout, done.stderr
+    pid = int(pid_file.read_text())
+    try:
+        assert not alive(pid), "the demo left its agent running"
+    finally:
+        if alive(pid):
+            os.kill(pid, 9)
