@@ -19,6 +19,22 @@ EXIT_PERMISSION = 4
 EXIT_UNREACHABLE = 5
 """Try again later: unreachable, or throttling (429) or failing (5xx) after the retries."""
 EXIT_VERIFY_FAILED = 6
+EXIT_EXISTS = 7
+"""Something that was to be created exists already (a key, an output file): a re-run pipeline can tell it
+from a usage error; ``key create --exist-ok`` and ``--force`` are the ways to accept it."""
+EXIT_INTERRUPTED = 130
+
+# The name of each exit code: the ``code`` of a JSON error document (docs/cli.md).
+EXIT_NAMES = {
+    EXIT_FAILURE: "failure",
+    EXIT_USAGE: "usage_error",
+    EXIT_NOT_FOUND: "not_found",
+    EXIT_PERMISSION: "permission_denied",
+    EXIT_UNREACHABLE: "try_again_later",
+    EXIT_VERIFY_FAILED: "verification_failed",
+    EXIT_EXISTS: "already_exists",
+    EXIT_INTERRUPTED: "interrupted",
+}
 
 
 class HsmcertError(Exception):
@@ -103,6 +119,12 @@ class ServiceError(HsmcertError):
         self.transient = status in self.TRANSIENT_STATUS if transient is None else transient
         if exit_code is None:
             self.exit_code = EXIT_UNREACHABLE if self.transient else EXIT_FAILURE
+
+
+class AlreadyExistsError(HsmcertError):
+    """What was to be created exists already: a key of that name, a file at an output path."""
+
+    exit_code = EXIT_EXISTS
 
 
 class VerificationError(HsmcertError):

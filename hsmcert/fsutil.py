@@ -22,13 +22,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hsmcert.errors import HsmcertError, UsageError
+from hsmcert.errors import AlreadyExistsError, HsmcertError, UsageError
 
 _FORCE = "Choose another path, or pass --force to replace it."
 
 
-def _exists_error(target: Path) -> HsmcertError:
-    return HsmcertError(f"{target} already exists.", _FORCE)
+def _exists_error(target: Path) -> AlreadyExistsError:
+    return AlreadyExistsError(f"{target} already exists.", _FORCE)
 
 
 def _is_stream(mode: int) -> bool:
@@ -67,7 +67,7 @@ def check_target(path: str | os.PathLike[str], *, force: bool = False) -> None:
         what = "a directory" if target.is_dir() else "not a regular file"
         raise HsmcertError(f"{target} is {what}.", "Give the path of a file to write.")
     if kind == "link" and not force:
-        raise HsmcertError(
+        raise AlreadyExistsError(
             f"{target} is a symbolic link (to {os.readlink(target)}); hsmcert does not write through links.",
             "Name the file itself, or pass --force to replace the link (its target is left alone).",
         )

@@ -22,7 +22,7 @@ from hsmcert.azure.clients import service_clients
 from hsmcert.azure.hsm import fetch_key_info
 from hsmcert.azure.keycache import remember
 from hsmcert.azure.keyinfo import KeyInfo, public_key_from_jwk
-from hsmcert.errors import NotFoundError, UsageError
+from hsmcert.errors import AlreadyExistsError, NotFoundError, UsageError
 from hsmcert.jwa import CURVES
 from hsmcert.keyref import KeyRef, Kind, parse_keyref
 
@@ -199,7 +199,7 @@ def create_key(
     except NotFoundError:
         pass
     else:
-        raise UsageError(
+        raise AlreadyExistsError(
             f"The key {ref} already exists.",
             f"Make a new version with: hsmcert key rotate --key {ref}; or choose another name.",
         )

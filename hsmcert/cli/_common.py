@@ -23,12 +23,14 @@ class State:
     output: OutputFormat = OutputFormat.text
     quiet: bool = False
     verbose: bool = False
+    printed_document: bool = False
+    """A JSON document went to stdout already: a failure after it prints no second one."""
 
 
 state = State()
 
 # Options shared by many commands. Every option is also read from HSMCERT_<COMMAND>_<OPTION>
-# (click's auto_envvar_prefix); the ones below also have a short, command-independent variable.
+# (cli/_env.py); the envvar given below is a short, command-independent name read after it.
 KeyOpt = Annotated[
     str, typer.Option("--key", "-k", help="Key reference, e.g. managedhsm:HSM:KEY.", envvar="HSMCERT_KEY")
 ]
@@ -66,15 +68,32 @@ def log(message: str) -> None:
     Console(**_console_kwargs()).print(message, markup=False)
 
 
-def emit(data: Any, text: str | Callable[[], str] | None = None) -> None:
-    """Write a command's result to stdout: ``data`` as JSON with --output json, else ``text``."""
+SCHEMA = 1
+"""The version of every JSON document hsmcert prints (its ``schema`` field); raised when a field changes
+meaning or goes away, never when one is added."""
+
+
+def _write_json(document: dict[str, Any]) -> None:
+    state.printed_document = True
+    sys.stdout.write(json.dumps({"schema": SCHEMA, **document}, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def emit(data: dict[str, Any], text: str | Callable[[], str] | None = None) -> None:
+    """Write a command's result to stdout: ``data`` as a JSON document with --output json, else ``text``."""
     if state.output is OutputFormat.json:
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        _write_json(data)
     else:
         rendered = text() if callable(text) else text
         if rendered:
             sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
     sys.stdout.flush()
+
+
+def times(data: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """``data`` with the named fields (seconds since the epoch, or None) as RFC 3339 UTC text."""
+    from hsmcert.clock import rfc3339
+
+    return {k: (rfc3339(v) if k in fields and isinstance(v, (int, float)) else v) for k, v in data.items()}
 
 
 def error(message: str, remedy: str | None = None) -> None:
@@ -85,6 +104,27 @@ def error(message: str, remedy: str | None = None) -> None:
     console.print(f"error: {message}", style="bold red", markup=False)
     if remedy:
         console.print(remedy, markup=False)
+
+
+def fail(
+    message: str, remedy: str | None, exit_code: int, *, retryable: bool, facts: dict[str, Any] | None = None
+) -> None:
+    """Report a failure: the error lines on stderr and, with --output json, an error document on stdout."""
+    from hsmcert.errors import EXIT_NAMES
+
+    error(message, remedy)
+    if state.output is OutputFormat.json and not state.printed_document:
+        _write_json(
+            {
+                "code": EXIT_NAMES.get(exit_code, "failure"),
+                "exit_code": exit_code,
+                "message": message,
+                "remedy": remedy,
+                "retryable": retryable,
+                **(facts or {}),
+            }
+        )
+        sys.stdout.flush()
 
 
 # The identity to use (hsmcert.azure.credentials); shared by every command that talks to an HSM.

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, emit, state
+from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, emit, state, times
 from hsmcert.clock import rfc3339
 
 
@@ -21,7 +21,7 @@ def whoami(
     from hsmcert.azure.credentials import MANAGED_HSM_SCOPE, describe, get_credential
 
     who = describe(get_credential(credential), scope or MANAGED_HSM_SCOPE)
-    data = who.to_json()
+    data = times(who.to_json(), "expires_on")
 
     def text() -> str:
         expires = f"expires {rfc3339(who.expires_on)}" if who.expires_on else "no expiry claim"

@@ -106,7 +106,7 @@ def start(
         service_endpoint(directory, kind, name)
     env = running.env()
     emit(
-        env,
+        {"env": env, "pid": running.pid, "data_dir": str(directory)},
         shell_exports(env) + f"echo 'hsmcert emulator running (pid {running.pid}, data {directory})' >&2;",
     )
 

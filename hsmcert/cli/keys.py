@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any, Literal
 
 import typer
 
-from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, KeyOpt, emit, log
+from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, KeyOpt, emit, log, times
 
 key_app = typer.Typer(
     name="key",
@@ -17,8 +16,22 @@ key_app = typer.Typer(
 )
 
 
-def _when(ts: Any) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts)) if ts else "-"
+_TIMES = ("created", "updated", "not_before", "expires_on")
+
+
+def _when(value: Any) -> str:
+    return str(value) if value else "-"
+
+
+def _shape(kty: str | None, size: int | None, curve: str | None) -> str:
+    """``RSA 3072``, ``EC P-256`` or ``oct``: what --exist-ok compares (the service does not say an AES
+    key's size, so for oct only the type counts)."""
+    base = {"RSA": "RSA", "EC": "EC", "OCT": "oct"}.get(str(kty).upper().removesuffix("-HSM"), str(kty))
+    if base == "RSA":
+        return f"RSA {size or 3072}"  # the defaults of hsmcert.azure.keys.create_key
+    if base == "EC":
+        return f"EC {(curve or 'P-256').upper()}"
+    return base
 
 
 def _details_text(data: dict[str, Any]) -> str:
@@ -72,30 +85,54 @@ def create(
             "--ops", help="Comma-separated key operations (default: by type, e.g. sign,verify for EC)."
         ),
     ] = None,
+    exist_ok: Annotated[
+        bool,
+        typer.Option(
+            "--exist-ok",
+            help="Succeed when the key exists with the same type and size or curve (exit 7 otherwise).",
+        ),
+    ] = False,
     endpoint: EndpointOpt = None,
     ca_bundle: CaBundleOpt = None,
     credential: CredentialOpt = None,
 ) -> None:
-    """Create a non-exportable HSM key. Refuses if the key exists (use `key rotate` for a new version).
+    """Create a non-exportable HSM key. Refuses if the key exists (exit 7; use `key rotate` for a new
+    version, --exist-ok to accept a key of the same shape).
 
     Example: hsmcert key create --key managedhsm:contoso:tls-key --kty EC --curve P-256 --label tlsKey
     """
-    from hsmcert.azure.keys import create_key, parse_tags
+    from hsmcert.azure.keys import create_key, parse_tags, show_key
+    from hsmcert.errors import AlreadyExistsError
 
-    details = create_key(
-        key,
-        kty,
-        size=size,
-        curve=curve,
-        label=label,
-        tags=parse_tags(tag),
-        ops=[o.strip() for o in ops.split(",") if o.strip()] if ops else None,
-        endpoint=endpoint,
-        ca_bundle=ca_bundle,
-        credential=credential,
-    )
-    data = details.to_json()
-    log(f"created {data['ref']}")
+    try:
+        details = create_key(
+            key,
+            kty,
+            size=size,
+            curve=curve,
+            label=label,
+            tags=parse_tags(tag),
+            ops=[o.strip() for o in ops.split(",") if o.strip()] if ops else None,
+            endpoint=endpoint,
+            ca_bundle=ca_bundle,
+            credential=credential,
+        )
+        existed = False
+    except AlreadyExistsError as exc:
+        if not exist_ok:
+            raise
+        details = show_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+        found = details.to_json()
+        have, want = _shape(found["kty"], found["size"], found["curve"]), _shape(kty, size, curve)
+        if have != want:
+            raise AlreadyExistsError(
+                f"The key {key} exists as {have}, not {want}.",
+                "Choose another name, or ask for the existing key's type and size or curve.",
+            ) from exc
+        existed = True
+    data = {**times(details.to_json(), *_TIMES), "existed": existed}
+    shape = _shape(data["kty"], data["size"], data["curve"])
+    log(f"{data['ref']} exists already ({shape})" if existed else f"created {data['ref']}")
     emit(data, lambda: _details_text(data))
 
 
@@ -109,7 +146,8 @@ def show(
     """Show a key version (the latest unless the reference names one): type, operations, tags, public key."""
     from hsmcert.azure.keys import show_key
 
-    data = show_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential).to_json()
+    details = show_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+    data = times(details.to_json(), *_TIMES)
     emit(data, lambda: _details_text(data))
 
 
@@ -123,7 +161,8 @@ def rotate(
     """Make a new version of a key (same type, operations and tags); older versions keep working."""
     from hsmcert.azure.keys import rotate_key
 
-    data = rotate_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential).to_json()
+    details = rotate_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+    data = times(details.to_json(), *_TIMES)
     log(f"new version {data['version']} of {data['service']}:{data['name']}")
     emit(data, lambda: _details_text(data))
 
@@ -146,16 +185,17 @@ def list_(
     kind: Literal["managedhsm", "vault"] = "managedhsm" if hsm else "vault"
     name = str(hsm or vault)
     keys = list_keys(kind, name, label=label, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
-    data = {"service": f"{kind}:{name.lower()}", "keys": [k.to_json() for k in keys]}
+    listed = [times(k.to_json(), *_TIMES) for k in keys]
+    data = {"service": f"{kind}:{name.lower()}", "keys": listed}
 
     def text() -> str:
         if not keys:
             return ""
         rows = []
-        for k in keys:
-            state = "enabled" if k.enabled else "disabled"
-            extra = f"  label={k.to_json()['label']}" if k.to_json()["label"] else ""
-            rows.append(f"{k.ref}  {state}  {_when(k.created)}{extra}")
+        for k in listed:
+            state = "enabled" if k["enabled"] else "disabled"
+            extra = f"  label={k['label']}" if k["label"] else ""
+            rows.append(f"{k['ref']}  {state}  {_when(k['created'])}{extra}")
         return "\n".join(rows)
 
     if not keys:

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 
 import hsmcert
-from hsmcert.cli._common import OutputFormat, error, state
-from hsmcert.errors import EXIT_FAILURE, EXIT_USAGE, HsmcertError
+from hsmcert.cli._common import OutputFormat, fail, state
+from hsmcert.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, HsmcertError
 
 app = typer.Typer(
     name="hsmcert",
@@ -130,9 +130,49 @@ def _hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
+def _json_requested(args: list[str]) -> bool:
+    """Whether --output json was asked for (used when parsing failed before the option was applied)."""
+    import os
+
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--output=json" or (arg == "--output" and args[i + 1 : i + 2] == ["json"]):
+            return True
+    return os.environ.get("HSMCERT_OUTPUT", "").lower() == "json"
+
+
+def _usage_message(exc: Exception) -> tuple[str, str]:
+    """A click usage error as hsmcert says every error: one sentence, then what to do."""
+    ctx = getattr(exc, "ctx", None)
+    see = f"see {ctx.command_path if ctx is not None else 'hsmcert'} --help"
+    param = getattr(exc, "param", None)
+    if type(exc).__name__ == "NoSuchOption":
+        maybe = sorted(getattr(exc, "possibilities", None) or [])
+        hint = f"Did you mean {' or '.join(maybe)}? S" if maybe else "S"
+        return f"No such option {getattr(exc, 'option_name', '')}.", f"{hint}{see[1:]}."
+    if param is None:
+        text = str(exc.format_message()).strip().replace("\n", " ")  # type: ignore[attr-defined]
+        return (text if text.endswith((".", ")")) else text + ".").replace(
+            "'", ""
+        ), f"Check the spelling; {see}."
+    opts = list(getattr(param, "opts", []))
+    long_name = next((o for o in opts if o.startswith("--")), None)
+    name = long_name or str(getattr(param, "name", "argument")).upper()
+    if type(exc).__name__ == "MissingParameter":
+        envvar = getattr(param, "envvar", None)
+        variable = envvar[0] if isinstance(envvar, list) and envvar else None
+        what = f"option {name}" if long_name else f"argument {name}"
+        give = f"Give {name}" + (f" (or set {variable})" if variable else "")
+        return f"Missing {what}.", f"{give}; {see}."
+    reason = str(getattr(exc, "message", "") or "").strip().removeprefix("Value error, ")
+    return f"Invalid value for {name}: {reason.rstrip('.')}.", f"{see[:1].upper()}{see[1:]}."
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exit with the documented code. Expected failures print one line, never a traceback."""
     args = _hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    state.printed_document = False
     try:
         code = command().main(args=args, prog_name="hsmcert", standalone_mode=False)
     except HsmcertError as exc:
@@ -140,25 +180,37 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        error(exc.message, exc.remedy)
+        facts = {
+            name: getattr(exc, attr)
+            for name, attr in (("status", "status"), ("service_code", "code"), ("retry_after", "retry_after"))
+            if getattr(exc, attr, None) not in (None, "")
+        }
+        fail(exc.message, exc.remedy, exc.exit_code, retryable=bool(exc.transient), facts=facts)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        error("interrupted")
-        sys.exit(130)
+        fail("Interrupted.", None, EXIT_INTERRUPTED, retryable=True)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # click's usage errors and aborts, without importing click at start-up
-        show = getattr(exc, "show", None)
         exit_code = getattr(exc, "exit_code", None)
-        if callable(show) and isinstance(exit_code, int):
-            show()
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(EXIT_USAGE)
+        if callable(getattr(exc, "format_message", None)) and isinstance(exit_code, int):
+            if _json_requested(args):
+                state.output = OutputFormat.json
+            message, remedy = _usage_message(exc)
+            fail(message, remedy, exit_code, retryable=False)
             sys.exit(exit_code)
         if type(exc).__name__ == "Abort":
-            error("aborted")
+            fail("Aborted.", None, EXIT_FAILURE, retryable=False)
             sys.exit(EXIT_FAILURE)
         if state.verbose:
             raise
-        error(
-            f"unexpected error: {type(exc).__name__}: {exc}",
+        fail(
+            f"Unexpected error: {type(exc).__name__}: {exc}",
             "This is a bug in hsmcert; run with --verbose for details.",
+            EXIT_FAILURE,
+            retryable=False,
         )
         sys.exit(EXIT_FAILURE)
     sys.exit(code if isinstance(code, int) else 0)

@@ -262,7 +262,7 @@ def inspect(
             blocks.append(block)
         return "\n\n".join(blocks)
 
-    emit(items[0] if len(items) == 1 else items, text)
+    emit(items[0] if len(items) == 1 else {"kind": "bundle", "items": items}, text)
     findings = sum(len(i.get("lint", [])) for i in items)
     if findings:
         raise VerificationError(f"{source}: pkilint reports {findings} finding(s) at WARNING or above.")

@@ -32,6 +32,7 @@ PAGES = [
             "authentication.md",
             "agent.md",
             "openssl-provider.md",
+            "cli.md",
         )
     ),
 ]

@@ -58,7 +58,7 @@ def test_existing_key_is_not_replaced(emulator: Any, cli: Any) -> None:
     ref = f"managedhsm:{HSM}:{unique('dup')}"
     assert cli("key", "create", "--key", ref, "--kty", "EC").code == 0
     again = cli("key", "create", "--key", ref, "--kty", "EC")
-    assert again.code == 2 and "already exists" in again.err and "hsmcert key rotate" in again.err
+    assert again.code == 7 and "already exists" in again.err and "hsmcert key rotate" in again.err
 
 
 def test_bad_input_is_one_line_and_exit_2(emulator: Any, cli: Any) -> None:

@@ -274,7 +274,7 @@ def _unusable_key(**properties: Any) -> str:
         ("wrong-alg", 2, "needs an EC key"),
         ("bad-subject", 2, "Unknown subject attribute"),
         ("bad-san", 2, "not an IPv4 or IPv6 address"),
-        ("exists", 1, "already exists"),
+        ("exists", 7, "already exists"),
         ("issue-not-a-ca", 2, "not a CA certificate"),
     ],
 )

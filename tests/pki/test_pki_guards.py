@@ -50,7 +50,7 @@ def test_force_replaces_an_existing_file_and_nothing_else_does(keys_p256: str, t
     out = tmp_path / "www.csr"
     out.write_text("an old request\n")
     refused = run_cli("csr", "--key", keys_p256, "--subj", "/CN=www.example", "-o", str(out))
-    assert refused.code == 1 and out.read_text() == "an old request\n"
+    assert refused.code == 7 and out.read_text() == "an old request\n"
     replaced = run_cli("csr", "--key", keys_p256, "--subj", "/CN=www.example", "-o", str(out), "--force")
     assert replaced.code == 0, replaced.err
     assert_csr_verifies(out)
