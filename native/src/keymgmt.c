@@ -271,7 +271,7 @@ static const OSSL_PARAM *ec_types(int selection)
 }
 
 /* The curve's own hash (ES256 on P-256, ES384 on P-384, ES512 on P-521) is an EC key's default digest,
- * as Azure pairs them; other hashes still work (see signature.c). */
+ * as Azure pairs them; other hashes still work (the agent fits them to the curve, see signature.c). */
 static const char *ec_digest(const HSMCERT_KEY *key)
 {
     char group[64] = "";

@@ -242,52 +242,43 @@ static int sign_init(void *vctx, void *vkey, const OSSL_PARAM params[])
     return sig_init(vctx, vkey, params);
 }
 
-/* ECDSA in the HSM signs a digest as long as the curve's own hash (ES256: 32 bytes on P-256, ES384: 48 on
- * P-384, ES512: 64 on P-521). ECDSA uses the leftmost bits of any hash up to the order's size, so a longer
- * digest is cut to that length and a shorter one is left-padded with zeros: the same integer, hence a
- * valid ECDSA signature with the hash actually used (TLS 1.2 may ask for SHA-384 with a P-256 key).
- * Returns the JWA name and fills out/out_len, or NULL with an error raised. */
-static const char *ecdsa_input(SIG_CTX *ctx, const unsigned char *digest, size_t len, unsigned char *out,
-                               size_t *out_len)
+/* The JWA name of an ECDSA signature with this key: its curve's (ES256 on P-256, ES256K on secp256k1, ES384
+ * on P-384, ES512 on P-521), whatever hash made the digest. The digest goes to the agent as it is; the agent
+ * brings it to the curve's size as ECDSA does (the ECDSA digest rule of hsmcert/jwa.py, docs/agent-protocol.md),
+ * so TLS 1.2 may ask for SHA-384 with a P-256 key. NULL with an error raised for another curve. */
+static const char *ecdsa_alg(SIG_CTX *ctx)
 {
     char group[64] = "";
-    const char *alg;
-    size_t want;
 
     EVP_PKEY_get_utf8_string_param(ctx->key->pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL);
-    if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0) {
-        alg = "ES256", want = 32;
-    } else if (strcmp(group, "secp256k1") == 0) {
-        alg = "ES256K", want = 32;
-    } else if (strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0) {
-        alg = "ES384", want = 48;
-    } else if (strcmp(group, "secp521r1") == 0 || strcmp(group, "P-521") == 0) {
-        alg = "ES512", want = 64;
-    } else {
-        hsmcert_raise(ctx->prov, HSMCERT_R_UNSUPPORTED, "The HSM has no ECDSA for the curve %s.", group);
-        return NULL;
-    }
-    if (len >= want) {
-        memcpy(out, digest, want);
-    } else {
-        memset(out, 0, want - len);
-        memcpy(out + want - len, digest, len);
-    }
-    *out_len = want;
-    return alg;
+    if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0)
+        return "ES256";
+    if (strcmp(group, "secp256k1") == 0)
+        return "ES256K";
+    if (strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0)
+        return "ES384";
+    if (strcmp(group, "secp521r1") == 0 || strcmp(group, "P-521") == 0)
+        return "ES512";
+    hsmcert_raise(ctx->prov, HSMCERT_R_UNSUPPORTED, "The HSM has no ECDSA for the curve %s.", group);
+    return NULL;
 }
 
 /* JWA name of this signature, or NULL with an error raised. */
 static const char *jwa_name(SIG_CTX *ctx, size_t digest_len)
 {
-    static const char *const names[3][3] = {
-        { "RS256", "RS384", "RS512" }, { "PS256", "PS384", "PS512" }, { "ES256", "ES384", "ES512" },
-    };
-    int row = ctx->ecdsa ? 2 : ctx->pad == RSA_PKCS1_PSS_PADDING ? 1 : 0;
+    static const char *const names[2][3] = { { "RS256", "RS384", "RS512" }, { "PS256", "PS384", "PS512" } };
+    int row = ctx->pad == RSA_PKCS1_PSS_PADDING ? 1 : 0;
     int col = digest_len == 32 ? 0 : digest_len == 48 ? 1 : digest_len == 64 ? 2 : -1;
     size_t md_len = ctx->md != NULL ? (size_t)EVP_MD_get_size(ctx->md) : digest_len;
 
-    if (col < 0 || md_len != digest_len) {
+    if (md_len != digest_len) {
+        hsmcert_raise(ctx->prov, HSMCERT_R_BAD_ARGUMENT, "A %zu-byte digest is not a %s digest.", digest_len,
+                      EVP_MD_get0_name(ctx->md));
+        return NULL;
+    }
+    if (ctx->ecdsa)
+        return ecdsa_alg(ctx); /* the agent checks the digest's length */
+    if (col < 0) {
         hsmcert_raise(ctx->prov, HSMCERT_R_BAD_ARGUMENT,
                       "A %zu-byte digest is not a SHA-256, SHA-384 or SHA-512 digest.", digest_len);
         return NULL;
@@ -316,7 +307,6 @@ static int sign_digest(void *vctx, unsigned char *sig, size_t *siglen, size_t si
     HSMCERT_FIELD fields[4];
     HSMCERT_REPLY reply;
     size_t n = 0, max = (size_t)EVP_PKEY_get_size(key->pub);
-    unsigned char ec_digest[64];
     const char *alg;
     char err[HSMCERT_ERROR_MAX];
     int ok = 0;
@@ -331,11 +321,6 @@ static int sign_digest(void *vctx, unsigned char *sig, size_t *siglen, size_t si
     }
     if ((alg = jwa_name(ctx, tbslen)) == NULL)
         return 0;
-    if (ctx->ecdsa) {
-        if ((alg = ecdsa_input(ctx, tbs, tbslen, ec_digest, &tbslen)) == NULL)
-            return 0;
-        tbs = ec_digest;
-    }
     fields[n++] = (HSMCERT_FIELD){ HSMCERT_TAG_KEYREF, key->ref, strlen(key->ref) };
     fields[n++] = (HSMCERT_FIELD){ HSMCERT_TAG_KEYVERSION, key->version, strlen(key->version) };
     fields[n++] = (HSMCERT_FIELD){ HSMCERT_TAG_ALG, alg, strlen(alg) };

@@ -217,7 +217,7 @@ def test_sanitizer_build_in_openssl_has_no_memory_errors_or_leaks(
 def test_ecdsa_with_any_sha2_on_any_curve(
     env: dict[str, str], hsm_keys: HsmKeys, tmp_path: Path, kind: str, digest: str
 ) -> None:
-    """The HSM signs ES256 on P-256 and ES384 on P-384 only; the provider fits other SHA-2 digests to the
+    """The HSM signs ES256 on P-256 and ES384 on P-384 only; the agent fits other SHA-2 digests to the
     curve (ECDSA's own truncation) so that the signature verifies as ECDSA with the hash asked for."""
     plain = {"PATH": "/usr/bin:/bin", "OPENSSL_CONF": "/dev/null"}
     ref = getattr(hsm_keys, kind)
