@@ -144,6 +144,31 @@ def apply(planned: Sequence[Planned]) -> None:
         write_output(item.file.path, item.file.text.encode(), force=True, mode=item.file.mode)
 
 
+Saved = dict[Path, tuple[bytes, int] | None]
+
+
+def snapshot(planned: Sequence[Planned]) -> Saved:
+    """What :func:`apply` would change, as it is now: each file's bytes and mode, or None if absent."""
+    saved: Saved = {}
+    for item in planned:
+        if item.action == "unchanged":
+            continue
+        try:
+            saved[item.file.path] = (item.file.path.read_bytes(), item.file.path.stat().st_mode & 0o7777)
+        except FileNotFoundError:
+            saved[item.file.path] = None
+    return saved
+
+
+def restore(saved: Saved) -> None:
+    """Put the files of a :func:`snapshot` back as they were (those that did not exist are removed)."""
+    for path, previous in saved.items():
+        if previous is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_output(path, previous[0], force=True, mode=previous[1])
+
+
 def write_all(files: Iterable[ManagedFile], *, force: bool = False) -> list[Planned]:
     """:func:`plan` then :func:`apply`; returns what was done to each file."""
     planned = plan(files, force=force)

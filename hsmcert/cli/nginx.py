@@ -96,6 +96,7 @@ def nginx(
     """
     from hsmcert import managed
     from hsmcert import nginx as lib
+    from hsmcert.errors import HsmcertError
     from hsmcert.syntax import nginx_string
 
     version = lib.parse_version(nginx_version) if nginx_version else lib.detect_version(nginx_bin)
@@ -122,6 +123,7 @@ def nginx(
         # Tested in a staging directory: a failure leaves every file of out_dir as it was.
         lib.check_site(site, nginx=nginx_bin, nginx_conf=nginx_conf)
         log("nginx -t: the configuration is valid, the key loads and matches the certificate")
+    saved = managed.snapshot(planned)
     managed.apply(planned)
     done = planned
     data: dict[str, Any] = {
@@ -140,7 +142,12 @@ def nginx(
         log(f"{item.action:<15} {item.file.path}  ({item.file.description})")
     data["checked"] = check or reload
     if reload:
-        result = lib.reload(site, conf=nginx_conf, nginx=nginx_bin)
+        try:
+            result = lib.reload(site, conf=nginx_conf, nginx=nginx_bin)
+        except HsmcertError:
+            managed.restore(saved)  # nothing reloaded: nothing changed either
+            log("the previous files are back in place")
+            raise
         data["reloaded"] = True
         log("nginx reloaded")
         if not result.included:

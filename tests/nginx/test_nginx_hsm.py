@@ -361,6 +361,26 @@ def test_check_compares_the_certificate_with_the_version_the_reference_names(
     assert not (tmp_path / "latest").exists()
 
 
+def test_a_failed_reload_puts_the_previous_files_back(
+    tmp_path: Path, ca: LocalCa, agent: Any, ec_key: HsmKey, native: Any
+) -> None:
+    """The staged check passes, nginx's own configuration does not: exit 6, and the files are as before."""
+    cert = ca.issue(ec_key.public_key, "localhost", tmp_path / "cert.pem")
+    out = tmp_path / "out"
+    common = ["nginx", "--key", ec_key.ref, "--cert", str(cert), "--server-name", "localhost", "-o", str(out),
+              "--socket", str(agent.socket)]  # fmt: skip
+    assert hsmcert(*common, "--listen", f"127.0.0.1:{free_port()}").returncode == 0
+    before = _files(out)
+    broken = tmp_path / "nginx.conf"
+    broken.write_text("user root;\nnot_a_directive on;\nevents {}\n")
+    result = hsmcert(*common, "--listen", f"127.0.0.1:{free_port()}", "--reload", "--nginx-conf", str(broken))
+    assert result.returncode == 6, result.stderr
+    assert "not_a_directive" in result.stderr and "previous files are back" in result.stderr
+    assert {path: data for path, (data, _) in _files(out).items()} == {
+        path: data for path, (data, _) in before.items()
+    }
+
+
 @pytest.fixture
 def open_dir() -> Iterator[Path]:
     """A directory nginx's workers (www-data) may traverse, short enough for Unix sockets."""
