@@ -221,3 +221,25 @@ def test_timeout_ms_reaches_the_providers_openssl_cnf(tmp_path: Path, local_pki:
     assert default.returncode == 0 and tuned.returncode == 0, default.stderr + tuned.stderr
     assert "timeout_ms = 10000" in (tmp_path / "default" / "openssl.cnf").read_text()
     assert "timeout_ms = 2500" in (tmp_path / "tuned" / "openssl.cnf").read_text()
+
+
+@pytest.mark.parametrize(
+    ("listen", "upstream", "server_name"),
+    [
+        ("[::1]:{port}", "grpc://127.0.0.1:50051", "a.example *.b.example"),
+        ("*:{port}", "https://localhost:8443/v1/", "_"),
+        ("unix:{dir}/front door.sock", "http://[::1]:8080/a;b=c/%7Euser", ".example.org"),
+    ],
+)
+def test_ordinary_values_pass_validation_and_nginx_t(
+    tmp_path: Path, local_pki: LocalPki, listen: str, upstream: str, server_name: str
+) -> None:
+    """The checks refuse syntax, not the values nginx users write every day."""
+    site = _site(
+        tmp_path,
+        local_pki,
+        listen=listen.format(port=free_port(), dir=tmp_path),
+        upstream=upstream,
+        server_name=server_name,
+    )
+    assert "test is successful" in lib.check_site(site)
