@@ -55,17 +55,34 @@ void hsmcert_vformat(char *out, size_t cap, const char *fmt, va_list ap)
     if (n < 0) {
         out[0] = '\0';
     } else if ((size_t)n >= cap && cap > 2 * sizeof(ELLIPSIS) && (full = malloc((size_t)n + 1)) != NULL) {
-        /* Too long: keep the first 3/5 and the last 2/5 of the room, joined by an ellipsis. */
+        /* Too long: keep the first 3/5 and the last 2/5 of the room, joined by an ellipsis, without
+         * cutting a UTF-8 character in two. */
         size_t room = cap - 1 - (sizeof(ELLIPSIS) - 1), head = room * 3 / 5, tail = room - head;
 
         vsnprintf(full, (size_t)n + 1, fmt, copy);
+        while (head > 0 && ((unsigned char)full[head] & 0xC0) == 0x80)
+            head--;
+        while (tail > 0 && ((unsigned char)full[(size_t)n - tail] & 0xC0) == 0x80)
+            tail--;
         memcpy(out, full, head);
         memcpy(out + head, ELLIPSIS, sizeof(ELLIPSIS) - 1);
         memcpy(out + head + sizeof(ELLIPSIS) - 1, full + (size_t)n - tail, tail);
-        out[cap - 1] = '\0';
+        out[head + sizeof(ELLIPSIS) - 1 + tail] = '\0';
         free(full);
     }
     va_end(copy);
+}
+
+int hsmcert_utf8_prefix(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+
+    if (n <= max)
+        return (int)n;
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return (int)n;
 }
 
 void hsmcert_format(char *out, size_t cap, const char *fmt, ...)

@@ -119,10 +119,13 @@ void hsmcert_raise_at(HSMCERT_PROV *prov, const char *file, int line, const char
 #define HSMCERT_R_BAD_ARGUMENT 4
 #define HSMCERT_R_CONFIG 5
 #define HSMCERT_R_INTERNAL 6
-/* A key reference in a message: at most HSMCERT_REF_SHOWN bytes of it, then "...". */
+/* A key reference in a message: at most HSMCERT_REF_SHOWN bytes of it (whole UTF-8 characters), then "...". */
 #define HSMCERT_REF_SHOWN 120
 #define HSMCERT_REF_FMT "%.*s%s"
-#define HSMCERT_REF_ARG(ref) HSMCERT_REF_SHOWN, (ref), (strlen(ref) > HSMCERT_REF_SHOWN ? "..." : "")
+#define HSMCERT_REF_ARG(ref) \
+    hsmcert_utf8_prefix((ref), HSMCERT_REF_SHOWN), (ref), (strlen(ref) > HSMCERT_REF_SHOWN ? "..." : "")
+/* How many bytes of s, at most max, end on a UTF-8 character boundary. */
+int hsmcert_utf8_prefix(const char *s, size_t max);
 /* The longest key reference the provider sends: every request must fit in one frame (65536 bytes). */
 #define HSMCERT_KEYREF_MAX 32768
 
