@@ -104,9 +104,9 @@ def _ops_since(audit: Path, start: int, key: str) -> list[str]:
 
 
 def csr_cost(runs: int) -> list[dict[str, Any]]:
-    from hsmcert.azure.keys import create_key
     from hsmcert.emulator import control
     from hsmcert.emulator.audit import read_audit
+    from hsmcert.session import default_session
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="hsmcert-bench-cli-") as tmp:
@@ -134,7 +134,7 @@ def csr_cost(runs: int) -> list[dict[str, Any]]:
             for label, (kty, size, curve, gen) in cases.items():
                 name = f"bench-{kty.lower()}"
                 ref = f"managedhsm:{control.DEFAULT_HSM}:{name}"
-                create_key(ref, kty, size=size, curve=curve)
+                default_session().keys.create(ref, kty, size=size, curve=curve)
                 local = root / f"{name}.pem"
                 subprocess.run(
                     ["openssl", "genpkey", "-algorithm", gen[0], *gen[1:], "-out", str(local)],
@@ -153,9 +153,11 @@ def csr_cost(runs: int) -> list[dict[str, Any]]:
                 per_run = runs + 1
                 warm_hsm, warm_other, _ = _requests(log, hsm_port)
                 warm_ops = len(_ops_since(audit, mark, name)) / per_run
-                from hsmcert.azure.hsm import open_key
+                from hsmcert.session import default_session
 
-                pinned = str(open_key(ref).ref)  # managedhsm:H:k?version=v: served from the disk cache
+                pinned = str(
+                    default_session().open_key(ref).ref
+                )  # managedhsm:H:k?version=v: served from the disk cache
                 pinned_cmd = [*_hsmcert(), "csr", "--key", pinned, "--subj", SUBJECT, "-o", "-", "-q"]
                 mark = len(read_audit(audit))
                 tp, pinned_samples = _median(pinned_cmd, runs, env)

@@ -72,9 +72,9 @@ def handshakes(port: int, concurrency: int, duration: float, tls: str = "-tls1_3
 def raw_sign_rate(stack: Stack, ref: str, alg: str, concurrency: int, duration: float) -> float:
     """Signatures per second straight through the SDK (no agent, no nginx), ``concurrency`` threads."""
     os.environ.update(stack.env)
-    from hsmcert.azure.hsm import open_key
+    from hsmcert.session import default_session
 
-    key = open_key(ref)
+    key = default_session().open_key(ref)
     digest = bytes(32)
     key.sign_digest(alg, digest)
     count = [0] * concurrency

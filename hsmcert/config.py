@@ -145,17 +145,6 @@ def emulator_login(data_dir: Path) -> tuple[str, str] | None:
     return str(login["url"]), str(login.get("ca_bundle") or Path(data_dir) / "ca.pem")
 
 
-def emulator_dir(config: dict[str, Any] | None = None) -> Path | None:
-    """The data directory of the emulator that references should go to, if one is configured."""
-    env = os.environ.get("HSMCERT_EMULATOR")
-    if env:
-        return Path(env)
-    if config is None:
-        config = load_config()
-    data_dir = config.get("emulator", {}).get("data_dir")
-    return Path(data_dir) if data_dir else None
-
-
 class EndpointResolver:
     """Finds the endpoint of each Managed HSM and Key Vault (see the module docs for the order).
 

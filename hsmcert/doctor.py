@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hsmcert.errors import HsmcertError, UsageError
+
+if TYPE_CHECKING:
+    from hsmcert.session import Session
 
 
 @dataclass
@@ -52,31 +55,27 @@ def run_checks(
     key: str | None = None,
     hsm: str | None = None,
     vault: str | None = None,
-    credential: str | None = None,
-    endpoint: str | None = None,
-    ca_bundle: str | None = None,
+    session: Session,
     sign: bool = True,
 ) -> Iterator[Check]:
-    """Run the checks in order; stop early where later checks cannot mean anything."""
+    """Run the checks in order, through ``session``; stop early where later checks cannot mean anything."""
     from hsmcert.azure import credentials as creds
-    from hsmcert.config import resolve_service
     from hsmcert.keyref import KeyRef, parse_keyref
 
     # 1. Which credential, and does it get a token?
     try:
-        chosen = creds.selected_name(credential)
+        chosen = session.credential_name()
     except UsageError as exc:
         yield _failed("credential", exc)
         return
-    present = creds.configured()
+    present = session.configured_credentials()
     yield Check(
         "credential configuration",
         True,
         f"selected: {chosen}; configured here: {', '.join(present) or 'none'}",
     )
     try:
-        cred = creds.get_credential(chosen)
-        who = creds.describe(cred, _token_scope(key, vault))
+        who = creds.describe(session.credential, _token_scope(key, vault))
     except HsmcertError as exc:
         yield _failed("token", exc)
         return
@@ -96,9 +95,7 @@ def run_checks(
             kind, name = ("managedhsm", str(hsm)) if hsm else ("vault", str(vault))
         else:
             return
-        resolved = resolve_service(
-            kind, name, endpoint=endpoint, ca_bundle=ca_bundle, azure_url=ref.azure_url if ref else None
-        )
+        resolved = session.endpoint(ref) if ref else session.service_endpoint(kind, name)
     except HsmcertError as exc:
         yield _failed("endpoint", exc)
         return
@@ -115,12 +112,9 @@ def run_checks(
         return
 
     # 3. Reachable, and allowed to read?
-    from hsmcert.azure.hsm import open_key
-    from hsmcert.azure.keys import list_keys
-
     if ref is None:
         try:
-            keys = list_keys(kind, name, endpoint=endpoint, ca_bundle=ca_bundle, credential=cred)
+            keys = session.keys.list(kind, name)
         except HsmcertError as exc:
             yield _failed("list keys", exc)
             return
@@ -128,7 +122,7 @@ def run_checks(
         return
 
     try:
-        opened = open_key(ref, endpoint=endpoint, ca_bundle=ca_bundle, credential=cred, refresh=True)
+        opened = session.open_key(ref, refresh=True)
     except HsmcertError as exc:
         yield _failed("read key", exc)
         return

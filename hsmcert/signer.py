@@ -32,13 +32,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as _padding
 from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
 
-from hsmcert.azure.hsm import HsmKey, open_key
+from hsmcert.azure.hsm import HsmKey
 from hsmcert.errors import HsmcertError, UsageError
 from hsmcert.jwa import algorithm_for
 from hsmcert.keyref import KeyRef
 
 if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
+    from hsmcert.session import Session
 
 
 def _hash_of(algorithm: Any) -> hashes.HashAlgorithm:
@@ -222,14 +222,15 @@ def private_key_for(key: HsmKey) -> HsmRSAPrivateKey | HsmECPrivateKey:
 
 
 def load_private_key(
-    ref: KeyRef | str,
-    *,
-    endpoint: str | None = None,
-    ca_bundle: str | None = None,
-    credential: TokenCredential | str | None = None,
+    ref: KeyRef | str, *, session: Session | None = None
 ) -> HsmRSAPrivateKey | HsmECPrivateKey:
-    """Open ``ref`` (one GET, or none when cached; the version is pinned) as a cryptography private key."""
-    return private_key_for(open_key(ref, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential))
+    """Open ``ref`` (one GET, or none when cached; the version is pinned) as a cryptography private key,
+    through ``session`` (default: :func:`hsmcert.session.default_session`)."""
+    if session is None:
+        from hsmcert.session import default_session
+
+        session = default_session()
+    return private_key_for(session.open_key(ref))
 
 
 __all__ = [

@@ -1,7 +1,8 @@
-"""What the agent does with a request: HSM access through :mod:`hsmcert.azure.hsm`, with the agent's policies.
+"""What the agent does with a request: keys opened through its :class:`~hsmcert.session.Session`, with the
+agent's policies.
 
-:mod:`hsmcert.azure.hsm` already shares one SDK client set per endpoint (one HTTPS connection pool, one token
-cache that refreshes before expiry) and caches public keys. The agent adds:
+The session keeps one SDK client set per endpoint (one HTTPS connection pool, one token cache that
+refreshes before expiry) and caches public keys. The agent adds:
 
 - its own transport (:mod:`hsmcert.agent.transport`): azure-core requests handed straight to urllib3, with a
   short pipeline;
@@ -20,7 +21,6 @@ cache that refreshes before expiry) and caches public keys. The agent adds:
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -44,7 +44,9 @@ from hsmcert.lru import LruDict
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from hsmcert.azure.clients import TransportOptions
     from hsmcert.azure.hsm import HsmKey
+    from hsmcert.session import Session
 
 T = TypeVar("T")
 
@@ -120,13 +122,26 @@ class AllowList:
         )
 
 
-def _latest_ttl() -> float:
-    if os.environ.get("HSMCERT_KEY_CACHE", "on").lower() in ("off", "0", "false", "no"):
-        return 0.0
-    try:
-        return float(os.environ.get("HSMCERT_KEY_CACHE_TTL", "300"))
-    except ValueError:
-        return 300.0
+def agent_transport(
+    pool_size: int = DEFAULT_POOL_SIZE, deadline: float = DEFAULT_DEADLINE
+) -> TransportOptions:
+    """The agent's transport: its pooled pipeline (:mod:`hsmcert.agent.transport`) with at most ``pool_size``
+    connections per endpoint (callers wait for one), timeouts within the ``deadline``, and the SDK retrying
+    429/5xx within it."""
+    from hsmcert.agent.transport import PooledPipeline
+    from hsmcert.azure.clients import TransportOptions
+
+    retry: dict[str, Any] = {
+        "retry_total": 10,
+        "retry_status": 10,
+        "retry_connect": 3,
+        "retry_backoff_factor": 0.2,
+        "retry_backoff_max": 2,
+        "timeout": deadline,
+    }
+    timeouts = {"connection_timeout": min(10.0, deadline), "read_timeout": min(60.0, deadline)}
+    pipeline = PooledPipeline(pool_maxsize=pool_size, pool_block=True, retry=retry, **timeouts)
+    return TransportOptions(**timeouts, retry=retry, pipeline=pipeline)
 
 
 def _unversioned(ref: KeyRef) -> str:
@@ -138,6 +153,7 @@ class Backend:
 
     def __init__(
         self,
+        session: Session | None = None,
         *,
         endpoint: str | None = None,
         ca_bundle: str | None = None,
@@ -145,34 +161,28 @@ class Backend:
         pool_size: int = DEFAULT_POOL_SIZE,
         deadline: float = DEFAULT_DEADLINE,
         allow: AllowList | None = None,
-        configure: bool = True,
     ) -> None:
-        self.endpoint = endpoint
-        self.ca_bundle = ca_bundle
-        self.credential = credential
+        """``session``: the Session to open keys through; without one, a Session of ``endpoint``,
+        ``ca_bundle`` and ``credential`` with the agent's transport (:func:`agent_transport`)."""
+        if session is None:
+            from hsmcert.session import Session
+
+            session = Session(
+                endpoint=endpoint,
+                ca_bundle=ca_bundle,
+                credential=credential,
+                transport=agent_transport(pool_size, deadline),
+            )
+        self.session = session
         self.deadline = deadline
         self.allow = allow or AllowList()
         # Bounded, least recently used dropped first: requests for ever new names cannot grow the agent.
         self._keys: LruDict[str, HsmKey] = LruDict(MAX_KEYS)
         self._latest: LruDict[str, tuple[float, HsmKey]] = LruDict(MAX_KEYS)
-        self._latest_ttl = _latest_ttl()
+        policy = session.key_cache.policy
+        self._latest_ttl = policy.ttl if policy.enabled else 0.0
         self._parsed: LruDict[tuple[str, str | None], KeyRef] = LruDict(MAX_REFERENCES)
         self._lock = threading.Lock()
-        if configure:
-            from hsmcert.agent.transport import PooledPipeline
-            from hsmcert.azure import clients
-
-            retry: dict[str, Any] = {
-                "retry_total": 10,
-                "retry_status": 10,
-                "retry_connect": 3,
-                "retry_backoff_factor": 0.2,
-                "retry_backoff_max": 2,
-                "timeout": deadline,
-            }
-            timeouts = {"connection_timeout": min(10.0, deadline), "read_timeout": min(60.0, deadline)}
-            pipeline = PooledPipeline(pool_maxsize=pool_size, pool_block=True, retry=retry, **timeouts)
-            clients.configure_service_clients(pipeline=pipeline, timeouts=timeouts, **retry)
 
     # -- keys -------------------------------------------------------------------------------------------
 
@@ -196,10 +206,10 @@ class Backend:
         return ref
 
     def key(self, ref: KeyRef) -> HsmKey:
-        """The opened key (pinned): from the agent's cache, else via hsm.open_key.
+        """The opened key (pinned): from the agent's cache, else through the session.
 
         A pinned version stays cached; "the latest version" of a key is looked up again after
-        ``HSMCERT_KEY_CACHE_TTL`` seconds (300) as in :mod:`hsmcert.azure.hsm` (``HSMCERT_KEY_CACHE=off``: always).
+        the session's cache TTL (``HSMCERT_KEY_CACHE_TTL``, 300 s; ``HSMCERT_KEY_CACHE=off``: always).
         """
         text = str(ref)
         now = time.monotonic()
@@ -210,13 +220,7 @@ class Backend:
             latest = self._latest.get(text)
             if latest is not None and now - latest[0] < self._latest_ttl:
                 return latest[1]
-        from hsmcert.azure.hsm import open_key
-
-        opened = self._call(
-            lambda: open_key(
-                ref, endpoint=self.endpoint, ca_bundle=self.ca_bundle, credential=self.credential
-            )
-        )
+        opened = self._call(lambda: self.session.open_key(ref))
         with self._lock:
             key = self._keys.get(str(opened.ref)) or opened
             self._keys[str(opened.ref)] = key
@@ -269,4 +273,4 @@ class Backend:
                 delay = min(delay * 2, 2.0)
 
 
-__all__ = ["AllowList", "Backend", "DeniedError", "UnsupportedError", "status_for"]
+__all__ = ["AllowList", "Backend", "DeniedError", "UnsupportedError", "agent_transport", "status_for"]

@@ -1,7 +1,7 @@
 """The agent's HTTP transport: azure-core requests over one urllib3 connection pool per endpoint.
 
-:class:`PooledPipeline` is what the agent gives :func:`hsmcert.azure.clients.configure_service_clients`: a
-:class:`PooledTransport` per endpoint (bounded, optionally blocking pool; connect and read timeouts) and a
+:class:`PooledPipeline` is the pipeline of the agent's session
+(:func:`hsmcert.agent.backend.agent_transport`): a :class:`PooledTransport` per endpoint (bounded, optionally blocking pool; connect and read timeouts) and a
 short pipeline. The CLI and library keep the SDKs' default transport; the private SDK internals this needs
 are in :mod:`hsmcert.agent.sdkcompat`.
 """

@@ -314,7 +314,7 @@ _cache: dict[tuple[str, ...], Credential] = {}
 _cache_lock = threading.Lock()
 
 # Environment variables that change what get_credential builds (part of its cache key).
-_ENV_KEYS = (
+ENV_KEYS = (
     "HSMCERT_CREDENTIAL",
     "HSMCERT_ACCESS_TOKEN",
     "AZURE_CLI_ACCESS_TOKEN",
@@ -379,7 +379,7 @@ def get_credential(name: str | None = None, *, client_id: str | None = None) -> 
     process for the same choice and environment (so is its token cache), for code without a Session.
     """
     chosen = selected_name(name)
-    key = (chosen, client_id or "", *(os.environ.get(k, "") for k in _ENV_KEYS))
+    key = (chosen, client_id or "", *(os.environ.get(k, "") for k in ENV_KEYS))
     with _cache_lock:
         found = _cache.get(key)
         if found is None:
@@ -433,7 +433,7 @@ class Identity:
         }
 
 
-def describe(credential: Credential, scope: str = MANAGED_HSM_SCOPE) -> Identity:
+def describe(credential: TokenCredential, scope: str = MANAGED_HSM_SCOPE) -> Identity:
     """Get a token for ``scope`` and say who it belongs to (raises PermissionDeniedError when none)."""
     from azure.core.exceptions import ClientAuthenticationError
 
@@ -443,7 +443,12 @@ def describe(credential: Credential, scope: str = MANAGED_HSM_SCOPE) -> Identity
         raise PermissionDeniedError(f"Cannot get a token: {_first_line(exc)}.", _REMEDY) from exc
     from hsmcert.tokens import expiry, token_problem
 
-    answered = credential.answered or credential.name
+    # hsmcert's own Credential says which one answered; another credential is named by its class
+    answered = str(
+        getattr(credential, "answered", None)
+        or getattr(credential, "name", None)
+        or type(credential).__name__
+    )
     problem = token_problem(token.token)
     if problem:
         remedy = _RENEW_ENV_CREDENTIAL if answered == "env-token" else _REMEDY

@@ -3,26 +3,22 @@
 :func:`open_key` returns an :class:`HsmKey` whose version is pinned: every operation goes to the version
 that was current when the key was opened, so all signatures of one certificate come from one key.
 Each signature is verified locally with the public key before it is returned. Public keys come from the
-cache of :mod:`hsmcert.azure.keycache` when they can; the SDK clients are shared per endpoint
-(:mod:`hsmcert.azure.clients`).
+session's cache (:mod:`hsmcert.azure.keycache`) when they can; the SDK clients of each endpoint belong to
+the session too (:mod:`hsmcert.azure.clients`). Open keys through :class:`hsmcert.session.Session`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hsmcert import jwa
-from hsmcert.azure.clients import ServiceClients, service_clients
-from hsmcert.azure.errors import enable_remedy, translate_azure_errors
-from hsmcert.azure.keycache import cache_get, cache_put
+from hsmcert.azure.clients import ServiceClients
+from hsmcert.azure.errors import enable_remedy
 from hsmcert.azure.keyinfo import KeyInfo, public_key_from_jwk, unb64u
 from hsmcert.errors import PermissionDeniedError, UsageError, VerificationError
 from hsmcert.keyref import KeyRef, parse_keyref
-
-if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
 
 
 def check_usable(info: KeyInfo, ref: KeyRef) -> None:
@@ -102,7 +98,7 @@ class HsmKey:
         """
         algorithm = self.check_algorithm(alg)
         digest = jwa.digest_to_sign(algorithm, digest)
-        with translate_azure_errors(self.ref, "sign", self._service.url, self._service.credential):
+        with self._service.translating(self.ref, "sign"):
             result = self._crypto_client().sign(algorithm.name, digest)
         signature = bytes(result.signature)
         if self.kty == "EC":
@@ -150,38 +146,27 @@ class HsmKey:
             raise UsageError(
                 f"The ciphertext is {len(ciphertext)} bytes; a {self.key_size}-bit key needs {(self.key_size + 7) // 8}."
             )
-        with translate_azure_errors(self.ref, "decrypt", self._service.url, self._service.credential):
+        with self._service.translating(self.ref, "decrypt"):
             result = self._crypto_client().decrypt(name, ciphertext)
         return bytes(result.plaintext)
 
 
 def fetch_key_info(ref: KeyRef, service: ServiceClients) -> KeyInfo:
     """GET the key (the latest version, or ``ref.version``) from the service; no cache."""
-    with translate_azure_errors(ref, "get", service.url, service.credential):
+    with service.translating(ref, "get"):
         key = service.key_client.get_key(ref.key, version=ref.version)
     return KeyInfo.from_sdk(key)
 
 
-def open_key(
-    ref: KeyRef | str,
-    *,
-    endpoint: str | None = None,
-    ca_bundle: str | None = None,
-    credential: TokenCredential | str | None = None,
-    refresh: bool = False,
-) -> HsmKey:
-    """Fetch the public key of ``ref`` (or take it from the cache) and pin its version.
+def open_key(ref: KeyRef | str, service: ServiceClients, *, refresh: bool = False) -> HsmKey:
+    """Fetch the public key of ``ref`` from ``service`` (the clients of its endpoint; see
+    :meth:`hsmcert.session.Session.open_key`), or take it from the cache, and pin its version.
 
-    ``credential``: None (``get_credential()``), a credential name, or any azure-core token credential.
     ``refresh``: ask the service even when the public key is cached (checks access, enabled, expiry).
     """
-    from hsmcert.config import resolve_endpoint
-
     if isinstance(ref, str):
         ref = parse_keyref(ref)
-    resolved = resolve_endpoint(ref, endpoint=endpoint, ca_bundle=ca_bundle)
-    service = service_clients(resolved, credential)
-    info = None if refresh else cache_get(resolved.url, ref)
+    info = None if refresh else service.cache.get(service.url, ref)
     if info is None:
         info = fetch_key_info(ref, service)
         check_usable(info, ref)
@@ -190,7 +175,7 @@ def open_key(
                 f"{ref} is a {info.jwk.get('kty')} key; only RSA and EC keys sign.",
                 "Use an RSA or EC key (hsmcert key create --kty RSA|EC).",
             )
-        cache_put(resolved.url, ref, info)
+        service.cache.put(service.url, ref, info)
     return HsmKey(ref, info, service)
 
 

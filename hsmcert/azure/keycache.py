@@ -1,10 +1,14 @@
 """The public-key cache (why one CSR costs two requests, the public key and the sign, and one when cached).
 
-- in memory, per process: a pinned version's public key forever, "the latest version" of a key for
-  ``HSMCERT_KEY_CACHE_TTL`` seconds (default 300); :func:`forget` drops a key (rotate and create call it);
+- in memory, per :class:`KeyCache` (each Session has one): a pinned version's public key forever, "the
+  latest version" of a key for ``ttl`` seconds (``HSMCERT_KEY_CACHE_TTL``, default 300); :meth:`KeyCache.forget`
+  drops a key (rotate and create call it);
 - on disk, for pinned versions only (a version's public key never changes): one JSON file per
-  (endpoint, key, version) in ``$HSMCERT_CACHE_DIR`` or ``<user cache dir>/hsmcert/public-keys``.
-  Only public keys are stored. ``HSMCERT_KEY_CACHE=off`` disables both caches.
+  (endpoint, key, version) in ``$HSMCERT_CACHE_DIR`` or ``<user cache dir>/hsmcert/public-keys`` (where the
+  agent also remembers the services' authentication challenges). Only public keys are stored.
+
+``HSMCERT_KEY_CACHE=off`` disables both caches. :class:`CachePolicy` holds these settings, read once when a
+Session is built; the process-wide cache of code without a Session (:func:`shared`) reads them at each use.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from hsmcert.azure.keyinfo import KeyInfo
@@ -21,95 +27,137 @@ from hsmcert.keyref import KeyRef, parse_keyref
 from hsmcert.lru import LruDict
 
 MEMORY_ENTRIES = 4096
-"""Public keys kept in memory (the least recently used beyond that are dropped)."""
-_memory: LruDict[tuple[str, str, str], tuple[float, KeyInfo]] = LruDict(MEMORY_ENTRIES)
-_memory_lock = threading.Lock()
+"""Public keys kept in memory per cache (the least recently used beyond that are dropped)."""
 
 
-def cache_enabled() -> bool:
-    return os.environ.get("HSMCERT_KEY_CACHE", "on").lower() not in ("off", "0", "false", "no")
+@dataclass(frozen=True)
+class CachePolicy:
+    """Whether public keys are cached, how long "the latest version" stays, and where the disk cache is
+    (None: ``<user cache dir>/hsmcert/public-keys``)."""
 
+    enabled: bool = True
+    ttl: float = 300.0
+    directory: Path | None = None
 
-def _ttl() -> float:
-    try:
-        return float(os.environ.get("HSMCERT_KEY_CACHE_TTL", "300"))
-    except ValueError:
-        return 300.0
-
-
-def cache_dir() -> Path:
-    """Where public keys are cached on disk; OSError when the user has none."""
-    explicit = os.environ.get("HSMCERT_CACHE_DIR")
-    if explicit:
-        return Path(explicit) / "public-keys"
-    from platformdirs import user_cache_dir
-
-    path = Path(user_cache_dir("hsmcert")) / "public-keys"
-    if not path.is_absolute():
-        # A service user without a home (systemd DynamicUser) gets "~/...": the callers, which all treat
-        # the disk cache as optional, then keep public keys in memory only.
-        raise OSError("no cache directory for this user")
-    return path
-
-
-def _disk_path(url: str, ref: KeyRef) -> Path:
-    digest = hashlib.sha256(f"{url}|{ref.kind}|{ref.service}|{ref.key}|{ref.version}".encode()).hexdigest()
-    return cache_dir() / f"{digest[:40]}.json"
-
-
-def cache_get(url: str, ref: KeyRef) -> KeyInfo | None:
-    if not cache_enabled():
-        return None
-    mkey = (url, ref.key, ref.version or "")
-    with _memory_lock:
-        entry = _memory.get(mkey)
-    if entry is not None and (ref.version or time.monotonic() - entry[0] < _ttl()):
-        return entry[1]
-    if ref.version:
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> CachePolicy:
+        """From ``HSMCERT_KEY_CACHE``, ``HSMCERT_KEY_CACHE_TTL`` and ``HSMCERT_CACHE_DIR``."""
+        env = os.environ if environ is None else environ
+        enabled = env.get("HSMCERT_KEY_CACHE", "on").lower() not in ("off", "0", "false", "no")
         try:
-            data = json.loads(_disk_path(url, ref).read_text())
-            info = KeyInfo(data["kid"], data["jwk"], tags=data.get("tags", {}))
-        except (OSError, ValueError, KeyError, TypeError):
+            ttl = float(env.get("HSMCERT_KEY_CACHE_TTL", "300"))
+        except ValueError:
+            ttl = 300.0
+        explicit = env.get("HSMCERT_CACHE_DIR")
+        return cls(enabled, ttl, Path(explicit) / "public-keys" if explicit else None)
+
+    def disk_dir(self) -> Path:
+        """Where public keys are cached on disk; OSError when the user has none."""
+        if self.directory is not None:
+            return self.directory
+        from platformdirs import user_cache_dir
+
+        path = Path(user_cache_dir("hsmcert")) / "public-keys"
+        if not path.is_absolute():
+            # A service user without a home (systemd DynamicUser) gets "~/...": the callers, which all treat
+            # the disk cache as optional, then keep public keys in memory only.
+            raise OSError("no cache directory for this user")
+        return path
+
+
+class KeyCache:
+    """Public keys by (endpoint, key, version), in memory and (pinned versions) on disk; thread-safe.
+
+    ``policy`` None: the settings are read from the environment at each use (the process-wide cache).
+    """
+
+    def __init__(self, policy: CachePolicy | None = None) -> None:
+        self._policy = policy
+        self._memory: LruDict[tuple[str, str, str], tuple[float, KeyInfo]] = LruDict(MEMORY_ENTRIES)
+        self._lock = threading.Lock()
+
+    @property
+    def policy(self) -> CachePolicy:
+        return self._policy if self._policy is not None else CachePolicy.from_environment()
+
+    def _disk_path(self, policy: CachePolicy, url: str, ref: KeyRef) -> Path:
+        text = f"{url}|{ref.kind}|{ref.service}|{ref.key}|{ref.version}"
+        return policy.disk_dir() / f"{hashlib.sha256(text.encode()).hexdigest()[:40]}.json"
+
+    def get(self, url: str, ref: KeyRef) -> KeyInfo | None:
+        policy = self.policy
+        if not policy.enabled:
             return None
-        if info.version != ref.version:
-            return None
-        with _memory_lock:
-            _memory[mkey] = (time.monotonic(), info)
-        return info
-    return None
+        mkey = (url, ref.key, ref.version or "")
+        with self._lock:
+            entry = self._memory.get(mkey)
+        if entry is not None and (ref.version or time.monotonic() - entry[0] < policy.ttl):
+            return entry[1]
+        if ref.version:
+            try:
+                data = json.loads(self._disk_path(policy, url, ref).read_text())
+                info = KeyInfo(data["kid"], data["jwk"], tags=data.get("tags", {}))
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+            if info.version != ref.version:
+                return None
+            with self._lock:
+                self._memory[mkey] = (time.monotonic(), info)
+            return info
+        return None
+
+    def put(self, url: str, ref: KeyRef, info: KeyInfo) -> None:
+        policy = self.policy
+        if not policy.enabled:
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._memory[(url, ref.key, ref.version or "")] = (now, info)
+            self._memory[(url, ref.key, info.version)] = (now, info)
+        try:
+            path = self._disk_path(policy, url, ref.with_version(info.version))
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"kid": info.kid, "jwk": info.jwk}))
+            tmp.replace(path)
+        except OSError:
+            pass  # the cache is an optimisation; a read-only home must not break signing
+
+    def remember(self, url: str, ref: KeyRef, info: KeyInfo) -> None:
+        """Cache a key version the caller just created or rotated as the key's latest version."""
+        self.forget(ref)
+        if info.kty in ("RSA", "EC"):
+            self.put(url, ref, info)
+
+    def forget(self, ref: KeyRef | str) -> None:
+        """Drop a key's "latest version" from memory (after create or rotate)."""
+        ref = parse_keyref(ref) if isinstance(ref, str) else ref
+        with self._lock:
+            for mkey in [k for k in self._memory if k[1] == ref.key and k[2] in ("", ref.version or "")]:
+                del self._memory[mkey]
 
 
-def cache_put(url: str, ref: KeyRef, info: KeyInfo) -> None:
-    if not cache_enabled():
-        return
-    now = time.monotonic()
-    pinned = ref.with_version(info.version)
-    with _memory_lock:
-        _memory[(url, ref.key, ref.version or "")] = (now, info)
-        _memory[(url, ref.key, info.version)] = (now, info)
-    path = _disk_path(url, pinned)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"kid": info.kid, "jwk": info.jwk}))
-        tmp.replace(path)
-    except OSError:
-        pass  # the cache is an optimisation; a read-only home must not break signing
+_shared = KeyCache()
 
 
-def remember(url: str, ref: KeyRef, info: KeyInfo) -> None:
-    """Cache a key version the caller just created or rotated as the key's latest version."""
-    forget(ref)
-    if info.kty in ("RSA", "EC"):
-        cache_put(url, ref, info)
+def shared() -> KeyCache:
+    """The process-wide cache of code that opens keys without a Session (settings read at each use)."""
+    return _shared
 
 
 def forget(ref: KeyRef | str) -> None:
-    """Drop a key's "latest version" from the in-process cache (after create or rotate)."""
-    ref = parse_keyref(ref) if isinstance(ref, str) else ref
-    with _memory_lock:
-        for mkey in [k for k in _memory if k[1] == ref.key and k[2] in ("", ref.version or "")]:
-            del _memory[mkey]
+    """Drop a key's "latest version" from the process-wide cache."""
+    _shared.forget(ref)
 
 
-__all__ = ["cache_dir", "cache_enabled", "cache_get", "cache_put", "forget", "remember"]
+def cache_enabled() -> bool:
+    """Whether the environment lets hsmcert cache (``HSMCERT_KEY_CACHE``), read now."""
+    return CachePolicy.from_environment().enabled
+
+
+def cache_dir() -> Path:
+    """The disk cache's directory by the environment, read now; OSError when the user has none."""
+    return CachePolicy.from_environment().disk_dir()
+
+
+__all__ = ["MEMORY_ENTRIES", "CachePolicy", "KeyCache", "cache_dir", "cache_enabled", "forget", "shared"]

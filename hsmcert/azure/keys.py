@@ -16,18 +16,14 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hsmcert.azure.clients import service_clients
+from hsmcert.azure.clients import ServiceClients
 from hsmcert.azure.hsm import fetch_key_info
-from hsmcert.azure.keycache import remember
 from hsmcert.azure.keyinfo import KeyInfo, public_key_from_jwk
 from hsmcert.errors import AlreadyExistsError, NotFoundError, UsageError
 from hsmcert.jwa import CURVES
 from hsmcert.keyref import KeyRef, Kind, parse_keyref
-
-if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
 
 LABEL_TAGS = ("p11_pri_CKA_LABEL", "p11_pub_CKA_LABEL")
 RSA_SIZES = (2048, 3072, 4096)
@@ -115,20 +111,6 @@ class KeyDetails:
         return data
 
 
-def _service(
-    kind: Kind,
-    name: str,
-    *,
-    endpoint: str | None,
-    ca_bundle: str | None,
-    credential: TokenCredential | str | None,
-) -> Any:
-    from hsmcert.config import resolve_service
-
-    resolved = resolve_service(kind, name, endpoint=endpoint, ca_bundle=ca_bundle)
-    return service_clients(resolved, credential)
-
-
 def _ref(ref: KeyRef | str) -> KeyRef:
     return parse_keyref(ref) if isinstance(ref, str) else ref
 
@@ -145,15 +127,13 @@ def _kty(kty: str, kind: Kind) -> str:
 def create_key(
     ref: KeyRef | str,
     kty: str,
+    service: ServiceClients,
     *,
     size: int | None = None,
     curve: str | None = None,
     label: str | None = None,
     tags: dict[str, str] | None = None,
     ops: list[str] | None = None,
-    endpoint: str | None = None,
-    ca_bundle: str | None = None,
-    credential: TokenCredential | str | None = None,
 ) -> KeyDetails:
     """Create a new non-exportable HSM key; refuse if a key with that name exists (rotate it instead)."""
     ref = _ref(ref)
@@ -191,9 +171,6 @@ def create_key(
     if bad:
         raise UsageError(f"Unknown key operation {bad[0]!r}.", f"Use some of: {', '.join(ALL_OPS)}.")
 
-    from hsmcert.azure.errors import translate_azure_errors
-
-    service = _service(ref.kind, ref.service, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
     try:
         fetch_key_info(ref, service)
     except NotFoundError:
@@ -208,44 +185,28 @@ def create_key(
         kwargs["curve"] = curve
     else:
         kwargs["size"] = size
-    with translate_azure_errors(ref, "create", service.url, service.credential):
+    with service.translating(ref, "create"):
         key = service.key_client.create_key(ref.key, f"{base}-HSM", **kwargs)
     info = KeyInfo.from_sdk(key)
-    remember(service.url, ref, info)
+    service.cache.remember(service.url, ref, info)
     return KeyDetails(ref, info)
 
 
-def show_key(
-    ref: KeyRef | str,
-    *,
-    endpoint: str | None = None,
-    ca_bundle: str | None = None,
-    credential: TokenCredential | str | None = None,
-) -> KeyDetails:
+def show_key(ref: KeyRef | str, service: ServiceClients) -> KeyDetails:
     """The key (the given version, or the latest) with its public key and properties."""
     ref = _ref(ref)
-    service = _service(ref.kind, ref.service, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
     return KeyDetails(ref, fetch_key_info(ref, service))
 
 
-def rotate_key(
-    ref: KeyRef | str,
-    *,
-    endpoint: str | None = None,
-    ca_bundle: str | None = None,
-    credential: TokenCredential | str | None = None,
-) -> KeyDetails:
+def rotate_key(ref: KeyRef | str, service: ServiceClients) -> KeyDetails:
     """Make a new version of the key (same type, size, operations and tags); the old versions remain."""
-    from hsmcert.azure.errors import translate_azure_errors
-
     ref = _ref(ref)
     if ref.version:
         raise UsageError("Rotation makes a new version of the key; leave ?version= out of the reference.")
-    service = _service(ref.kind, ref.service, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
-    with translate_azure_errors(ref, "rotate", service.url, service.credential):
+    with service.translating(ref, "rotate"):
         key = service.key_client.rotate_key(ref.key)
     info = KeyInfo.from_sdk(key)
-    remember(service.url, ref, info)
+    service.cache.remember(service.url, ref, info)
     return KeyDetails(ref, info)
 
 
@@ -277,20 +238,11 @@ class KeySummary:
 
 
 def list_keys(
-    kind: Kind,
-    name: str,
-    *,
-    label: str | None = None,
-    endpoint: str | None = None,
-    ca_bundle: str | None = None,
-    credential: TokenCredential | str | None = None,
+    kind: Kind, name: str, service: ServiceClients, *, label: str | None = None
 ) -> list[KeySummary]:
     """The keys of a Managed HSM or vault (optionally only those with a PKCS#11 label), sorted by name."""
-    from hsmcert.azure.errors import translate_azure_errors
-
-    service = _service(kind, name, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
     found: list[KeySummary] = []
-    with translate_azure_errors(f"{kind}:{name}", "list", service.url, service.credential):
+    with service.translating(f"{kind}:{name}", "list"):
         for props in service.key_client.list_properties_of_keys():
             tags = dict(props.tags or {})
             if label is not None and label_of(tags) != label:

@@ -1,16 +1,21 @@
-"""What every command shares: global state, option types, output rendering, the stderr console."""
+"""What every command shares: the run's state and session, option types, output rendering, the stderr console."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from hsmcert.session import Session
 
 
 class OutputFormat(str, Enum):
@@ -20,14 +25,65 @@ class OutputFormat(str, Enum):
 
 @dataclass
 class State:
+    """What one run of the command line knows: its global options, and the session it built."""
+
     output: OutputFormat = OutputFormat.text
     quiet: bool = False
     verbose: bool = False
     printed_document: bool = False
     """A JSON document went to stdout already: a failure after it prints no second one."""
+    session: Session | None = None
 
 
-state = State()
+_run: ContextVar[State | None] = ContextVar("hsmcert_cli_run", default=None)
+
+
+def current() -> State:
+    """The state of the run in progress (outside a run: the defaults, in a throwaway object)."""
+    found = _run.get()
+    return found if found is not None else State()
+
+
+@contextmanager
+def run() -> Iterator[State]:
+    """One run of the command line with a fresh state; the session it built is closed at the end."""
+    fresh = State()
+    token = _run.set(fresh)
+    try:
+        yield fresh
+    finally:
+        _run.reset(token)
+        if fresh.session is not None:
+            fresh.session.close()
+
+
+class _CurrentState:
+    """``state.output``, ``state.quiet``...: the fields of the run in progress (nothing is kept here)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(current(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(current(), name, value)
+
+
+state: Any = _CurrentState()
+
+
+def session(
+    endpoint: str | None = None, ca_bundle: str | None = None, credential: str | None = None
+) -> Session:
+    """The run's :class:`~hsmcert.session.Session`, built on first use from the command's ``--endpoint``,
+    ``--ca-bundle`` and ``--credential``, the environment and the config file, then kept for the run."""
+    here = current()
+    if here.session is None:
+        from hsmcert.session import Session
+
+        here.session = Session(endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+    return here.session
+
 
 # Options shared by many commands. Every option is also read from HSMCERT_<COMMAND>_<OPTION>
 # (cli/_env.py); the envvar given below is a short, command-independent name read after it.

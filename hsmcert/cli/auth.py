@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, emit, state, times
+from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, emit, session, state, times
 from hsmcert.clock import rfc3339
 
 
@@ -18,9 +18,9 @@ def whoami(
     ] = None,
 ) -> None:
     """Show which credential answers, its tenant and object id (never the token)."""
-    from hsmcert.azure.credentials import MANAGED_HSM_SCOPE, describe, get_credential
+    from hsmcert.azure.credentials import MANAGED_HSM_SCOPE, describe
 
-    who = describe(get_credential(credential), scope or MANAGED_HSM_SCOPE)
+    who = describe(session(credential=credential).credential, scope or MANAGED_HSM_SCOPE)
     data = times(who.to_json(), "expires_on")
 
     def text() -> str:
@@ -61,13 +61,7 @@ def doctor(
 
     checks = []
     for check in run_checks(
-        key=key,
-        hsm=hsm,
-        vault=vault,
-        credential=credential,
-        endpoint=endpoint,
-        ca_bundle=ca_bundle,
-        sign=not no_sign,
+        key=key, hsm=hsm, vault=vault, session=session(endpoint, ca_bundle, credential), sign=not no_sign
     ):
         checks.append(check)
         if state.output.value == "text":

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, emit, log
+from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, emit, log, session
 
 
 def grant(
@@ -54,7 +54,7 @@ def grant(
 
       hsmcert grant --hsm contoso --principal 00000000-0000-0000-0000-000000000001 --key tls-key --dry-run
     """
-    from hsmcert.azure.grant import Machine, apply_grant, az_commands, machine_principal_id, plan_grant
+    from hsmcert.azure.grant import Machine, az_commands, machine_principal_id, plan_grant
     from hsmcert.errors import UsageError
 
     named = [x for x in (principal, vm, arc) if x]
@@ -76,27 +76,11 @@ def grant(
         emit({**plan.to_json(), "az": commands}, "\n".join(commands))
         return
 
-    from azure.keyvault.administration import KeyVaultAccessControlClient
-
-    from hsmcert.azure.credentials import get_credential
-    from hsmcert.config import resolve_service
-
-    azure_credential = get_credential(credential)
+    hsm_session = session(endpoint, ca_bundle, credential)
     if machine is not None:
-        plan.principal_id = machine_principal_id(machine, azure_credential)
+        plan.principal_id = machine_principal_id(machine, hsm_session.credential)
         log(f"{machine.name}: managed identity {plan.principal_id}")
-    from hsmcert.azure.clients import service_clients
-    from hsmcert.azure.errors import translate_azure_errors
-
-    service = resolve_service("managedhsm", hsm, endpoint=endpoint, ca_bundle=ca_bundle)
-    # the endpoint's shared transport (pool, proxy, CA, timeouts) and hsmcert's retry settings
-    shared = service_clients(service, azure_credential)
-    client = KeyVaultAccessControlClient(service.url, azure_credential, **shared.client_kwargs())
-
-    with translate_azure_errors(
-        f"managedhsm:{hsm}", "role management", url=service.url, credential=azure_credential
-    ):
-        apply_grant(plan, client)
+    hsm_session.grant(plan)
     emit(
         plan.to_json(),
         lambda: "\n".join(f"{d['action']}: {d.get('role')} at {d.get('scope', '/')}" for d in plan.done),

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, KeyOpt, emit, log, times
+from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, KeyOpt, emit, log, session, times
 
 key_app = typer.Typer(
     name="key",
@@ -101,11 +101,12 @@ def create(
 
     Example: hsmcert key create --key managedhsm:contoso:tls-key --kty EC --curve P-256 --label tlsKey
     """
-    from hsmcert.azure.keys import create_key, parse_tags, show_key
+    from hsmcert.azure.keys import parse_tags
     from hsmcert.errors import AlreadyExistsError
 
+    keys = session(endpoint, ca_bundle, credential).keys
     try:
-        details = create_key(
+        details = keys.create(
             key,
             kty,
             size=size,
@@ -113,15 +114,12 @@ def create(
             label=label,
             tags=parse_tags(tag),
             ops=[o.strip() for o in ops.split(",") if o.strip()] if ops else None,
-            endpoint=endpoint,
-            ca_bundle=ca_bundle,
-            credential=credential,
         )
         existed = False
     except AlreadyExistsError as exc:
         if not exist_ok:
             raise
-        details = show_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+        details = keys.show(key)
         found = details.to_json()
         have, want = _shape(found["kty"], found["size"], found["curve"]), _shape(kty, size, curve)
         if have != want:
@@ -144,9 +142,7 @@ def show(
     credential: CredentialOpt = None,
 ) -> None:
     """Show a key version (the latest unless the reference names one): type, operations, tags, public key."""
-    from hsmcert.azure.keys import show_key
-
-    details = show_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+    details = session(endpoint, ca_bundle, credential).keys.show(key)
     data = times(details.to_json(), *_TIMES)
     emit(data, lambda: _details_text(data))
 
@@ -159,9 +155,7 @@ def rotate(
     credential: CredentialOpt = None,
 ) -> None:
     """Make a new version of a key (same type, operations and tags); older versions keep working."""
-    from hsmcert.azure.keys import rotate_key
-
-    details = rotate_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+    details = session(endpoint, ca_bundle, credential).keys.rotate(key)
     data = times(details.to_json(), *_TIMES)
     log(f"new version {data['version']} of {data['service']}:{data['name']}")
     emit(data, lambda: _details_text(data))
@@ -177,14 +171,13 @@ def list_(
     credential: CredentialOpt = None,
 ) -> None:
     """List the keys of a Managed HSM (--hsm) or a Key Vault (--vault)."""
-    from hsmcert.azure.keys import list_keys
     from hsmcert.errors import UsageError
 
     if bool(hsm) == bool(vault):
         raise UsageError("Name one service: --hsm NAME or --vault NAME.")
     kind: Literal["managedhsm", "vault"] = "managedhsm" if hsm else "vault"
     name = str(hsm or vault)
-    keys = list_keys(kind, name, label=label, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+    keys = session(endpoint, ca_bundle, credential).keys.list(kind, name, label=label)
     listed = [times(k.to_json(), *_TIMES) for k in keys]
     data = {"service": f"{kind}:{name.lower()}", "keys": listed}
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 import hsmcert
-from hsmcert.cli._common import OutputFormat, fail, state
+from hsmcert.cli._common import OutputFormat, fail, run, state
 from hsmcert.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, HsmcertError
 
 app = typer.Typer(
@@ -170,9 +170,15 @@ def _usage_message(exc: Exception) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; exit with the documented code. Expected failures print one line, never a traceback."""
+    """Run the CLI; exit with the documented code. Expected failures print one line, never a traceback.
+
+    Each call is one run with a state of its own (global options, the session), gone when it returns."""
     args = _hoist_global_options(list(sys.argv[1:] if argv is None else argv))
-    state.printed_document = False
+    with run():
+        _main(args)
+
+
+def _main(args: list[str]) -> None:
     try:
         code = command().main(args=args, prog_name="hsmcert", standalone_mode=False)
     except HsmcertError as exc:

@@ -20,6 +20,7 @@ from hsmcert.cli._common import (
     OutOpt,
     emit,
     log,
+    session,
     state,
 )
 from hsmcert.fsutil import check_target
@@ -57,7 +58,7 @@ DerOpt = Annotated[bool, typer.Option("--der", help="Same as --format der.")]
 def _load_key(key: str, endpoint: str | None, ca_bundle: str | None, credential: str | None) -> Any:
     from hsmcert.signer import load_private_key
 
-    return load_private_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+    return load_private_key(key, session=session(endpoint, ca_bundle, credential))
 
 
 def _profile(name: str | None) -> Any:
@@ -285,7 +286,6 @@ def verify(
     credential: CredentialOpt = None,
 ) -> None:
     """Check a certificate against a key reference, a CA file and/or a CSR (exit 6 when a check fails)."""
-    from hsmcert.azure.hsm import open_key
     from hsmcert.errors import VerificationError
     from hsmcert.pki.io import load_certificates, load_csr, parse_any
     from hsmcert.pki.verify import verify as run_checks
@@ -294,7 +294,7 @@ def verify(
     obj = parse_any(data, source)[0]
     public_key, label = None, "the key"
     if key:
-        hsm_key = open_key(key, endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
+        hsm_key = session(endpoint, ca_bundle, credential).open_key(key)
         public_key, label = hsm_key.public_key, str(hsm_key.ref)
     checks = run_checks(
         obj,

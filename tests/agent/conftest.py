@@ -13,7 +13,7 @@ HSM = "local-hsm"
 @pytest.fixture(scope="session")
 def agent_keys(emulator: Any) -> dict[str, str]:
     """References of an RSA 2048 key and EC P-256 / P-384 keys in the emulator's default Managed HSM."""
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     refs: dict[str, str] = {}
     for name, kty, kwargs in (
@@ -22,6 +22,6 @@ def agent_keys(emulator: Any) -> dict[str, str]:
         ("p384", "EC", {"curve": "P-384"}),
     ):
         ref = f"managedhsm:{HSM}:agent-{name}-{uuid4().hex[:8]}"
-        create_key(ref, kty, **kwargs)
+        default_session().keys.create(ref, kty, **kwargs)
         refs[name] = ref
     return refs

@@ -8,11 +8,11 @@ from uuid import uuid4
 
 
 def test_one_hsm_read_serves_every_later_request(agent_factory: Any, emulator: Any) -> None:
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     name = f"agent-cache-{uuid4().hex[:8]}"
     ref = f"managedhsm:local-hsm:{name}"
-    create_key(ref, "RSA", size=2048)
+    default_session().keys.create(ref, "RSA", size=2048)
     before = len(emulator.audit())
     agent = agent_factory()
     digest = hashlib.sha256(b"cache").digest()

@@ -23,10 +23,10 @@ def ref(emulator: Any) -> str:
     test's audit count."""
     from uuid import uuid4
 
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     made = f"managedhsm:local-hsm:agent-slow-{uuid4().hex[:8]}"
-    create_key(made, "EC", curve="P-256")
+    default_session().keys.create(made, "EC", curve="P-256")
     return made
 
 

@@ -32,7 +32,7 @@ def test_pubkey_for_40_new_service_names_creates_no_emulator_service(
 SCRIPT = """
 import json, sys
 from hsmcert.agent.backend import MAX_KEYS, Backend
-from hsmcert.azure import clients, keycache
+from hsmcert.azure import clients
 
 backend = Backend(deadline=2)
 errors = set()
@@ -44,11 +44,11 @@ for n in range(int(sys.argv[1])):
             errors.add(type(exc).__name__)
 print(json.dumps({
     "errors": sorted(errors),
-    "services": len(clients._services),
+    "services": len(backend.session._clients),
     "max_services": clients.MAX_SERVICES,
     "parsed": len(backend._parsed),
     "keys": len(backend._keys) + len(backend._latest),
-    "memory": len(keycache._memory),
+    "memory": len(backend.session.key_cache._memory),
 }))
 """
 

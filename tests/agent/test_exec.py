@@ -38,9 +38,9 @@ def test_exec_openssl_req_signs_in_the_hsm(
     assert signs and signs[-1]["key"] == ref and signs[-1]["alg"] == "ES256"
     pubkeys = [r for r in records if r["op"] == "pubkey"]
     assert pubkeys
-    from hsmcert.azure import hsm
+    from hsmcert.session import default_session
 
-    spki = hsm.open_key(ref).spki_der
+    spki = default_session().open_key(ref).spki_der
     assert (
         csr.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -111,10 +111,10 @@ def test_exec_openssl_dgst_pss_and_pkeyutl_oaep(
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-    from hsmcert.azure import hsm
+    from hsmcert.session import default_session
 
     ref = agent_keys["rsa"]
-    public = hsm.open_key(ref).public_key
+    public = default_session().open_key(ref).public_key
     assert isinstance(public, rsa.RSAPublicKey)
     data = tmp_path / "data.txt"
     data.write_bytes(b"signed through hsmcert exec\n")

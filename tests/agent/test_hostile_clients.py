@@ -446,7 +446,7 @@ def _in_process_server(path: Path) -> Any:
     from hsmcert.agent.server import AgentServer
 
     server = AgentServer(
-        Backend(endpoint="https://127.0.0.1:9", configure=False),
+        Backend(endpoint="https://127.0.0.1:9"),  # its own session: nothing process-wide is set
         socket_path=path,
         audit=AuditLog(open(os.devnull, "w")),  # noqa: SIM115 - closed with the server's audit
     )

@@ -31,10 +31,11 @@ def test_only_the_compatibility_module_touches_sdk_internals() -> None:
 def test_the_cli_and_library_use_the_sdks_default_transport(agent_keys: dict[str, str]) -> None:
     from azure.core.pipeline.transport import RequestsTransport
 
-    from hsmcert.azure.hsm import open_key
+    from hsmcert.session import Session
 
-    key = open_key(agent_keys["rsa"])
-    assert isinstance(key._service.transport, RequestsTransport)
+    with Session() as session:
+        key = session.open_key(agent_keys["rsa"])
+        assert isinstance(key._service.transport, RequestsTransport)
 
 
 def test_a_urllib3_response_reads_as_an_azure_core_response() -> None:

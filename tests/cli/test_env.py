@@ -171,10 +171,10 @@ def test_every_variable_sets_its_option(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_the_csr_format_and_issue_csr_variables_work(emulator: Any, tmp_path: Path) -> None:
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     ref = f"managedhsm:local-hsm:env-{uuid4().hex[:8]}"
-    create_key(ref, "EC", curve="P-256")
+    default_session().keys.create(ref, "EC", curve="P-256")
     env = {**os.environ, "HSMCERT_CACHE_DIR": str(tmp_path / "cache")}
     made = hsmcert(
         "csr", "--key", ref, "--subj", "/CN=env.example", "-o", "req.der",

@@ -44,11 +44,11 @@ def _csr(token: str | None, monkeypatch: pytest.MonkeyPatch, ref: str, out: Path
 def test_remedy_of_a_refused_sign_is_a_grant_that_works(
     emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     k1, k2 = (f"grant-{n}-{uuid4().hex[:8]}" for n in ("k1", "k2"))
     for name in (k1, k2):
-        create_key(f"managedhsm:{HSM}:{name}", "EC", curve="P-256")
+        default_session().keys.create(f"managedhsm:{HSM}:{name}", "EC", curve="P-256")
     app = f"grant-app-{uuid4().hex[:8]}"
     token = emulator.token(principal=app)
 
@@ -84,11 +84,11 @@ def test_remedy_of_a_refused_sign_is_a_grant_that_works(
 def test_granular_grant_gives_read_and_sign_on_one_key(
     emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     key = f"grant-granular-{uuid4().hex[:8]}"
     ref = f"managedhsm:{HSM}:{key}"
-    create_key(ref, "RSA", size=2048)
+    default_session().keys.create(ref, "RSA", size=2048)
     app = f"grant-signer-{uuid4().hex[:8]}"
     token = emulator.token(principal=app)
     argv = ["grant", "--hsm", HSM, "--principal", emulator.principal_id(app), "--key", key, "--granular"]

@@ -93,10 +93,10 @@ def _grant(*args: str) -> Any:
 
 
 def test_a_vms_identity_is_looked_up_and_granted(emulator: Any, arm: FakeArm) -> None:
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     key = f"vm-key-{uuid4().hex[:8]}"
-    create_key(f"managedhsm:local-hsm:{key}", "EC", curve="P-256")
+    default_session().keys.create(f"managedhsm:local-hsm:{key}", "EC", curve="P-256")
     identity = str(uuid4())
     arm.machines["web01"] = (
         200,

@@ -28,7 +28,6 @@ class CliResult:
 
 def run_cli(*args: str) -> CliResult:
     """Run ``hsmcert ARGS`` in this process (the emulator's variables are in os.environ)."""
-    from hsmcert.cli._common import OutputFormat, state
     from hsmcert.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -41,7 +40,6 @@ def run_cli(*args: str) -> CliResult:
         code = int(exc.code or 0)
     finally:
         sys.stdout, sys.stderr = old_out, old_err
-        state.output, state.quiet, state.verbose = OutputFormat.text, False, False
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
@@ -53,11 +51,11 @@ def cli() -> Callable[..., CliResult]:
 @pytest.fixture(scope="session")
 def make_key(emulator: Any) -> Callable[..., str]:
     """Create a key in the emulator's default Managed HSM; returns its reference text."""
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     def make(kty: str = "RSA", *, size: int | None = None, curve: str | None = None, **kwargs: Any) -> str:
         ref = f"managedhsm:{HSM}:{unique(kty.lower())}"
-        create_key(ref, kty, size=size, curve=curve, **kwargs)
+        default_session().keys.create(ref, kty, size=size, curve=curve, **kwargs)
         return ref
 
     return make

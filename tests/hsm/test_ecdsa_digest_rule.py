@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from hsmcert.azure import hsm
+from hsmcert.session import default_session
 from hsmcert.signer import HsmECPrivateKey, load_private_key
 
 HASHES: dict[str, hashes.HashAlgorithm] = {
@@ -29,7 +29,7 @@ HASHES: dict[str, hashes.HashAlgorithm] = {
 def test_hsm_key_signs_another_hash_and_it_verifies(
     ec_refs: dict[str, str], curve: str, hash_name: str
 ) -> None:
-    key = hsm.open_key(ec_refs[curve])
+    key = default_session().open_key(ec_refs[curve])
     digest = hashlib.new(hash_name, b"the ECDSA digest rule").digest()
     signature = key.sign_digest(key.default_algorithm(), digest)
     assert isinstance(key.public_key, ec.EllipticCurvePublicKey)
@@ -46,7 +46,7 @@ def test_cryptography_adapter_signs_with_any_hash(ec_refs: dict[str, str], hash_
 
 def test_the_hsm_receives_the_digest_of_the_rule(emulator: Any, ec_refs: dict[str, str]) -> None:
     """What the emulator signed is the truncated digest: verifying it as SHA-256 also succeeds."""
-    key = hsm.open_key(ec_refs["P-256"])
+    key = default_session().open_key(ec_refs["P-256"])
     digest = hashlib.sha384(b"leftmost bytes").digest()
     signature = key.sign_digest("ES256", digest)
     assert isinstance(key.public_key, ec.EllipticCurvePublicKey)

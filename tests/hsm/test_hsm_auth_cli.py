@@ -92,12 +92,15 @@ def test_the_grant_command_in_a_403_remedy_fixes_it(
 def test_doctor_checks_a_vault_key_with_a_key_vault_token(emulator: Any, cli: Any) -> None:
     from uuid import uuid4
 
-    from hsmcert.azure.credentials import VAULT_SCOPE, get_credential
-    from hsmcert.azure.keys import create_key
+    from hsmcert.azure.credentials import VAULT_SCOPE
+    from hsmcert.doctor import run_checks
+    from hsmcert.session import Session, default_session
 
     ref = f"vault:local-vault:doctor-{uuid4().hex[:8]}"
-    create_key(ref, "EC", curve="P-256")
+    default_session().keys.create(ref, "EC", curve="P-256")
     result = cli("doctor", "--key", ref, "--output", "json")
     assert result.code == 0, result.out + result.err
     assert json.loads(result.out)["ok"] is True
-    assert (VAULT_SCOPE,) in get_credential()._tokens  # the token asked for was Key Vault's
+    with Session() as session:
+        assert all(check.ok for check in run_checks(key=ref, session=session))
+        assert (VAULT_SCOPE,) in session.credential._tokens  # the token asked for was Key Vault's

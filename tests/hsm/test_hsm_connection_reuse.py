@@ -14,18 +14,18 @@ from tests.agent.test_agent_pool import CountingProxy
 
 
 def test_many_signatures_over_one_connection(emulator: Any) -> None:
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import Session, default_session
     from hsmcert.signer import load_private_key
 
     refs = [f"managedhsm:local-hsm:reuse-{kind}-{uuid4().hex[:8]}" for kind in ("ec", "rsa")]
-    create_key(refs[0], "EC", curve="P-256")
-    create_key(refs[1], "RSA", size=2048)
+    default_session().keys.create(refs[0], "EC", curve="P-256")
+    default_session().keys.create(refs[1], "RSA", size=2048)
     target = urlsplit(emulator.url())
     proxy = CountingProxy((target.hostname or "127.0.0.1", target.port or 443))
     try:
-        endpoint = f"https://127.0.0.1:{proxy.port}"
-        ec_key = load_private_key(refs[0], endpoint=endpoint, ca_bundle=str(emulator.ca))
-        rsa_key = load_private_key(refs[1], endpoint=endpoint, ca_bundle=str(emulator.ca))
+        session = Session(endpoint=f"https://127.0.0.1:{proxy.port}", ca_bundle=str(emulator.ca))
+        ec_key = load_private_key(refs[0], session=session)
+        rsa_key = load_private_key(refs[1], session=session)
         for i in range(10):
             data = f"message {i}".encode()
             ec_key.sign(data, ec.ECDSA(hashes.SHA256()))

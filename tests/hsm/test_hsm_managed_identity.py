@@ -37,11 +37,11 @@ def test_the_user_assigned_identity_is_refused_until_granted(
     emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from hsmcert.azure import keycache
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     name = f"mi-{uuid4().hex[:8]}"
     ref = f"managedhsm:local-hsm:{name}"
-    create_key(ref, "EC", curve="P-256")
+    default_session().keys.create(ref, "EC", curve="P-256")
     keycache.forget(ref)
     client_id = str(uuid4())
     with monkeypatch.context() as m:

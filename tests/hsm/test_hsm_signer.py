@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
-from hsmcert.azure import clients, hsm, keycache
+from hsmcert.azure import hsm, keycache
 from hsmcert.errors import (
     HsmcertError,
     NotFoundError,
@@ -23,6 +23,7 @@ from hsmcert.errors import (
     UsageError,
     VerificationError,
 )
+from hsmcert.session import Session, default_session
 from hsmcert.signer import HsmECPrivateKey, HsmRSAPrivateKey, load_private_key
 
 from .conftest import HSM, unique
@@ -50,7 +51,7 @@ def _csr(key: Any, algorithm: Any = None, **kwargs: Any) -> x509.CertificateSign
 
 
 def test_open_key_pins_the_version_and_exposes_the_public_key(emulator: Any, rsa_ref: str) -> None:
-    key = hsm.open_key(rsa_ref)
+    key = default_session().open_key(rsa_ref)
     assert key.kty == "RSA" and key.key_size == 2048
     assert key.ref.version and len(key.ref.version) == 32
     assert key.ref.key == rsa_ref.rsplit(":", 1)[1]
@@ -60,7 +61,7 @@ def test_open_key_pins_the_version_and_exposes_the_public_key(emulator: Any, rsa
 
 @pytest.mark.parametrize("alg", RSA_ALGS)
 def test_rsa_signatures_are_made_in_the_hsm_and_verified(emulator: Any, rsa_ref: str, alg: str) -> None:
-    key = hsm.open_key(rsa_ref)
+    key = default_session().open_key(rsa_ref)
     hash_alg = HASHES[alg[2:]]
     digest = hashlib.new(hash_alg.name, b"to be signed").digest()
     before = len(_signs(emulator, key.ref.key, key.ref.version))
@@ -77,7 +78,7 @@ def test_rsa_signatures_are_made_in_the_hsm_and_verified(emulator: Any, rsa_ref:
 
 @pytest.mark.parametrize("curve", list(EC_ALGS))
 def test_ecdsa_signatures_are_der_and_verify(emulator: Any, ec_refs: dict[str, str], curve: str) -> None:
-    key = hsm.open_key(ec_refs[curve])
+    key = default_session().open_key(ec_refs[curve])
     alg = EC_ALGS[curve]
     hash_alg = HASHES[alg[2:]]
     digest = hashlib.new(hash_alg.name, b"data").digest()
@@ -89,11 +90,11 @@ def test_ecdsa_signatures_are_der_and_verify(emulator: Any, ec_refs: dict[str, s
 
 def test_wrong_algorithm_for_the_key_is_a_usage_error(rsa_ref: str, ec_refs: dict[str, str]) -> None:
     with pytest.raises(UsageError, match="needs an EC key"):
-        hsm.open_key(rsa_ref).sign_digest("ES256", bytes(32))
+        default_session().open_key(rsa_ref).sign_digest("ES256", bytes(32))
     with pytest.raises(UsageError, match="P-384"):
-        hsm.open_key(ec_refs["P-256"]).sign_digest("ES384", bytes(48))
+        default_session().open_key(ec_refs["P-256"]).sign_digest("ES384", bytes(48))
     with pytest.raises(UsageError, match="32 bytes"):
-        hsm.open_key(rsa_ref).sign_digest("RS256", bytes(20))
+        default_session().open_key(rsa_ref).sign_digest("RS256", bytes(20))
 
 
 @pytest.mark.parametrize(
@@ -193,17 +194,18 @@ def test_rsa_decrypt_in_the_hsm(rsa_ref: str) -> None:
 
 
 def test_the_version_stays_pinned_after_rotation(emulator: Any, make_key: Any) -> None:
-    from hsmcert.azure.keys import rotate_key
 
     ref = make_key("EC", curve="P-256")
     key = load_private_key(ref)
     pinned = key.ref.version
-    rotated = rotate_key(ref)
+    rotated = default_session().keys.rotate(ref)
     assert rotated.info.version != pinned
     _csr(key)
     name = ref.rsplit(":", 1)[1]
     assert _signs(emulator, name, pinned) and not _signs(emulator, name, rotated.info.version)
-    assert hsm.open_key(ref).ref.version == rotated.info.version  # a new open sees the new version
+    assert (
+        default_session().open_key(ref).ref.version == rotated.info.version
+    )  # a new open sees the new version
 
 
 def test_one_csr_costs_one_get_and_one_sign_then_only_the_sign(emulator: Any, make_key: Any) -> None:
@@ -216,44 +218,41 @@ def test_one_csr_costs_one_get_and_one_sign_then_only_the_sign(emulator: Any, ma
     ops = [e["operation"] for e in emulator.audit() if e.get("key") == name][start:]
     assert len(ops) == 2 and ops[1] == "sign", ops  # read the public key, sign
     pinned = str(key.ref)
-    keycache._memory.clear()  # a new process: only the disk cache is left
-    _csr(load_private_key(pinned))
+    with Session() as fresh:  # as a new process: an empty memory cache, the disk cache left
+        _csr(load_private_key(pinned, session=fresh))
     ops = [e["operation"] for e in emulator.audit() if e.get("key") == name][start:]
     assert len(ops) == 3 and ops[2] == "sign", ops  # the sign alone
 
 
 def test_clients_are_shared_within_the_process(rsa_ref: str, ec_refs: dict[str, str]) -> None:
-    a, b = hsm.open_key(rsa_ref), hsm.open_key(ec_refs["P-256"])
+    a, b = default_session().open_key(rsa_ref), default_session().open_key(ec_refs["P-256"])
     assert a._service is b._service
     assert a._service.transport is b._service.transport
 
 
 def test_missing_key_is_not_found(emulator: Any) -> None:
     with pytest.raises(NotFoundError, match="no key") as info:
-        hsm.open_key(f"managedhsm:{HSM}:{unique('missing')}")
+        default_session().open_key(f"managedhsm:{HSM}:{unique('missing')}")
     assert "hsmcert key list --hsm local-hsm" in str(info.value.remedy)
 
 
 def test_disabled_and_expired_keys_say_so(emulator: Any, make_key: Any) -> None:
     import datetime
 
-    from hsmcert.azure.credentials import get_credential
-    from hsmcert.config import resolve_service
-
     disabled = make_key("EC", curve="P-256")
     expired = make_key("EC", curve="P-256")
-    endpoint = resolve_service("managedhsm", HSM)
-    client = clients.service_clients(endpoint, get_credential()).key_client
+    session = default_session()
+    client = session.clients(session.service_endpoint("managedhsm", HSM)).key_client
     client.update_key_properties(disabled.rsplit(":", 1)[1], enabled=False)
     past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
     client.update_key_properties(expired.rsplit(":", 1)[1], expires_on=past)
     keycache.forget(disabled)
     keycache.forget(expired)  # as in a new process: nothing cached
     with pytest.raises(PermissionDeniedError, match="is disabled") as info:
-        hsm.open_key(disabled)
+        default_session().open_key(disabled)
     assert "--enabled true" in str(info.value.remedy)
     with pytest.raises(PermissionDeniedError, match="expired"):
-        hsm.open_key(expired)
+        default_session().open_key(expired)
 
 
 def test_a_403_names_the_role_scope_and_grant_command(emulator: Any, rsa_ref: str) -> None:
@@ -261,13 +260,14 @@ def test_a_403_names_the_role_scope_and_grant_command(emulator: Any, rsa_ref: st
 
     outsider = StaticTokenCredential(emulator.token(principal="outsider"))
     name = rsa_ref.rsplit(":", 1)[1]
+    as_outsider = Session(credential=outsider, cache=keycache.shared())
     with pytest.raises(PermissionDeniedError) as info:
-        hsm.open_key(rsa_ref, credential=outsider, refresh=True)
+        as_outsider.open_key(rsa_ref, refresh=True)
     remedy = str(info.value.remedy)
     assert "keys/read/action" in remedy and "Managed HSM Crypto User" in remedy and f"/keys/{name}" in remedy
     assert f"hsmcert grant --hsm {HSM}" in remedy and f"--key {name}" in remedy
     assert info.value.exit_code == 4
-    cached = hsm.open_key(rsa_ref, credential=outsider)  # the public key is cached: the sign is refused
+    cached = as_outsider.open_key(rsa_ref)  # the public key is cached: the sign is refused
     with pytest.raises(PermissionDeniedError, match="refused sign") as info:
         cached.sign_digest("RS256", bytes(32))
     assert "keys/sign/action" in str(info.value.remedy)
@@ -275,7 +275,7 @@ def test_a_403_names_the_role_scope_and_grant_command(emulator: Any, rsa_ref: st
 
 def test_an_unreachable_service_is_reported(emulator: Any) -> None:
     with pytest.raises(UnreachableError, match="Cannot reach"):
-        hsm.open_key(f"managedhsm:{HSM}:k", endpoint="https://127.0.0.1:9", ca_bundle=str(emulator.ca))
+        Session(endpoint="https://127.0.0.1:9", ca_bundle=str(emulator.ca)).open_key(f"managedhsm:{HSM}:k")
 
 
 class _LyingKey(hsm.HsmKey):
@@ -300,7 +300,7 @@ def test_a_wrong_signature_from_the_hsm_is_never_returned(
 ) -> None:
     from hsmcert.signer import private_key_for
 
-    opened = hsm.open_key(rsa_ref if which == "rsa" else ec_refs["P-256"])
+    opened = default_session().open_key(rsa_ref if which == "rsa" else ec_refs["P-256"])
     liar = _LyingKey(opened.ref, opened.info, opened._service)
     key = private_key_for(liar)
     out = tmp_path / "req.pem"
@@ -348,12 +348,11 @@ def test_throttling_and_unavailability_are_ridden_out(emulator: Any, make_key: A
 
 
 def test_key_vault_keys_sign_too(emulator: Any) -> None:
-    from hsmcert.azure.keys import create_key
 
     ref = f"vault:local-vault:{unique('kv')}"
-    made = create_key(ref, "RSA", size=2048)
+    made = default_session().keys.create(ref, "RSA", size=2048)
     assert made.to_json()["service"] == "vault:local-vault"
     key = load_private_key(ref)
     assert _csr(key, rsa_padding=padding.PSS(padding.MGF1(hashes.SHA256()), 32)).is_signature_valid
     with pytest.raises(UsageError, match="only in Managed HSM"):
-        create_key(f"vault:local-vault:{unique('aes')}", "oct")
+        default_session().keys.create(f"vault:local-vault:{unique('aes')}", "oct")

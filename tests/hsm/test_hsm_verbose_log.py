@@ -10,10 +10,10 @@ from uuid import uuid4
 
 
 def test_verbose_logs_requests_with_the_token_redacted(emulator: Any) -> None:
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     ref = f"managedhsm:local-hsm:verbose-{uuid4().hex[:8]}"
-    create_key(ref, "EC", curve="P-256")
+    default_session().keys.create(ref, "EC", curve="P-256")
     token = emulator.token("admin")
     env = {**os.environ, "HSMCERT_ACCESS_TOKEN": token, "HSMCERT_CACHE_DIR": "/nonexistent/no-cache"}
     result = subprocess.run(
@@ -28,10 +28,10 @@ def test_verbose_logs_requests_with_the_token_redacted(emulator: Any) -> None:
 
 
 def test_a_library_user_logging_everything_at_debug_sees_no_token(emulator: Any) -> None:
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     ref = f"managedhsm:local-hsm:debuglog-{uuid4().hex[:8]}"
-    create_key(ref, "RSA", size=2048)
+    default_session().keys.create(ref, "RSA", size=2048)
     token = emulator.token("admin")
     program = (
         "import logging, sys\n"
@@ -39,7 +39,8 @@ def test_a_library_user_logging_everything_at_debug_sees_no_token(emulator: Any)
         "from cryptography.hazmat.primitives import hashes\n"
         "from cryptography.hazmat.primitives.asymmetric import padding\n"
         "from hsmcert.signer import load_private_key\n"
-        f"key = load_private_key({ref!r}, credential='env-token')\n"
+        "from hsmcert.session import Session\n"
+        f"key = load_private_key({ref!r}, session=Session(credential='env-token'))\n"
         "key.sign(b'data', padding.PKCS1v15(), hashes.SHA256())\n"
         "print('signed')\n"
     )

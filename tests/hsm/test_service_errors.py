@@ -160,11 +160,11 @@ def test_an_untrusted_emulator_is_a_tls_trust_error(emulator: Any, rsa_ref: str)
     """The real chain of exceptions: the emulator's certificate checked against the public CAs."""
     import certifi
 
-    from hsmcert.azure.hsm import open_key
+    from hsmcert.session import Session
 
     url = emulator.url("managedhsm", "local-hsm")
     with pytest.raises(TlsTrustError, match="is not trusted: certificate verify failed") as caught:
-        open_key(rsa_ref, endpoint=url, ca_bundle=certifi.where(), refresh=True)
+        Session(endpoint=url, ca_bundle=certifi.where()).open_key(rsa_ref, refresh=True)
     assert caught.value.transient is False
 
 

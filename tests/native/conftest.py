@@ -31,15 +31,15 @@ class HsmKeys:
 @pytest.fixture(scope="session")
 def hsm_keys(emulator: Any) -> HsmKeys:
     """An RSA 2048, an EC P-256 and an EC P-384 key in the emulator's default Managed HSM."""
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     tag = uuid4().hex[:8]
     rsa = f"managedhsm:{HSM}:prov-rsa-{tag}"
     ec = f"managedhsm:{HSM}:prov-ec-{tag}"
-    create_key(rsa, "RSA", size=2048)
+    default_session().keys.create(rsa, "RSA", size=2048)
     ec384 = f"managedhsm:{HSM}:prov-p384-{tag}"
-    create_key(ec, "EC", curve="P-256")
-    create_key(ec384, "EC", curve="P-384")
+    default_session().keys.create(ec, "EC", curve="P-256")
+    default_session().keys.create(ec384, "EC", curve="P-384")
     return HsmKeys(rsa, ec, ec384)
 
 

@@ -67,16 +67,15 @@ class HsmKey:
 
 
 def new_key(kty: str) -> HsmKey:
-    from hsmcert.azure.hsm import open_key
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     name = f"nginx-{kty.lower()}-{uuid4().hex[:8]}"
     ref = f"managedhsm:{HSM}:{name}"
     if kty == "RSA":
-        create_key(ref, "RSA", size=2048)
+        default_session().keys.create(ref, "RSA", size=2048)
     else:
-        create_key(ref, "EC", curve="P-256")
-    return HsmKey(ref, name, open_key(ref).public_key)
+        default_session().keys.create(ref, "EC", curve="P-256")
+    return HsmKey(ref, name, default_session().open_key(ref).public_key)
 
 
 @pytest.fixture(scope="module")
@@ -336,13 +335,12 @@ def test_check_compares_the_certificate_with_the_version_the_reference_names(
     tmp_path: Path, ca: LocalCa, agent: Any, native: Any
 ) -> None:
     """A certificate for version 1 of a rotated key matches ref?version=v1, and not the latest version."""
-    from hsmcert.azure.hsm import open_key
-    from hsmcert.azure.keys import rotate_key
+    from hsmcert.session import default_session
 
     key = new_key("EC")
-    first = open_key(key.ref).ref.version
+    first = default_session().open_key(key.ref).ref.version
     cert = ca.issue(key.public_key, "localhost", tmp_path / "v1.pem")
-    rotate_key(key.ref)
+    default_session().keys.rotate(key.ref)
     main_conf = tmp_path / "nginx.conf"
     main_conf.write_text("user root;\n")
 

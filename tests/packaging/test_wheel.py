@@ -89,11 +89,11 @@ def test_installed_hsmcert_renders_nginx_config(
 ) -> None:
     from uuid import uuid4
 
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     env = {**os.environ, **{k: installed[1][k] for k in ("PYTHONPATH", "XDG_CACHE_HOME")}}  # + the emulator's
     ref = f"managedhsm:local-hsm:wheel-{uuid4().hex[:8]}"
-    create_key(ref, "EC", curve="P-256")
+    default_session().keys.create(ref, "EC", curve="P-256")
     cert = tmp_path / "www.pem"
     made = _hsmcert(env, "selfsign", "--key", ref, "--subj", "/CN=www.example", "-o", str(cert), cwd=tmp_path)
     assert made.returncode == 0, made.stderr

@@ -38,14 +38,14 @@ KEYS = {
 @pytest.fixture(scope="module")
 def keys(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """One key of each kind (unique names: the emulator is shared), and a public-key cache of our own."""
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     old = os.environ.get("HSMCERT_CACHE_DIR")
     os.environ["HSMCERT_CACHE_DIR"] = str(tmp_path_factory.mktemp("pki-cache"))
     refs = {}
     for name, (kty, size, curve) in KEYS.items():
         refs[name] = f"managedhsm:{HSM}:pki-{name}-{uuid4().hex[:8]}"
-        create_key(refs[name], kty, size=size, curve=curve)
+        default_session().keys.create(refs[name], kty, size=size, curve=curve)
     yield refs
     if old is None:
         os.environ.pop("HSMCERT_CACHE_DIR", None)
@@ -250,14 +250,13 @@ def test_stdout_der_and_json(keys: dict[str, str]) -> None:
 
 def _unusable_key(**properties: Any) -> str:
     """A new key whose properties are then changed (enabled=False, expires_on=...)."""
-    from hsmcert.azure import clients, keycache
-    from hsmcert.azure.credentials import get_credential
-    from hsmcert.azure.keys import create_key
-    from hsmcert.config import resolve_service
+    from hsmcert.azure import keycache
+    from hsmcert.session import default_session
 
     ref = f"managedhsm:{HSM}:pki-off-{uuid4().hex[:8]}"
-    create_key(ref, "EC", curve="P-256")
-    client = clients.service_clients(resolve_service("managedhsm", HSM), get_credential()).key_client
+    session = default_session()
+    session.keys.create(ref, "EC", curve="P-256")
+    client = session.clients(session.service_endpoint("managedhsm", HSM)).key_client
     client.update_key_properties(ref.rsplit(":", 1)[1], **properties)
     keycache.forget(ref)
     return ref
@@ -301,9 +300,9 @@ def test_errors_one_line_exit_code_no_file(
         from hsmcert.azure import keycache
 
         args[2] = f"managedhsm:{HSM}:pki-noaccess-{uuid4().hex[:8]}"
-        from hsmcert.azure.keys import create_key
+        from hsmcert.session import default_session
 
-        create_key(args[2], "EC", curve="P-256")
+        default_session().keys.create(args[2], "EC", curve="P-256")
         keycache.forget(args[2])
         monkeypatch.setenv("HSMCERT_ACCESS_TOKEN", emulator.token(principal="outsider"))
         args += ["--credential", "env-token"]
@@ -372,11 +371,10 @@ def test_a_wrong_signature_from_the_hsm_writes_nothing(
 ) -> None:
     """The HSM answers with a corrupted signature (the signer test's lying HsmKey): exit 6, no file."""
     from hsmcert import signer
-    from hsmcert.azure import hsm
     from tests.hsm.test_hsm_signer import _LyingKey
 
-    def lying(ref: str, **kwargs: Any) -> Any:
-        opened = hsm.open_key(ref, **kwargs)
+    def lying(ref: str, session: Any = None) -> Any:
+        opened = session.open_key(ref)
         return signer.private_key_for(_LyingKey(opened.ref, opened.info, opened._service))
 
     monkeypatch.setattr(signer, "load_private_key", lying)

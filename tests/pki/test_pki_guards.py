@@ -71,10 +71,10 @@ def test_pem_is_the_default_and_der_on_request(keys_p256: str, tmp_path: Path) -
 def keys_p256(emulator: Any) -> str:
     from uuid import uuid4
 
-    from hsmcert.azure.keys import create_key
+    from hsmcert.session import default_session
 
     ref = f"managedhsm:local-hsm:pki-guard-{uuid4().hex[:8]}"
-    create_key(ref, "EC", curve="P-256")
+    default_session().keys.create(ref, "EC", curve="P-256")
     return ref
 
 
