@@ -15,6 +15,7 @@ import json
 import logging
 import socket
 import ssl
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -29,6 +30,8 @@ log = logging.getLogger("hsmcert.emulator")
 
 MAX_HEADERS = 100
 MAX_HEADER_LINE = 65536
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
 
 
 @dataclass
@@ -46,6 +49,22 @@ class Incoming:
 Answer = Callable[[Incoming], Response]
 
 
+def _linger(sock: socket.socket) -> None:
+    """Close a connection gently: stop sending, then read and drop what the client still sends (at most
+    1 MiB for 2 s). Closing with unread input resets the connection, and the client may lose the answer
+    written just before (a refused request line, too many headers)."""
+    with contextlib.suppress(OSError, ValueError):
+        sock.shutdown(socket.SHUT_WR)  # on a TLS socket this also leaves TLS: what follows is dropped unread
+        sock.settimeout(LINGER_SECONDS)
+        deadline = time.monotonic() + LINGER_SECONDS
+        received = 0
+        while received < LINGER_BYTES and time.monotonic() < deadline:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            received += len(chunk)
+
+
 class Server(ThreadingHTTPServer):
     """A plain-HTTP port; ``answer`` says what it answers."""
 
@@ -53,6 +72,10 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 256
     allow_reuse_address = True
     answer: Answer
+
+    def shutdown_request(self, request: Any) -> None:
+        _linger(request)
+        self.close_request(request)
 
 
 class TlsServer(Server):
@@ -72,6 +95,7 @@ class TlsServer(Server):
         except (OSError, ssl.SSLError):
             pass
         finally:
+            _linger(tls)
             with contextlib.suppress(OSError):
                 tls.close()
 

@@ -7,6 +7,7 @@ a 5xx or a connection closed without an answer, and the emulator keeps serving."
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import socket
@@ -445,7 +446,8 @@ def _exchange(port: int, request: bytes, tls: ssl.SSLContext | None) -> tuple[by
     sock = tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw
     data = b""
     with sock:
-        sock.sendall(request)
+        with contextlib.suppress(OSError):  # a server may answer and close before reading everything
+            sock.sendall(request)
         while True:
             end = data.find(b"\r\n\r\n")
             if end >= 0 and data.startswith(b"HTTP/1.1 100 "):
@@ -579,12 +581,18 @@ def test_raw_requests_are_always_answered(
     fields = {"Host": f"127.0.0.1:{service.port}", "Connection": "close", **headers}
     fields.setdefault("Authorization", token or f"Bearer {auth.issue(own.token_secret)}")
     fields.update({f"X-Many-{i}": "1" for i in range(many)})
+    # A body only as long as a Content-Length the server accepts says: a server that refuses a request
+    # closes the connection without reading what follows, and one that accepts it waits for all of it.
+    declared = fields.get("Content-Length", "").strip()
+    size = int(declared) if declared.isascii() and declared.isdigit() and len(declared) < 16 else 0
+    if size > 4096:
+        fields["Content-Length"] = "9" * 16  # not a body this test sends: too long a number, refused
+        size = 0
     target = path.encode("utf-8", "surrogatepass").decode("latin-1").replace(" ", "%20") + "?api-version=7.5"
-    request = _request(method, target, fields, line=line)
+    request = _request(method, target, fields, line=line) + b"{" * size
     if extra:
         head, _, rest = request.partition(b"\r\n")
         request = head + b"\r\n" + b"\r\n".join(extra) + b"\r\n" + rest
-    # no body: a server that refuses a request closes the connection without reading what follows
     _assert_answered(*_exchange(service.port, request, tls), (request[:300],))
 
 
