@@ -176,9 +176,9 @@ class Certificates:
         if not isinstance(ekus, list) or not all(isinstance(e, str) for e in ekus):
             raise bad("The policy's 'ekus' must be a list of OIDs.")
         key = {
-            "exportable": bool(key_props.get("exportable", False)),
+            "exportable": bool(field_of(key_props, "exportable", bool)),
             "kty": kty,
-            "reuse_key": bool(key_props.get("reuse_key", False)),
+            "reuse_key": bool(field_of(key_props, "reuse_key", bool)),
         }
         if kty.startswith("RSA"):
             key["key_size"] = field_of(key_props, "key_size", int) or 2048
@@ -192,7 +192,9 @@ class Certificates:
         now = int(time.time())
         policy = {
             "key_props": key,
-            "secret_props": {"contentType": str(secret_props.get("contentType") or "application/x-pkcs12")},
+            "secret_props": {
+                "contentType": field_of(secret_props, "contentType", str) or "application/x-pkcs12"
+            },
             "x509_props": {
                 "subject": subject,
                 "sans": {k: v for k, v in sans.items() if k in ("dns_names", "emails", "upns") and v},
@@ -296,7 +298,11 @@ class Certificates:
             "cer": None,
             "policy": policy,
             "tags": parse_tags(body) or {},
-            "attributes": {"enabled": bool(attrs.get("enabled", True)), "created": now, "updated": now},
+            "attributes": {
+                "enabled": field_of(attrs, "enabled", bool) is not False,
+                "created": now,
+                "updated": now,
+            },
         }
 
     def self_signed(self, private: Any, policy: dict[str, Any]) -> Any:

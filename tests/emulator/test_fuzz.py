@@ -703,3 +703,28 @@ def test_the_control_endpoint_never_fails(
         assert all(
             v == v and abs(v) != float("inf") for v in json.loads(answer).values() if isinstance(v, float)
         )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"policy": {"key_props": {"exportable": "yes"}, "x509_props": {"subject": "CN=a"}}},
+        {"policy": {"secret_props": {"contentType": 5}, "x509_props": {"subject": "CN=a"}}},
+        {"policy": {"secret_props": [1], "x509_props": {"subject": "CN=a"}}},
+        {"policy": {"x509_props": {"subject": "CN=a"}}, "attributes": {"enabled": "false"}},
+        {"policy": {"x509_props": {"subject": "CN=a"}}, "tags": {"t": 1}},
+        {"policy": {"x509_props": {"subject": "CN=a", "sans": {"dns_names": "a.example"}}}},
+        {"policy": {"x509_props": {"subject": "CN=a", "sans": {"dns_names": ["é.example"]}}}},
+        {"policy": {"x509_props": {"subject": "CN=a", "ekus": ["not an oid"]}}},
+        {"policy": {"x509_props": {"subject": "CN=a"}, "lifetime_actions": [1]}},
+    ],
+)
+def test_certificate_requests_of_the_wrong_shape_are_400_and_make_no_key(own: Emulator, body: Any) -> None:
+    service = own.service("vault", "fuzz-vault")
+    req = Request(
+        "POST", "/certificates/shaped/create", {}, json.dumps(body).encode(), "https://127.0.0.1", own.admin
+    )
+    with pytest.raises(ApiError) as refused:
+        routes.dispatch(service, req)
+    assert (refused.value.status, refused.value.code) == (400, "BadParameter"), refused.value.message
+    assert "shaped" not in service.keys
