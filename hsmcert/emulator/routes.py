@@ -123,6 +123,7 @@ CRYPTO_OPERATIONS = {
     "unwrapkey": keys.unwrap_key,
 }
 
+# fmt: off
 KEYS = (
     Route("GET", "/keys", "list", keys.list_keys),
     Route("POST", "/keys/restore", "restore", keys.restore),
@@ -134,20 +135,8 @@ KEYS = (
     Route("GET", "/keys/{name}/versions", "versions", keys.versions),
     Route("POST", "/keys/{name}/backup", "backup", keys.backup),
     Route("POST", "/keys/{name}/rotate", "rotate", keys.rotate),
-    Route(
-        "GET",
-        "/keys/{name}/rotationpolicy",
-        "rotationpolicy-get",
-        keys.get_rotation_policy,
-        "keys/read/action",
-    ),
-    Route(
-        "PUT",
-        "/keys/{name}/rotationpolicy",
-        "rotationpolicy-set",
-        keys.set_rotation_policy,
-        "keys/write/action",
-    ),
+    Route("GET", "/keys/{name}/rotationpolicy", "rotationpolicy-get", keys.get_rotation_policy, "keys/read/action"),
+    Route("PUT", "/keys/{name}/rotationpolicy", "rotationpolicy-set", keys.set_rotation_policy, "keys/write/action"),
     Route("GET", "/keys/{name}/{version?}", "get", keys.get),
     Route("PATCH", "/keys/{name}/{version?}", "update", keys.update),
     *(Route("POST", f"/keys/{{name}}/{{version?}}/{op}", op, run) for op, run in CRYPTO_OPERATIONS.items()),
@@ -168,51 +157,16 @@ RBAC = tuple(
     Route(method, pattern, operation, handler, action, rbac.request_scope)
     for method, pattern, operation, handler, action in (
         ("GET", _DEFINITIONS, "roledefinition-list", rbac.list_definitions, "roleDefinitions/read/action"),
-        (
-            "GET",
-            _DEFINITIONS + "/{ident}",
-            "roledefinition-get",
-            rbac.get_definition,
-            "roleDefinitions/read/action",
-        ),
-        (
-            "PUT",
-            _DEFINITIONS + "/{ident}",
-            "roledefinition-set",
-            rbac.set_definition,
-            "roleDefinitions/write/action",
-        ),
-        (
-            "DELETE",
-            _DEFINITIONS + "/{ident}",
-            "roledefinition-delete",
-            rbac.delete_definition,
-            "roleDefinitions/delete/action",
-        ),
+        ("GET", _DEFINITIONS + "/{ident}", "roledefinition-get", rbac.get_definition, "roleDefinitions/read/action"),
+        ("PUT", _DEFINITIONS + "/{ident}", "roledefinition-set", rbac.set_definition, "roleDefinitions/write/action"),
+        ("DELETE", _DEFINITIONS + "/{ident}", "roledefinition-delete", rbac.delete_definition, "roleDefinitions/delete/action"),
         ("GET", _ASSIGNMENTS, "roleassignment-list", rbac.list_assignments, "roleAssignments/read/action"),
-        (
-            "GET",
-            _ASSIGNMENTS + "/{ident}",
-            "roleassignment-get",
-            rbac.get_assignment,
-            "roleAssignments/read/action",
-        ),
-        (
-            "PUT",
-            _ASSIGNMENTS + "/{ident}",
-            "roleassignment-create",
-            rbac.create_assignment,
-            "roleAssignments/write/action",
-        ),
-        (
-            "DELETE",
-            _ASSIGNMENTS + "/{ident}",
-            "roleassignment-delete",
-            rbac.delete_assignment,
-            "roleAssignments/delete/action",
-        ),
+        ("GET", _ASSIGNMENTS + "/{ident}", "roleassignment-get", rbac.get_assignment, "roleAssignments/read/action"),
+        ("PUT", _ASSIGNMENTS + "/{ident}", "roleassignment-create", rbac.create_assignment, "roleAssignments/write/action"),
+        ("DELETE", _ASSIGNMENTS + "/{ident}", "roleassignment-delete", rbac.delete_assignment, "roleAssignments/delete/action"),
     )
 )
+# fmt: on
 
 CERTIFICATES = (
     Route("GET", "/certificates", "certificate-list", certificates.list_certificates),
