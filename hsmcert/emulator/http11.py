@@ -212,8 +212,6 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = connection == "close" or (
             self.request_version == "HTTP/1.0" and connection != "keep-alive"
         )
-        if headers.get("expect", "").lower() == "100-continue":
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return True
 
     def _header_block(self) -> bytes | None:
@@ -284,6 +282,8 @@ class Handler(BaseHTTPRequestHandler):
             message = "The request body is too large." if code == 413 else "The Content-Length is invalid."
             self._send(code, ApiError(code, "BadParameter", message).body())
             return None
+        if self.headers.get("Expect", "").lower() == "100-continue":  # a body it will read: ask for it
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return self.rfile.read(length) if length else b""
 
     def _split(self) -> tuple[str, dict[str, str]]:

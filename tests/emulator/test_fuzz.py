@@ -728,3 +728,23 @@ def test_certificate_requests_of_the_wrong_shape_are_400_and_make_no_key(own: Em
         routes.dispatch(service, req)
     assert (refused.value.status, refused.value.code) == (400, "BadParameter"), refused.value.message
     assert "shaped" not in service.keys
+
+
+def test_a_body_too_large_is_refused_before_the_client_sends_it(own: Emulator, tls: ssl.SSLContext) -> None:
+    """With Expect: 100-continue the client waits: the refusal comes first, and no 100 Continue before it."""
+    service = own.service("managedhsm", "fuzz-managedhsm")
+    head = _request(
+        "POST",
+        "/keys/big/create?api-version=7.5",
+        {
+            "Host": "127.0.0.1",
+            "Authorization": f"Bearer {auth.issue(own.token_secret)}",
+            "Content-Length": str(64 << 20),
+            "Expect": "100-continue",
+        },
+    )
+    raw = socket.create_connection(("127.0.0.1", service.port), timeout=20)
+    with tls.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        sock.sendall(head)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:100]
