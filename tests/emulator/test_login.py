@@ -231,7 +231,7 @@ def test_the_credentials_command_prints_what_signs_in(emulator: Any, cli_json: A
     from tests.hsm.conftest import run_cli
 
     again = run_cli("emulator", "credentials", "--principal", "x", "--federated-token-file", str(path))
-    assert again.code == 1 and "--force" in again.err  # never replaced without --force (exit 1, as csr)
+    assert again.code == 7 and "--force" in again.err  # never replaced without --force (exit 7: exists)
 
 
 FIELDS = [
