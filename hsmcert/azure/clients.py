@@ -84,7 +84,7 @@ class ServiceClients:
                 connection_timeout=options.connection_timeout,
                 read_timeout=options.read_timeout,
             )
-            kwargs: dict[str, Any] = {"transport": transport, **options.retry}
+            kwargs: dict[str, Any] = {"transport": transport, "retry_policy": _retry_policy(options.retry)}
         else:
             transport = pipeline.transport(endpoint.url, endpoint.ca_bundle)
             kwargs = {"transport": transport, "policies": pipeline.policies(credential)}
@@ -117,6 +117,25 @@ class ServiceClients:
             self.pipeline.release(self.url)
         with contextlib.suppress(Exception):
             self.transport.close()
+
+
+def _retry_policy(settings: Mapping[str, Any]) -> Any:
+    """azure-core's RetryPolicy with ``settings``, telling :mod:`hsmcert.progress` before each wait."""
+    from azure.core.pipeline.policies import RetryPolicy
+
+    from hsmcert import progress
+
+    class NotingRetryPolicy(RetryPolicy[Any, Any]):
+        def sleep(self, settings: Any, transport: Any, response: Any = None) -> None:
+            if response is not None:
+                delay = self.get_retry_after(response) or self.get_backoff_time(settings)
+                status = response.http_response.status_code
+                progress.note(f"the service answered {status}; retrying in {delay:.1f} s")
+            else:
+                progress.note(f"no answer; retrying in {self.get_backoff_time(settings):.1f} s")
+            super().sleep(settings, transport, response)
+
+    return NotingRetryPolicy(**settings)
 
 
 __all__ = ["MAX_SERVICES", "Pipeline", "ServiceClients", "TransportOptions"]

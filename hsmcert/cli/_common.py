@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -106,13 +108,23 @@ CaBundleOpt = Annotated[
 ]
 
 
-def _console_kwargs() -> dict[str, Any]:
-    return {
-        "stderr": True,
-        "no_color": bool(os.environ.get("NO_COLOR")),
-        "highlight": False,
-        "soft_wrap": True,
-    }
+def _console_kwargs(stderr: bool = True) -> dict[str, Any]:
+    plain = bool(os.environ.get("NO_COLOR"))
+    kwargs: dict[str, Any] = {"stderr": stderr, "no_color": plain, "highlight": False, "soft_wrap": True}
+    if plain:
+        kwargs["color_system"] = None  # no_color alone keeps bold and underline
+    return kwargs
+
+
+def styled(parts: list[tuple[str, str | None]]) -> str:
+    """Text for stdout with rich styles (``[(text, style), ...]``): styled only on a terminal without NO_COLOR."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(**_console_kwargs(stderr=False), force_terminal=sys.stdout.isatty())
+    with console.capture() as captured:
+        console.print(Text.assemble(*((part, style or "") for part, style in parts)), end="")
+    return captured.get()
 
 
 def log(message: str) -> None:
@@ -150,6 +162,60 @@ def times(data: dict[str, Any], *fields: str) -> dict[str, Any]:
     from hsmcert.clock import rfc3339
 
     return {k: (rfc3339(v) if k in fields and isinstance(v, (int, float)) else v) for k, v in data.items()}
+
+
+SPINNER_DELAY = 1.0
+"""Seconds a wait lasts before :func:`waiting` shows its spinner."""
+
+
+@contextlib.contextmanager
+def waiting(what: str) -> Iterator[None]:
+    """A spinner on stderr saying ``what`` (and any retry :mod:`hsmcert.progress` reports) if the block
+    lasts more than :data:`SPINNER_DELAY`; only on a terminal, never with --quiet."""
+    if state.quiet or not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+    from rich.live import Live
+    from rich.spinner import Spinner
+
+    from hsmcert import progress
+
+    spinner = Spinner("dots", text=f"{what}...")
+    # stdout is never redirected through the spinner: results stay plain bytes on stdout
+    status = Live(
+        spinner,
+        console=Console(**_console_kwargs()),
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+        refresh_per_second=12.5,
+    )
+    lock = threading.Lock()
+    shown = [False, False]  # started, finished
+
+    def show() -> None:
+        with lock:
+            if not shown[1]:
+                status.start()
+                shown[0] = True
+
+    def retrying(text: str) -> None:
+        spinner.update(text=f"{what}: {text}...")
+        show()  # a retry is a wait worth showing at once
+
+    timer = threading.Timer(SPINNER_DELAY, show)
+    timer.daemon = True
+    timer.start()
+    try:
+        with progress.listening(retrying):
+            yield
+    finally:
+        timer.cancel()
+        with lock:
+            shown[1] = True
+            if shown[0]:
+                status.stop()
 
 
 def error(message: str, remedy: str | None = None) -> None:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
-from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, emit, session, state, times
+from hsmcert.cli._common import (
+    CaBundleOpt,
+    CredentialOpt,
+    EndpointOpt,
+    emit,
+    session,
+    state,
+    styled,
+    times,
+    waiting,
+)
 from hsmcert.clock import rfc3339
 
 
@@ -20,8 +31,10 @@ def whoami(
     """Show which credential answers, its tenant and object id (never the token)."""
     from hsmcert.azure.credentials import MANAGED_HSM_SCOPE, describe
 
-    who = describe(session(credential=credential).credential, scope or MANAGED_HSM_SCOPE)
-    data = times(who.to_json(), "expires_on")
+    with waiting("getting a token"):
+        who = describe(session(credential=credential).credential, scope or MANAGED_HSM_SCOPE)
+    service, where = _talks_to()
+    data = {**times(who.to_json(), "expires_on"), "service": service, "service_detail": where}
 
     def text() -> str:
         expires = f"expires {rfc3339(who.expires_on)}" if who.expires_on else "no expiry claim"
@@ -35,9 +48,30 @@ def whoami(
         if who.name:
             lines.append(f"name:       {who.name}")
         lines.append(f"token for:  {who.scope} ({expires})")
+        lines.append(f"talks to:   {where}")
         return "\n".join(lines)
 
     emit(data, text)
+
+
+def _talks_to() -> tuple[str, str]:
+    """Where HSM requests go: ``("azure" | "emulator" | "endpoint", a sentence for people)``."""
+    import os
+
+    from hsmcert.config import EndpointResolver
+
+    resolver = EndpointResolver()
+    if resolver.env_endpoint:
+        return "endpoint", f"{resolver.env_endpoint} (HSMCERT_ENDPOINT)"
+    data_dir = resolver.emulator_dir()
+    if data_dir is not None:
+        how = "HSMCERT_EMULATOR" if resolver.env_emulator is not None else str(resolver.config_path)
+        return "emulator", f"the hsmcert emulator of {data_dir} ({how})"
+    login = os.environ.get("AZURE_AUTHORITY_HOST")
+    configured = resolver.config.get("endpoints", {})
+    extra = f"; {len(configured)} service(s) mapped in {resolver.config_path}" if configured else ""
+    extra += f"; sign-in at {login}" if login else ""
+    return "azure", f"Azure (https://<name>.managedhsm.azure.net, https://<name>.vault.azure.net{extra})"
 
 
 def doctor(
@@ -57,16 +91,23 @@ def doctor(
 
     Exit code 0 when every check passes, else the code of the first failed check (docs/cli.md).
     """
-    from hsmcert.doctor import run_checks
+    from hsmcert.doctor import Check, run_checks
 
-    checks = []
-    for check in run_checks(
+    checks: list[Check] = []
+    pending = run_checks(
         key=key, hsm=hsm, vault=vault, session=session(endpoint, ca_bundle, credential), sign=not no_sign
-    ):
+    )
+    while True:
+        with waiting("checking " + (f"after {checks[-1].name}" if checks else "the credential")):
+            check = next(pending, None)
+        if check is None:
+            break
         checks.append(check)
         if state.output.value == "text":
-            mark = {True: "ok  ", False: "FAIL", None: "skip"}[check.ok]
-            typer.echo(f"{mark} {check.name}: {check.detail}")
+            mark, style = {True: ("ok  ", "green"), False: ("FAIL", "bold red"), None: ("skip", "yellow")}[
+                check.ok
+            ]
+            sys.stdout.write(styled([(mark, style), (f" {check.name}: {check.detail}", None)]) + "\n")
             if check.remedy and check.ok is False:
                 typer.echo(f"     fix: {check.remedy}")
     failed = [c for c in checks if c.ok is False]

@@ -45,6 +45,27 @@ def _fault_settings(
     return settings
 
 
+_FAULT_WORDS = {
+    "throttle": "{:.0%} answered 429",
+    "unavailable": "{:.0%} answered 503",
+    "drop": "{:.0%} of connections dropped",
+    "latency_ms": "{:g} ms added latency",
+}
+
+
+def _faults_text(faults: Any) -> str:
+    """``20% answered 429, 150 ms added latency (services: local-hsm)``, or ``none``; never a dict."""
+    if not isinstance(faults, dict):
+        return str(faults) if faults else "none"
+    words = [form.format(faults[name]) for name, form in _FAULT_WORDS.items() if faults.get(name)]
+    if not words:
+        return "none"
+    if faults.get("retry_after") and (faults.get("throttle") or faults.get("unavailable")):
+        words.append(f"Retry-After {faults['retry_after']:g} s")
+    services = faults.get("services")
+    return ", ".join(words) + (f" (services: {', '.join(map(str, services))})" if services else "")
+
+
 ThrottleOpt = Annotated[float | None, typer.Option("--throttle", help="Share of requests answered 429.")]
 UnavailableOpt = Annotated[
     float | None, typer.Option("--unavailable", help="Share of requests answered 503.")
@@ -136,8 +157,7 @@ def status(data: DataOpt = None) -> None:
                 f"login:    {info['login_url']}  (AZURE_AUTHORITY_HOST; hsmcert emulator credentials)"
             )
         lines += [f"{s['kind']:<11} {s['name']:<20} {s['url']}  ({s['keys']} keys)" for s in info["services"]]
-        active = {k: v for k, v in info["faults"].items() if v and k != "retry_after"}
-        lines.append(f"faults:   {active or 'none'}")
+        lines.append(f"faults:   {_faults_text(info['faults'])}")
         return "\n".join(lines)
 
     emit(info, text)
@@ -213,7 +233,8 @@ def faults(
     settings: dict[str, Any] = _fault_settings(throttle, unavailable, drop, latency_ms)
     if service:
         settings["services"] = list(service)
-    emit(set_faults(_dir(data), **settings), lambda: f"faults: {settings or 'none'}")
+    answer = set_faults(_dir(data), **settings)
+    emit(answer, lambda: f"faults: {_faults_text(answer.get('faults', answer))}")
 
 
 def register(app: typer.Typer) -> None:

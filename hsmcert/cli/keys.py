@@ -6,7 +6,17 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, KeyOpt, emit, log, session, times
+from hsmcert.cli._common import (
+    CaBundleOpt,
+    CredentialOpt,
+    EndpointOpt,
+    KeyOpt,
+    emit,
+    log,
+    session,
+    times,
+    waiting,
+)
 
 key_app = typer.Typer(
     name="key",
@@ -106,20 +116,22 @@ def create(
 
     keys = session(endpoint, ca_bundle, credential).keys
     try:
-        details = keys.create(
-            key,
-            kty,
-            size=size,
-            curve=curve,
-            label=label,
-            tags=parse_tags(tag),
-            ops=[o.strip() for o in ops.split(",") if o.strip()] if ops else None,
-        )
+        with waiting(f"creating {_shape(kty, size, curve)} key {key} in the HSM"):
+            details = keys.create(
+                key,
+                kty,
+                size=size,
+                curve=curve,
+                label=label,
+                tags=parse_tags(tag),
+                ops=[o.strip() for o in ops.split(",") if o.strip()] if ops else None,
+            )
         existed = False
     except AlreadyExistsError as exc:
         if not exist_ok:
             raise
-        details = keys.show(key)
+        with waiting(f"reading {key} from the HSM"):
+            details = keys.show(key)
         found = details.to_json()
         have, want = _shape(found["kty"], found["size"], found["curve"]), _shape(kty, size, curve)
         if have != want:
@@ -142,7 +154,8 @@ def show(
     credential: CredentialOpt = None,
 ) -> None:
     """Show a key version (the latest unless the reference names one): type, operations, tags, public key."""
-    details = session(endpoint, ca_bundle, credential).keys.show(key)
+    with waiting(f"reading {key} from the HSM"):
+        details = session(endpoint, ca_bundle, credential).keys.show(key)
     data = times(details.to_json(), *_TIMES)
     emit(data, lambda: _details_text(data))
 
@@ -155,7 +168,8 @@ def rotate(
     credential: CredentialOpt = None,
 ) -> None:
     """Make a new version of a key (same type, operations and tags); older versions keep working."""
-    details = session(endpoint, ca_bundle, credential).keys.rotate(key)
+    with waiting(f"making a new version of {key} in the HSM"):
+        details = session(endpoint, ca_bundle, credential).keys.rotate(key)
     data = times(details.to_json(), *_TIMES)
     log(f"new version {data['version']} of {data['service']}:{data['name']}")
     emit(data, lambda: _details_text(data))
@@ -177,7 +191,8 @@ def list_(
         raise UsageError("Name one service: --hsm NAME or --vault NAME.")
     kind: Literal["managedhsm", "vault"] = "managedhsm" if hsm else "vault"
     name = str(hsm or vault)
-    keys = session(endpoint, ca_bundle, credential).keys.list(kind, name, label=label)
+    with waiting(f"listing the keys of {kind}:{name}"):
+        keys = session(endpoint, ca_bundle, credential).keys.list(kind, name, label=label)
     listed = [times(k.to_json(), *_TIMES) for k in keys]
     data = {"service": f"{kind}:{name.lower()}", "keys": listed}
 

@@ -97,13 +97,16 @@ _register_commands()
 
 
 def command() -> Any:
-    """The click command tree of ``hsmcert``, every option with its environment variables (cli/_env.py)."""
+    """The click command tree of ``hsmcert``: every option with its environment variables (cli/_env.py) and
+    its value completion (cli/_complete.py)."""
     from typer.main import get_command
 
+    from hsmcert.cli._complete import attach
     from hsmcert.cli._env import assign
 
     root = get_command(app)
     assign(root)
+    attach(root)
     return root
 
 

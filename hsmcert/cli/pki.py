@@ -22,6 +22,7 @@ from hsmcert.cli._common import (
     log,
     session,
     state,
+    waiting,
 )
 from hsmcert.fsutil import check_target
 
@@ -124,8 +125,9 @@ def csr(
 
     name, sans, prof = parse_subject(subj), parse_sans(san), _profile(profile)
     check_target(out, force=force)  # before the HSM is asked
-    private_key = _load_key(key, endpoint, ca_bundle, credential)
-    signed = build_csr(private_key, name, sans=sans, profile=prof, alg=alg)
+    with waiting(f"signing the CSR with {key} in the HSM"):
+        private_key = _load_key(key, endpoint, ca_bundle, credential)
+        signed = build_csr(private_key, name, sans=sans, profile=prof, alg=alg)
     _write(signed, out=out, fmt=fmt, der=der, force=force, key=private_key, profile=prof)
 
 
@@ -157,10 +159,11 @@ def selfsign(
 
     name, sans, prof = parse_subject(subj), parse_sans(san), _profile(profile)
     check_target(out, force=force)  # before the HSM is asked
-    private_key = _load_key(key, endpoint, ca_bundle, credential)
-    signed = build_selfsigned(
-        private_key, name, profile=prof, sans=sans, days=days, path_length=path_length, alg=alg
-    )
+    with waiting(f"signing the certificate with {key} in the HSM"):
+        private_key = _load_key(key, endpoint, ca_bundle, credential)
+        signed = build_selfsigned(
+            private_key, name, profile=prof, sans=sans, days=days, path_length=path_length, alg=alg
+        )
     _write(signed, out=out, fmt=fmt, der=der, force=force, key=private_key, profile=prof)
 
 
@@ -206,18 +209,19 @@ def issue(
     request = load_csr(csr_file)
     ca_certificate = load_certificates(ca_cert, "CA certificate")[0]
     check_target(out, force=force)  # before the HSM is asked
-    private_key = _load_key(ca_key, endpoint, ca_bundle, credential)
-    signed = issue_certificate(
-        private_key,
-        ca_certificate,
-        request,
-        profile=prof,
-        days=days,
-        subject=name,
-        sans=sans,
-        path_length=path_length,
-        alg=alg,
-    )
+    with waiting(f"issuing the certificate with {ca_key} in the HSM"):
+        private_key = _load_key(ca_key, endpoint, ca_bundle, credential)
+        signed = issue_certificate(
+            private_key,
+            ca_certificate,
+            request,
+            profile=prof,
+            days=days,
+            subject=name,
+            sans=sans,
+            path_length=path_length,
+            alg=alg,
+        )
     _write(signed, out=out, fmt=fmt, der=der, force=force, key=private_key, profile=prof)
 
 
@@ -294,7 +298,8 @@ def verify(
     obj = parse_any(data, source)[0]
     public_key, label = None, "the key"
     if key:
-        hsm_key = session(endpoint, ca_bundle, credential).open_key(key)
+        with waiting(f"reading {key} from the HSM"):
+            hsm_key = session(endpoint, ca_bundle, credential).open_key(key)
         public_key, label = hsm_key.public_key, str(hsm_key.ref)
     checks = run_checks(
         obj,
