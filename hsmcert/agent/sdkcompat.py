@@ -16,7 +16,6 @@ one, this module is the only one to change; the CLI and the library use the SDKs
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,9 +143,9 @@ def save_challenge(url: str) -> None:
             return
         known[url] = header
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known))
-        tmp.replace(path)
+        from hsmcert.fsutil import write_output
+
+        write_output(path, json.dumps(known).encode(), force=True, mode=0o600)  # never through a link
         _saved_challenges.add(url)
     except Exception:  # noqa: S110 - see seed_challenge
         pass

@@ -17,6 +17,7 @@ from hsmcert import jwa
 from hsmcert.azure.clients import ServiceClients
 from hsmcert.azure.errors import enable_remedy
 from hsmcert.azure.keyinfo import KeyInfo, public_key_from_jwk, unb64u
+from hsmcert.clock import rfc3339
 from hsmcert.errors import PermissionDeniedError, UsageError, VerificationError
 from hsmcert.keyref import KeyRef, parse_keyref
 
@@ -27,13 +28,13 @@ def check_usable(info: KeyInfo, ref: KeyRef) -> None:
         raise PermissionDeniedError(f"{what} is disabled.", enable_remedy(ref.kind, ref.service, ref.key))
     now = time.time()
     if info.expires_on is not None and info.expires_on <= now:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(info.expires_on))
+        stamp = rfc3339(info.expires_on)
         raise PermissionDeniedError(
             f"{what} expired on {stamp}.",
             "Rotate it (hsmcert key rotate) or use another key; an expired key cannot sign.",
         )
     if info.not_before is not None and info.not_before > now:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(info.not_before))
+        stamp = rfc3339(info.not_before)
         raise PermissionDeniedError(f"{what} is not valid before {stamp}.", "Wait, or use another key.")
 
 

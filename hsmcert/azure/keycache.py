@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hsmcert.azure.keyinfo import KeyInfo
+from hsmcert.errors import HsmcertError
+from hsmcert.fsutil import write_output
 from hsmcert.keyref import KeyRef, parse_keyref
 from hsmcert.lru import LruDict
 
@@ -117,10 +119,9 @@ class KeyCache:
         try:
             path = self._disk_path(policy, url, ref.with_version(info.version))
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"kid": info.kid, "jwk": info.jwk}))
-            tmp.replace(path)
-        except OSError:
+            data = json.dumps({"kid": info.kid, "jwk": info.jwk}).encode()
+            write_output(path, data, force=True, mode=0o600)  # never through a planted link
+        except (OSError, HsmcertError):
             pass  # the cache is an optimisation; a read-only home must not break signing
 
     def remember(self, url: str, ref: KeyRef, info: KeyInfo) -> None:

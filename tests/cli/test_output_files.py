@@ -137,3 +137,38 @@ def test_the_federated_token_file_never_follows_a_link(emulator: Any, tmp_path: 
     assert target.read_text() == "keep me\n"
     assert not link.is_symlink() and stat.S_IMODE(link.stat().st_mode) == 0o600
     assert f"AZURE_FEDERATED_TOKEN_FILE={link}" in done.stdout.replace("'", "")
+
+
+def test_the_public_key_cache_never_writes_through_a_planted_link(
+    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    from uuid import uuid4
+
+    from hsmcert.keyref import parse_keyref
+    from hsmcert.session import Session
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HSMCERT_CACHE_DIR", str(cache))
+    ref = parse_keyref(f"managedhsm:local-hsm:cache-{uuid4().hex[:8]}")
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    with Session() as session:
+        version = session.keys.create(ref, "EC").info.version
+    # the cache file of that version, and the temporary name it was written through, are links
+    url = emulator.url()
+    which = ref.with_version(version)
+    name = hashlib.sha256(
+        f"{url}|{which.kind}|{which.service}|{which.key}|{which.version}".encode()
+    ).hexdigest()
+    directory = cache / "public-keys"
+    directory.mkdir(parents=True, exist_ok=True)
+    for found in directory.iterdir():
+        found.unlink()
+    planted = [directory / f"{name[:40]}{suffix}" for suffix in (f".{os.getpid()}.tmp", ".json")]
+    for link in planted:
+        link.symlink_to(target)
+    with Session() as session:
+        assert session.open_key(ref.with_version(version)).ref.version == version
+    assert target.read_text() == "keep me\n"
+    assert not planted[1].is_symlink() and planted[1].read_text().startswith("{")
