@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hsmcert.cli._common import emit, log
+from hsmcert.cli._common import emit, log, waiting
 
 emulator_app = typer.Typer(
     name="emulator",
@@ -122,7 +122,8 @@ def start(
         raise typer.Exit(run(directory, parse_faults(faults)))
     from hsmcert.emulator.control import service_endpoint, shell_exports, start
 
-    running = start(directory, faults or None)
+    with waiting(f"starting the emulator in {directory}"):
+        running = start(directory, faults or None)
     for kind, name in services:
         service_endpoint(directory, kind, name)
     env = running.env()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, emit, log, session
+from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, emit, log, session, waiting
 
 
 def grant(
@@ -78,9 +78,11 @@ def grant(
 
     hsm_session = session(endpoint, ca_bundle, credential)
     if machine is not None:
-        plan.principal_id = machine_principal_id(machine, hsm_session.credential)
+        with waiting(f"looking up the managed identity of {machine.name}"):
+            plan.principal_id = machine_principal_id(machine, hsm_session.credential)
         log(f"{machine.name}: managed identity {plan.principal_id}")
-    hsm_session.grant(plan)
+    with waiting(f"assigning roles in {hsm}"):
+        hsm_session.grant(plan)
     emit(
         plan.to_json(),
         lambda: "\n".join(f"{d['action']}: {d.get('role')} at {d.get('scope', '/')}" for d in plan.done),
