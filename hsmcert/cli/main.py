@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 from typing import Annotated, Any
@@ -145,7 +146,7 @@ def _json_requested(args: list[str]) -> bool:
     return os.environ.get("HSMCERT_OUTPUT", "").lower() == "json"
 
 
-def _usage_message(exc: Exception) -> tuple[str, str]:
+def _usage_message(exc: Exception, args: list[str]) -> tuple[str, str]:
     """A click usage error as hsmcert says every error: one sentence, then what to do."""
     ctx = getattr(exc, "ctx", None)
     see = f"see {ctx.command_path if ctx is not None else 'hsmcert'} --help"
@@ -169,7 +170,13 @@ def _usage_message(exc: Exception) -> tuple[str, str]:
         give = f"Give {name}" + (f" (or set {variable})" if variable else "")
         return f"Missing {what}.", f"{give}; {see}."
     reason = str(getattr(exc, "message", "") or "").strip().removeprefix("Value error, ")
+    envvar = getattr(param, "envvar", None) or []
+    variable = next((v for v in envvar if os.environ.get(v)), None) if not isinstance(envvar, str) else None
+    given = any(a in opts or a.startswith(f"{long_name}=") for a in args)
+    if variable and not given:
+        name = f"{name} (from {variable})"
     return f"Invalid value for {name}: {reason.rstrip('.')}.", f"{see[:1].upper()}{see[1:]}."
+
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,7 +214,7 @@ def _main(args: list[str]) -> None:
         if callable(getattr(exc, "format_message", None)) and isinstance(exit_code, int):
             if _json_requested(args):
                 state.output = OutputFormat.json
-            message, remedy = _usage_message(exc)
+            message, remedy = _usage_message(exc, args)
             fail(message, remedy, exit_code, retryable=False)
             sys.exit(exit_code)
         if type(exc).__name__ == "Abort":

@@ -193,3 +193,13 @@ def test_the_csr_format_and_issue_csr_variables_work(emulator: Any, tmp_path: Pa
     )  # fmt: skip
     assert issued.returncode == 0, issued.stderr
     assert (tmp_path / "leaf.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_a_bad_value_from_a_variable_names_the_variable() -> None:
+    done = hsmcert("inspect", "/nonexistent.pem", env=clean_env(HSMCERT_INSPECT_LINT="maybe"))
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: Invalid value for --lint (from HSMCERT_INSPECT_LINT): ")
+    flag = hsmcert(
+        "key", "create", "--key", "managedhsm:contoso:k", "--kty", "RSA", "--size", "x", env=clean_env()
+    )
+    assert flag.returncode == 2 and "error: Invalid value for --size: " in flag.stderr
