@@ -64,6 +64,9 @@ def _root(
         _log_http_requests()
 
 
+_HTTP_LOG = "azure.core.pipeline.policies.http_logging_policy"
+
+
 def _log_http_requests() -> None:
     """Show each HTTP request and response hsmcert makes, as azure-core's HTTP logging policy writes them
     (it replaces the Authorization header and other secrets with REDACTED). Idempotent."""
@@ -75,7 +78,7 @@ def _log_http_requests() -> None:
         def emit(self, record: logging.LogRecord) -> None:
             sys.stderr.write(f"http: {record.getMessage()}\n")
 
-    http_log = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
+    http_log = logging.getLogger(_HTTP_LOG)
     if not any(type(h).__name__ == "StderrNow" for h in http_log.handlers):
         http_log.addHandler(StderrNow())
     http_log.setLevel(logging.INFO)
@@ -183,9 +186,19 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exit with the documented code. Expected failures print one line, never a traceback.
 
     Each call is one run with a state of its own (global options, the session), gone when it returns."""
+    import logging
+
     args = _hoist_global_options(list(sys.argv[1:] if argv is None else argv))
-    with run():
-        _main(args)
+    # --verbose turns the SDK's HTTP log on for its run only: the next run in this process starts quiet.
+    loggers = [logging.getLogger(name) for name in ("azure", _HTTP_LOG)]
+    saved = [(logger.level, list(logger.handlers)) for logger in loggers]
+    try:
+        with run():
+            _main(args)
+    finally:
+        for logger, (level, handlers) in zip(loggers, saved, strict=True):
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
 
 
 def _main(args: list[str]) -> None:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from tests.hsm.conftest import run_cli
 
 
-def test_a_runs_global_options_do_not_reach_the_next_run() -> None:
-    first = run_cli("--output", "json", "--quiet", "provider", "path")
-    assert first.code == 0 and "path" in json.loads(first.out)
-    second = run_cli("provider", "path")
+def test_a_runs_global_options_do_not_reach_the_next_run(emulator: Any) -> None:
+    first = run_cli("--output", "json", "--verbose", "key", "list", "--hsm", "local-hsm")
+    assert first.code == 0 and "keys" in json.loads(first.out)
+    assert "http: Request URL" in first.err  # --verbose shows the HTTP requests of its run
+    second = run_cli("key", "list", "--hsm", "local-hsm")
     assert second.code == 0 and not second.out.startswith("{"), second.out
-    bad = run_cli("key", "show", "--key", "managedhsm:x:k")  # exit 2, said although the run before was quiet
-    assert bad.code == 2 and "error:" in bad.err
+    assert "http:" not in second.err, second.err  # ...and of its run only
+    bad = run_cli("key", "show", "--key", "managedhsm:x:k")
+    assert bad.code == 2 and bad.err.startswith("error:") and "Traceback" not in bad.err, bad.err
 
 
 def test_a_run_builds_one_session_and_closes_it() -> None:
