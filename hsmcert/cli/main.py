@@ -181,7 +181,6 @@ def _usage_message(exc: Exception, args: list[str]) -> tuple[str, str]:
     return f"Invalid value for {name}: {reason.rstrip('.')}.", f"{see[:1].upper()}{see[1:]}."
 
 
-
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exit with the documented code. Expected failures print one line, never a traceback.
 
