@@ -50,7 +50,12 @@ class TransportOptions:
     connection_timeout: float = 10.0
     read_timeout: float = 60.0
     retry: Mapping[str, Any] = field(
-        default_factory=lambda: {"retry_total": 4, "retry_backoff_factor": 0.4, "retry_backoff_max": 8}
+        default_factory=lambda: {
+            "retry_total": 4,
+            "retry_status": 4,  # azure-core's default of 3 would end a 429/503 streak one attempt early
+            "retry_backoff_factor": 0.4,
+            "retry_backoff_max": 8,
+        }
     )
     pipeline: Pipeline | None = None
 
