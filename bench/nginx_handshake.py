@@ -172,14 +172,14 @@ def setup(
             "--listen", f"127.0.0.1:{sites[kind]['hsm_port']}", "--socket", str(stack.agent_socket), "--check",
             show=False,
         )  # fmt: skip
-        from hsmcert import managed
+        from hsmcert import generated
         from hsmcert import nginx as lib
 
         local = lib.validate(
             lib.Site(ref, local_cert, f"{kind}.local.bench", out, listen=f"127.0.0.1:{sites[kind]['local_port']}",
                      local_key=local_key, socket=stack.agent_socket)
         )  # fmt: skip
-        managed.write_all(lib.generate(local), force=True)
+        generated.write_all(lib.generate(local), force=True)
     includes = sorted(p for p in out.glob("*.bench.conf"))
     ports = [int(str(s[p])) for s in sites.values() for p in ("hsm_port", "local_port")]
     nginx = stack.start_nginx(includes, ports, openssl_cnf=out / "openssl.cnf", workers=workers,

@@ -33,8 +33,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from hsmcert.clock import utc_timestamp
 from hsmcert.errors import UsageError
+from hsmcert.timestamps import utc_timestamp
 
 MAX_TEXT = 256
 """Characters kept of a string value (key references, client names, versions, ...)."""

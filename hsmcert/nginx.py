@@ -1,7 +1,7 @@
 """Keyless TLS configuration for nginx: render, test with ``nginx -t``, reload only after a passing test.
 
 :func:`generate` turns a :class:`Site` into the files nginx needs (the server include, the key reference,
-openssl.cnf, systemd units), all managed (:mod:`hsmcert.managed`). nginx >= 1.29 reads the key straight
+openssl.cnf, systemd units), all managed (:mod:`hsmcert.generated`). nginx >= 1.29 reads the key straight
 from the provider's store (``ssl_certificate_key "store:managedhsm:..."``); older nginx (Debian 12 ships
 1.22.1) reads a PEM file that wraps the key reference, which the provider's decoder turns into the HSM key.
 
@@ -28,8 +28,8 @@ from typing import Literal
 
 from hsmcert import syntax
 from hsmcert.errors import HsmcertError, NotFoundError, UsageError, VerificationError
+from hsmcert.generated import ManagedFile
 from hsmcert.keyref import parse_keyref
-from hsmcert.managed import ManagedFile
 from hsmcert.templates import render
 
 Version = tuple[int, int, int]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from hsmcert import syntax
 from hsmcert.errors import HsmcertError, NotFoundError, UsageError
-from hsmcert.shipped import CHECKOUT, shipped_dir
+from hsmcert.package_data import CHECKOUT, shipped_dir
 
 PEM_LABEL = "HSMCERT KEY REFERENCE"
 DESCRIPTION = "hsmcert key reference v1"
@@ -97,7 +97,7 @@ def build(*, target: Path | None = None, cc: str | None = None) -> Path:
                 f"Building the provider failed: {tail}",
                 "Install the OpenSSL 3 headers (Debian: apt install libssl-dev) and retry.",
             )
-        from hsmcert.fsutil import write_output
+        from hsmcert.output_files import write_output
 
         final = destination / MODULE_NAME
         write_output(final, (work / "build" / MODULE_NAME).read_bytes(), force=True, mode=0o755)

@@ -1,7 +1,7 @@
 """The Jinja2 templates hsmcert renders (nginx, systemd), from ``templates/``.
 
 In a checkout the templates are the top-level ``templates/`` directory; an installed wheel carries a copy
-as ``hsmcert/_data/templates`` (see setup.py). :func:`hsmcert.shipped.shipped_dir` finds either.
+as ``hsmcert/_data/templates`` (see setup.py). :func:`hsmcert.package_data.shipped_dir` finds either.
 
 Every ``{{ value }}`` is written with the quoting of the template's format (its first directory: ``nginx/``
 or ``systemd/``, see :mod:`hsmcert.syntax`), so a value can never become a directive. A template asks for
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from hsmcert import syntax
 from hsmcert.errors import HsmcertError
-from hsmcert.shipped import shipped_dir
+from hsmcert.package_data import shipped_dir
 
 if TYPE_CHECKING:
     import jinja2

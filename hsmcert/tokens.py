@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from hsmcert.clock import rfc3339
+from hsmcert.timestamps import rfc3339
 
 
 def _segment(part: str) -> Any:

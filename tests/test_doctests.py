@@ -27,7 +27,7 @@ MODULES = _modules_with_examples()
 
 
 def test_the_modules_that_document_by_example_are_found() -> None:
-    assert {"hsmcert.keyref", "hsmcert.clock", "hsmcert.azure.credentials"} <= set(MODULES)
+    assert {"hsmcert.keyref", "hsmcert.timestamps", "hsmcert.azure.credentials"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -143,7 +143,7 @@ def save_challenge(url: str) -> None:
             return
         known[url] = header
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        from hsmcert.fsutil import write_output
+        from hsmcert.output_files import write_output
 
         write_output(path, json.dumps(known).encode(), force=True, mode=0o600)  # never through a link
         _saved_challenges.add(url)

@@ -17,9 +17,9 @@ from hsmcert import jwa
 from hsmcert.azure.clients import ServiceClients
 from hsmcert.azure.errors import enable_remedy
 from hsmcert.azure.keyinfo import KeyInfo, public_key_from_jwk, unb64u
-from hsmcert.clock import rfc3339
 from hsmcert.errors import PermissionDeniedError, UsageError, VerificationError
 from hsmcert.keyref import KeyRef, parse_keyref
+from hsmcert.timestamps import rfc3339
 
 
 def check_usable(info: KeyInfo, ref: KeyRef) -> None:

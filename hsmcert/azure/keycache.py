@@ -24,9 +24,9 @@ from pathlib import Path
 
 from hsmcert.azure.keyinfo import KeyInfo
 from hsmcert.errors import HsmcertError
-from hsmcert.fsutil import write_output
 from hsmcert.keyref import KeyRef, parse_keyref
 from hsmcert.lru import LruDict
+from hsmcert.output_files import write_output
 
 MEMORY_ENTRIES = 4096
 """Public keys kept in memory per cache (the least recently used beyond that are dropped)."""

@@ -159,7 +159,7 @@ def emit(data: dict[str, Any], text: str | Callable[[], str] | None = None) -> N
 
 def times(data: dict[str, Any], *fields: str) -> dict[str, Any]:
     """``data`` with the named fields (seconds since the epoch, or None) as RFC 3339 UTC text."""
-    from hsmcert.clock import rfc3339
+    from hsmcert.timestamps import rfc3339
 
     return {k: (rfc3339(v) if k in fields and isinstance(v, (int, float)) else v) for k, v in data.items()}
 

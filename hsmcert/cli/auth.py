@@ -18,7 +18,7 @@ from hsmcert.cli._common import (
     times,
     waiting,
 )
-from hsmcert.clock import rfc3339
+from hsmcert.timestamps import rfc3339
 
 
 def whoami(

@@ -94,7 +94,7 @@ def nginx(
 
       hsmcert nginx --key managedhsm:contoso:tls --cert /etc/ssl/www.pem --server-name www.example.com --check
     """
-    from hsmcert import managed
+    from hsmcert import generated
     from hsmcert import nginx as lib
     from hsmcert.errors import HsmcertError
     from hsmcert.syntax import nginx_string
@@ -118,13 +118,13 @@ def nginx(
             timeout_ms=timeout_ms,
         )
     )
-    planned = managed.plan(lib.generate(site), force=force)
+    planned = generated.plan(lib.generate(site), force=force)
     if check or reload:
         # Tested in a staging directory: a failure leaves every file of out_dir as it was.
         lib.check_site(site, nginx=nginx_bin, nginx_conf=nginx_conf)
         log("nginx -t: the configuration is valid, the key loads and matches the certificate")
-    saved = managed.snapshot(planned)
-    managed.apply(planned)
+    saved = generated.snapshot(planned)
+    generated.apply(planned)
     done = planned
     data: dict[str, Any] = {
         "mode": site.mode,
@@ -145,7 +145,7 @@ def nginx(
         try:
             result = lib.reload(site, conf=nginx_conf, nginx=nginx_bin)
         except HsmcertError:
-            managed.restore(saved)  # nothing reloaded: nothing changed either
+            generated.restore(saved)  # nothing reloaded: nothing changed either
             log("the previous files are back in place")
             raise
         data["reloaded"] = True

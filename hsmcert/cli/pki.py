@@ -24,7 +24,7 @@ from hsmcert.cli._common import (
     state,
     waiting,
 )
-from hsmcert.fsutil import check_target
+from hsmcert.output_files import check_target
 
 if TYPE_CHECKING:
     from hsmcert.pki.csr import Signed
@@ -70,7 +70,7 @@ def _profile(name: str | None) -> Any:
 
 def _write(signed: Signed, *, out: str, fmt: Format, der: bool, force: bool, key: Any, profile: Any) -> None:
     """Write the new object (atomically, never over a file without --force) and report it."""
-    from hsmcert.fsutil import write_output
+    from hsmcert.output_files import write_output
     from hsmcert.pki.inspect import describe
     from hsmcert.pki.io import encode
 

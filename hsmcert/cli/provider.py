@@ -59,7 +59,7 @@ def openssl_cnf_(
 ) -> None:
     """Write an openssl.cnf that loads the default provider, then hsmcert (use it with OPENSSL_CONF)."""
     from hsmcert.agent import default_socket_path
-    from hsmcert.fsutil import write_output
+    from hsmcert.output_files import write_output
     from hsmcert.provider import openssl_cnf
 
     text = openssl_cnf(socket or default_socket_path(), timeout_ms=timeout_ms, include_default=not no_default)
@@ -69,7 +69,7 @@ def openssl_cnf_(
 @app.command("pem-ref")
 def pem_ref_(key: KeyOpt, out: OutOpt = "-", force: ForceOpt = False) -> None:
     """Write a PEM file wrapping the key reference, for programs that read only PEM key files."""
-    from hsmcert.fsutil import write_output
+    from hsmcert.output_files import write_output
     from hsmcert.provider import pem_ref
 
     write_output(out, pem_ref(key), force=force, mode=0o644)

@@ -213,7 +213,7 @@ def credentials(
     secret = _token_key(emulator.data_dir)
     path = None
     if federated_token_file is not None:
-        from hsmcert.fsutil import write_output
+        from hsmcert.output_files import write_output
 
         path = Path(os.path.abspath(federated_token_file.expanduser()))  # a link stays a link
         write_output(path, login.federated_token(secret, principal).encode(), force=force, mode=0o600)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hsmcert.clock import rfc3339
+from hsmcert.timestamps import rfc3339
 
 pytestmark = pytest.mark.process  # every test here starts a process (see tests/fixtures/process_marks.py)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hsmcert import managed
+from hsmcert import generated
 from hsmcert import nginx as lib
 from hsmcert.errors import VerificationError
 from tests.fixtures.nginx import LocalPki, free_port
@@ -58,7 +58,7 @@ def test_store_uri_from_nginx_1_29(tmp_path: Path, local_pki: LocalPki) -> None:
         "systemd/nginx.service.d/hsmcert.conf",
     }
     for name in written:
-        assert managed.state_of((out / name).read_text()) == "managed", name
+        assert generated.state_of((out / name).read_text()) == "managed", name
     dropin = (out / "systemd/nginx.service.d/hsmcert.conf").read_text()
     assert f"Environment=OPENSSL_CONF={out / 'openssl.cnf'}" in dropin
     cnf = (out / "openssl.cnf").read_text()
@@ -174,14 +174,14 @@ def test_generated_configs_pass_nginx_t(
         app_protocol=app_protocol,
         http2=True,
     )
-    managed.write_all(lib.generate(site))
+    generated.write_all(lib.generate(site))
     report = lib.check_site(site)
     assert "test is successful" in report
 
 
 def test_nginx_t_failure_names_the_cause(tmp_path: Path, local_pki: LocalPki) -> None:
     site = _site(tmp_path, local_pki, local_key=local_pki.client_key, listen=f"127.0.0.1:{free_port()}")
-    managed.write_all(lib.generate(site))
+    generated.write_all(lib.generate(site))
     with pytest.raises(VerificationError, match="key values mismatch"):
         lib.check_site(site)
 

@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["hsmcert.templates", "hsmcert.managed", "hsmcert.nginx"])
+@pytest.mark.parametrize("name", ["hsmcert.templates", "hsmcert.generated", "hsmcert.nginx"])
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hsmcert import managed
+from hsmcert import generated
 from hsmcert import nginx as lib
 from hsmcert.errors import HsmcertError, VerificationError
 from tests.fixtures.nginx import LocalPki, NginxFactory, curl, free_port, unix_http_app
@@ -26,7 +26,7 @@ def written_server(tmp_path: Path, pki: LocalPki, port: int) -> lib.Site:
         lib.Site(REF, pki.server_cert, "localhost", tmp_path / "out", listen=f"127.0.0.1:{port}",
                  local_key=pki.server_key)
     )  # fmt: skip
-    managed.write_all(lib.generate(site))
+    generated.write_all(lib.generate(site))
     return site
 
 
@@ -44,7 +44,7 @@ def written_sidecars(
                  listen=str(client_sock), upstream=f"127.0.0.1:{port}", ca=pki.ca, app_protocol=protocol,  # type: ignore[arg-type]
                  local_key=pki.client_key)
     )  # fmt: skip
-    managed.write_all(lib.generate(server) + lib.generate(client))
+    generated.write_all(lib.generate(server) + lib.generate(client))
     return server, client
 
 

@@ -70,7 +70,7 @@ def test_installed_hsmcert_built_its_provider_into_the_user_cache(
 ) -> None:
     _, env = installed
     where = subprocess.run(
-        [sys.executable, "-c", "import hsmcert.shipped as s; print(s.PACKAGE_DIR, s.CHECKOUT)"],
+        [sys.executable, "-c", "import hsmcert.package_data as s; print(s.PACKAGE_DIR, s.CHECKOUT)"],
         capture_output=True, text=True, env=env, cwd=tmp_path, check=True,
     ).stdout.split()  # fmt: skip
     assert where[0].startswith(env["PYTHONPATH"]) and where[1] == "None", where

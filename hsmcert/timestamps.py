@@ -1,4 +1,4 @@
-"""Timestamps as hsmcert's audit logs write them."""
+"""Timestamps as hsmcert writes them: audit-log lines (milliseconds) and every time it shows (RFC 3339)."""
 
 from __future__ import annotations
 

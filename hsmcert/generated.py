@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from hsmcert.errors import HsmcertError
-from hsmcert.fsutil import write_output
+from hsmcert.output_files import write_output
 
 HEADER = "# Managed by hsmcert ({source}). hsmcert will not overwrite this file once you edit it.\n"
 _HASH_LINE = re.compile(r"^# hsmcert-sha256: ([0-9a-f]{64})\n", re.MULTILINE)
