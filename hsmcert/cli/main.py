@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     import logging
 
     args = _hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    _never_fail_to_print()
     # --verbose turns the SDK's HTTP log on for its run only: the next run in this process starts quiet.
     loggers = [logging.getLogger(name) for name in ("azure", _HTTP_LOG)]
     saved = [(logger.level, list(logger.handlers)) for logger in loggers]
@@ -198,6 +199,17 @@ def main(argv: list[str] | None = None) -> None:
         for logger, (level, handlers) in zip(loggers, saved, strict=True):
             logger.setLevel(level)
             logger.handlers[:] = handlers
+
+
+def _never_fail_to_print() -> None:
+    """Text the output's encoding cannot carry (a name with an accent on an ASCII terminal, a lone surrogate
+    from a server's JSON or from an argument that was not UTF-8) is written as a backslash escape instead
+    of ending the command with UnicodeEncodeError."""
+    import io
+
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _main(args: list[str]) -> None:
