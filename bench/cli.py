@@ -6,9 +6,10 @@ In one run, medians of --runs runs each:
 2. `hsmcert csr` against a private emulator, for an EC P-256 and an RSA-2048 key: the HTTP requests each CSR
    makes (counted in the client process by a hook on http.client, split by destination: the HSM and the
    managed-identity token endpoint; and the HSM operations in the emulator's audit log), first with an empty
-   public-key cache and then with the cache warm (target: two HSM requests, the public key and the sign, and
-   one when the public key is cached), and the median wall time against `openssl req -new -key local.pem`
-   for the same subject with a local key of the same type.
+   public-key cache and then with the cache warm (expected: three HSM requests, the unauthenticated request
+   that elicits the service's challenge, which the SDK's public API makes once per process, the public key
+   and the sign; two when the public key is cached), and the median wall time against
+   `openssl req -new -key local.pem` for the same subject with a local key of the same type.
 
     python bench/cli.py [--runs 7] [--json]
 """
