@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from hsmcert.azure.clients import ServiceClients
-    from hsmcert.azure.grant import GrantPlan
+    from hsmcert.azure.grant import GrantPlan, Machine
     from hsmcert.azure.hsm import HsmKey
     from hsmcert.azure.keycache import CachePolicy, KeyCache
     from hsmcert.azure.keys import KeyDetails, KeySummary
@@ -184,6 +184,13 @@ class Session:
         from hsmcert.signer import private_key_for
 
         return private_key_for(self.open_key(ref))
+
+    def machine_principal_id(self, machine: Machine) -> str:
+        """The object id of ``machine``'s managed identity, looked up through Azure Resource Manager (or the
+        ``HSMCERT_ARM_URL`` the session read)."""
+        from hsmcert.azure.grant import machine_principal_id
+
+        return machine_principal_id(machine, self.credential, self._environ.get("HSMCERT_ARM_URL"))
 
     def grant(self, plan: GrantPlan) -> GrantPlan:
         """Apply a role-assignment plan (:func:`hsmcert.azure.grant.plan_grant`) to its Managed HSM."""

@@ -15,7 +15,6 @@ azure-keyvault-administration. Two modes:
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -230,13 +229,14 @@ def az_commands(plan: GrantPlan) -> list[str]:
 
 
 def machine_principal_id(machine: Machine, credential: TokenCredential, arm_url: str | None = None) -> str:
-    """Look up the object id of a machine's system-assigned identity through Azure Resource Manager."""
+    """Look up the object id of a machine's system-assigned identity through Azure Resource Manager
+    (``arm_url``, default the public cloud's; a :class:`~hsmcert.session.Session` passes ``HSMCERT_ARM_URL``)."""
     from azure.core import PipelineClient
     from azure.core.exceptions import AzureError, HttpResponseError
     from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy
     from azure.core.rest import HttpRequest
 
-    base = (arm_url or os.environ.get("HSMCERT_ARM_URL") or ARM_URL).rstrip("/")
+    base = (arm_url or ARM_URL).rstrip("/")
     api = _VM_API if machine.kind == "vm" else _ARC_API
     policy = BearerTokenCredentialPolicy(credential, f"{ARM_URL}/.default")
     client: PipelineClient[Any, Any] = PipelineClient(base_url=base, policies=[RetryPolicy(), policy])

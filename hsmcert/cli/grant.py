@@ -54,7 +54,7 @@ def grant(
 
       hsmcert grant --hsm contoso --principal 00000000-0000-0000-0000-000000000001 --key tls-key --dry-run
     """
-    from hsmcert.azure.grant import Machine, az_commands, machine_principal_id, plan_grant
+    from hsmcert.azure.grant import Machine, az_commands, plan_grant
     from hsmcert.errors import UsageError
 
     named = [x for x in (principal, vm, arc) if x]
@@ -79,7 +79,7 @@ def grant(
     hsm_session = session(endpoint, ca_bundle, credential)
     if machine is not None:
         with waiting(f"looking up the managed identity of {machine.name}"):
-            plan.principal_id = machine_principal_id(machine, hsm_session.credential)
+            plan.principal_id = hsm_session.machine_principal_id(machine)
         log(f"{machine.name}: managed identity {plan.principal_id}")
     with waiting(f"assigning roles in {hsm}"):
         hsm_session.grant(plan)
