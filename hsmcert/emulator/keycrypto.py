@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 RSA_SIZES = (2048, 3072, 4096)
 CURVES = jwa.CURVE_BYTES
 OCT_SIZES = (128, 192, 256)
+MAX_EXPONENT = 2**32 - 1
+RSA_EXPONENT_ATTEMPTS = 32
 SIGN_ALGS = {a.name: (a.kty, a.hash) for a in jwa.ALGORITHMS.values()}
 EC_ALG_CURVE = {a.name: a.curve for a in jwa.ALGORITHMS.values() if a.curve}
 RSA_CIPHERS = ("RSA-OAEP", "RSA-OAEP-256", "RSA1_5")
@@ -73,15 +75,15 @@ def generate(kty: str, body: dict[str, Any]) -> tuple[Any, int | None]:
     """A fresh private key (object, or AES bytes) for a create request; returns it with its size."""
     base = kty.replace("-HSM", "")
     if base == "RSA":
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
         size = field_of(body, "key_size", int) or 2048
         if size not in RSA_SIZES:
             raise bad(f"The RSA key size {size} is not supported; use 2048, 3072 or 4096.")
         exponent = field_of(body, "public_exponent", int) or 65537
-        if exponent not in (3, 65537):
-            raise bad(f"The public exponent {exponent} is not supported; use 65537.")
-        return rsa.generate_private_key(exponent, size), size
+        if not (3 <= exponent <= MAX_EXPONENT and exponent % 2):
+            raise bad(
+                f"The public exponent {str(exponent)[:20]} is not an odd number from 3 to {MAX_EXPONENT}."
+            )
+        return _rsa_with_exponent(exponent, size), size
     if base == "EC":
         from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -93,6 +95,30 @@ def generate(kty: str, body: dict[str, Any]) -> tuple[Any, int | None]:
     if size not in OCT_SIZES:
         raise bad(f"The AES key size {size} is not supported; use 128, 192 or 256.")
     return os.urandom(size // 8), size
+
+
+def _rsa_with_exponent(exponent: int, size: int) -> Any:
+    """A new RSA key whose public exponent is ``exponent`` (any odd number, as a Managed HSM makes them).
+
+    pyca generates keys with 3 or 65537 only; for another exponent, the primes of fresh keys are taken until
+    both p-1 and q-1 are coprime with it (for most exponents the first pair already is).
+    """
+    from math import gcd, lcm
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if exponent in (3, 65537):
+        return rsa.generate_private_key(exponent, size)
+    for _ in range(RSA_EXPONENT_ATTEMPTS):
+        numbers = rsa.generate_private_key(65537, size).private_numbers()
+        p, q = numbers.p, numbers.q
+        if gcd(exponent, (p - 1) * (q - 1)) != 1:
+            continue
+        d = pow(exponent, -1, lcm(p - 1, q - 1))
+        public = rsa.RSAPublicNumbers(exponent, p * q)
+        crt = (rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q))
+        return rsa.RSAPrivateNumbers(p, q, d, *crt, public).private_key()
+    raise bad(f"No RSA key with the public exponent {exponent} was found; use another exponent.")
 
 
 def import_jwk(jwk: dict[str, Any]) -> tuple[str, Any, int | None]:
@@ -299,7 +325,7 @@ def _cbc(key: bytes, iv: bytes, data: bytes, pad: bool, *, encrypt: bool) -> byt
             padder = sym_padding.PKCS7(128).padder()
             data = padder.update(data) + padder.finalize()
         elif len(data) % 16:
-            raise bad("AES-CBC without padding needs a multiple of 16 bytes.")
+            data += bytes(-len(data) % 16)  # the service completes the last block; decryption returns it
         enc = cipher.encryptor()
         return bytes(enc.update(data) + enc.finalize())
     if len(data) % 16 or not data:

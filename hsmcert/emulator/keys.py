@@ -191,9 +191,9 @@ def parse_kty(service: Service, kty: Any) -> str:
             f"The key type '{str(kty)[:40]}' is not supported; use RSA, RSA-HSM, EC, EC-HSM or oct-HSM."
         )
     if service.kind == "managedhsm":
-        if not kty.endswith("-HSM"):
-            raise bad(f"Managed HSM accepts only HSM key types ({kty}-HSM, not {kty}).", "BadParameter")
-    elif kty.startswith("oct"):
+        # Every key of a Managed HSM is an HSM key: RSA, EC and oct ask for RSA-HSM, EC-HSM and oct-HSM.
+        return kty if kty.endswith("-HSM") else f"{kty}-HSM"
+    if kty.startswith("oct"):
         raise bad("AES (oct-HSM) keys are supported by Managed HSM only.", "BadParameter")
     return kty
 
@@ -335,6 +335,8 @@ def update(service: Service, req: Request) -> Response:
     attrs = parse_attributes(body)
     tags = parse_tags(body)
     ops = parse_key_ops(body, kv.key_ops) if "key_ops" in body else None
+    if body.get("release_policy") is not None and (kv.release_policy or {}).get("immutable") is True:
+        raise bad("The key's release policy is immutable: it cannot be changed.")
     if "exportable" in attrs and attrs["exportable"] != kv.exportable:
         raise bad("The exportable attribute cannot be changed.")
     apply_attributes(kv, attrs)
@@ -390,7 +392,9 @@ def list_keys(service: Service, req: Request) -> Response:
 
 def versions(service: Service, req: Request) -> Response:
     name = req.params["name"]
-    items = [kv.item(service, req.base_url) for kv in service.entry(name)]
+    # A vault lists no versions of a key it does not hold: 200 and an empty list, as Azure answers.
+    found = service.keys.get(name) if service.kind == "vault" else service.entry(name)
+    items = [kv.item(service, req.base_url) for kv in found or ()]
     return Response(200, paged(items, req, f"/keys/{name}/versions"), audit={"key": name})
 
 

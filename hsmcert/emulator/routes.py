@@ -5,8 +5,10 @@ place where a Managed HSM checks the caller's role for the route's operation.
 Patterns: a literal segment matches case-insensitively (``/keys`` = ``/KEYS``); ``{name}`` matches one
 non-empty segment, ``{name?}`` one segment that may be empty (``/keys/k//sign`` signs with the latest
 version), and a leading ``{scope*}`` any number of segments (``/keys/k/providers/...`` has the scope
-``/keys/k``). One trailing slash is ignored. The first pattern that matches the path decides: another method
-than its routes' is 405, a path no pattern matches is 404, both in the answering endpoint's error shape.
+``/keys/k``). One trailing slash is ignored. The first pattern that matches the path and has a route for the method decides (so
+``POST /keys/k/sign`` signs with the latest version while ``GET /keys/k/sign`` asks for a version "sign"); a
+path that patterns match only with other methods is 405, a path no pattern matches is 404, both in the
+answering endpoint's error shape.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class Router:
             path = path[:-1]
         segments = path.split("/", 2)
         shape = (segments[1].lower() if len(segments) > 1 else "", path.count("/") + 1)
+        status = 404
         for regex, routes in self._by_shape.get(shape, self._generic):
             found = regex.fullmatch(path)
             if found is None:
@@ -108,8 +111,8 @@ class Router:
             for route in routes:
                 if route.method in (method, "*"):
                     return route, found.groupdict()
-            raise NoRoute(405, method, path)
-        raise NoRoute(404, method, path)
+            status = 405
+        raise NoRoute(status, method, path)
 
 
 # --- the data plane ---------------------------------------------------------------------------------------
@@ -140,6 +143,8 @@ KEYS = (
     Route("GET", "/keys/{name}/{version?}", "get", keys.get),
     Route("PATCH", "/keys/{name}/{version?}", "update", keys.update),
     *(Route("POST", f"/keys/{{name}}/{{version?}}/{op}", op, run) for op, run in CRYPTO_OPERATIONS.items()),
+    # Without a version (and without api-version), as Microsoft's C engine and providers send it: the latest.
+    *(Route("POST", f"/keys/{{name}}/{op}", op, run) for op, run in CRYPTO_OPERATIONS.items()),
 )
 
 DELETED_KEYS = (
