@@ -87,6 +87,8 @@ BUILTIN_ROLES: tuple[Role, ...] = (
             f"{PREFIX}backup/status/action",
             f"{PREFIX}restore/start/action",
             f"{PREFIX}restore/status/action",
+            f"{PREFIX}settings/read/action",
+            f"{PREFIX}settings/write/action",
         ),
     ),
     Role(

@@ -76,6 +76,7 @@ class Emulator:
             "key",
             "deletedkey",
             "rotationpolicy",
+            "setting",
             "roledef",
             "roleassign",
             "certificate",

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hsmcert.azure import roles
-from hsmcert.emulator import certificates, controlplane, keys, login, rbac
+from hsmcert.emulator import certificates, controlplane, keys, login, rbac, settings
 from hsmcert.emulator.api import ApiError, Handler, Request, Response
 from hsmcert.emulator.service import Service
 
@@ -156,6 +156,15 @@ DELETED_KEYS = (
 
 RANDOM = (Route("POST", "/rng", "rng", keys.random_bytes, scope=lambda req: "/"),)
 
+SETTINGS = tuple(
+    Route(method, pattern, operation, handler, action, scope=lambda req: "/")
+    for method, pattern, operation, handler, action in (
+        ("GET", "/settings", "settings-list", settings.list_settings, "settings/read/action"),
+        ("GET", "/settings/{setting}", "setting-get", settings.get_setting, "settings/read/action"),
+        ("PATCH", "/settings/{setting}", "setting-update", settings.update_setting, "settings/write/action"),
+    )
+)
+
 _DEFINITIONS = "{scope*}/providers/Microsoft.Authorization/roleDefinitions"
 _ASSIGNMENTS = "{scope*}/providers/Microsoft.Authorization/roleAssignments"
 RBAC = tuple(
@@ -197,10 +206,10 @@ CERTIFICATES = (
 )
 
 ROUTERS = {
-    "managedhsm": Router(KEYS, DELETED_KEYS, RANDOM, RBAC),
+    "managedhsm": Router(KEYS, DELETED_KEYS, RANDOM, RBAC, SETTINGS),
     "vault": Router(KEYS, DELETED_KEYS, RANDOM, CERTIFICATES),
 }
-"""The routes of each kind of service: Managed HSM local RBAC, Key Vault certificates."""
+"""The routes of each kind of service: Managed HSM local RBAC and settings, Key Vault certificates."""
 
 
 def find(service: Service, req: Request) -> Route:

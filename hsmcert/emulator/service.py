@@ -31,6 +31,8 @@ class Service:
         self.deleted: dict[str, dict[str, Any]] = {}
         self.deleted_versions: dict[str, list[KeyVersion]] = {}
         self.rotation_policies: dict[str, dict[str, Any]] = {}
+        self.settings: dict[str, str] = {}
+        """A Managed HSM's account settings that differ from their defaults (:mod:`.settings`)."""
         self.rbac = Rbac(self)
         self.certificates: Certificates | None = None
         """A vault's certificates (None on a Managed HSM)."""
@@ -50,6 +52,8 @@ class Service:
             self.deleted[ident] = data
         elif kind == "rotationpolicy":
             self.rotation_policies[ident] = data
+        elif kind == "setting":
+            self.settings[ident] = data
         elif kind in ("roledef", "roleassign"):
             self.rbac.load(kind, ident, data)
         elif kind in ("certificate", "certop", "deletedcert") and self.certificates is not None:
@@ -110,6 +114,10 @@ class Service:
     def set_rotation_policy(self, name: str, policy: dict[str, Any]) -> None:
         self.rotation_policies[name] = policy
         self.store.put(self.name, "rotationpolicy", name, policy)
+
+    def set_setting(self, name: str, value: str) -> None:
+        self.settings[name] = value
+        self.store.put(self.name, "setting", name, value)
 
     def deleted_bundle(self, name: str, base_url: str) -> dict[str, Any]:
         info = self.deleted[name]
