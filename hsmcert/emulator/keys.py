@@ -308,7 +308,7 @@ def _store_new(
     return Response(200, kv.bundle(service, req.base_url), audit={"key": name, "version": kv.version})
 
 
-def _addressed_version(req: Request) -> str:
+def addressed_version(req: Request) -> str:
     """The version a get or update names ("" for the latest); 404 for what cannot be a version."""
     version = req.params.get("version", "")
     if version and not VERSION_RE.match(version):
@@ -322,7 +322,7 @@ def _addressed_version(req: Request) -> str:
 
 def get(service: Service, req: Request) -> Response:
     name = req.params["name"]
-    kv = service.version(name, _addressed_version(req))
+    kv = service.version(name, addressed_version(req))
     if not kv.enabled:
         kv.check_usable("get")
     return Response(200, kv.bundle(service, req.base_url), audit={"key": name, "version": kv.version})
@@ -330,7 +330,7 @@ def get(service: Service, req: Request) -> Response:
 
 def update(service: Service, req: Request) -> Response:
     name = req.params["name"]
-    kv = service.version(name, _addressed_version(req))
+    kv = service.version(name, addressed_version(req))
     body = req.json()
     attrs = parse_attributes(body)
     tags = parse_tags(body)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hsmcert.azure import roles
-from hsmcert.emulator import certificates, controlplane, keys, login, rbac, settings
+from hsmcert.emulator import attestation, certificates, controlplane, keys, login, rbac, settings
 from hsmcert.emulator.api import ApiError, Handler, Request, Response
 from hsmcert.emulator.service import Service
 
@@ -147,6 +147,10 @@ KEYS = (
     *(Route("POST", f"/keys/{{name}}/{op}", op, run) for op, run in CRYPTO_OPERATIONS.items()),
 )
 
+ATTESTATION = (
+    Route("GET", "/keys/{name}/{version?}/attestation", "attestation", attestation.get_attestation, "keys/read/action"),
+)
+
 DELETED_KEYS = (
     Route("GET", "/deletedkeys", "deleted-list", keys.list_deleted, "keys/deletedKeys/read/action"),
     Route("GET", "/deletedkeys/{name}", "deleted-get", keys.get_deleted),
@@ -206,10 +210,11 @@ CERTIFICATES = (
 )
 
 ROUTERS = {
-    "managedhsm": Router(KEYS, DELETED_KEYS, RANDOM, RBAC, SETTINGS),
+    "managedhsm": Router(KEYS, ATTESTATION, DELETED_KEYS, RANDOM, RBAC, SETTINGS),
     "vault": Router(KEYS, DELETED_KEYS, RANDOM, CERTIFICATES),
 }
-"""The routes of each kind of service: Managed HSM local RBAC and settings, Key Vault certificates."""
+"""The routes of each kind of service: Managed HSM key attestation, local RBAC and settings, Key Vault
+certificates."""
 
 
 def find(service: Service, req: Request) -> Route:

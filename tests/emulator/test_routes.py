@@ -36,7 +36,14 @@ def _request(emulator: Emulator, method: str, path: str, principal: str) -> Requ
     return Request(method, path, {"api-version": "7.5"}, b"{}", "https://127.0.0.1", principal, principal)
 
 
-HSM_ROUTES = [*routes.KEYS, *routes.DELETED_KEYS, *routes.RANDOM, *routes.RBAC, *routes.SETTINGS]
+HSM_ROUTES = [
+    *routes.KEYS,
+    *routes.ATTESTATION,
+    *routes.DELETED_KEYS,
+    *routes.RANDOM,
+    *routes.RBAC,
+    *routes.SETTINGS,
+]
 
 
 @pytest.mark.parametrize("route", HSM_ROUTES, ids=lambda r: f"{r.method} {r.pattern}")
