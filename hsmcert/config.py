@@ -221,25 +221,6 @@ class EndpointResolver:
         return Endpoint(azure_url, self.ca_bundle, "default")
 
 
-def resolve_endpoint(ref: KeyRef, *, endpoint: str | None = None, ca_bundle: str | None = None) -> Endpoint:
-    """The endpoint of ``ref`` by a resolver built now from the environment (see :class:`EndpointResolver`)."""
-    return EndpointResolver(endpoint=endpoint, ca_bundle=ca_bundle).resolve(ref)
-
-
-def resolve_service(
-    kind: Kind,
-    service: str,
-    *,
-    endpoint: str | None = None,
-    ca_bundle: str | None = None,
-    azure_url: str | None = None,
-) -> Endpoint:
-    """The endpoint of one service by a resolver built now from the environment."""
-    return EndpointResolver(endpoint=endpoint, ca_bundle=ca_bundle).service(
-        kind, service, azure_url=azure_url
-    )
-
-
 def _emulator_endpoint(data_dir: Path, kind: Kind, service: str) -> Endpoint:
     published = emulator_config(data_dir)
     if published is None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hsmcert.config import EMULATOR_ENDPOINTS, resolve_service
+from hsmcert.config import EMULATOR_ENDPOINTS, Endpoint, EndpointResolver
 from hsmcert.errors import NotFoundError, UnreachableError
+from hsmcert.keyref import Kind
 from tests.fixtures.emulator import start_emulator
 from tests.hsm.conftest import run_cli, unique
 
@@ -17,6 +19,11 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+
+def resolve_service(kind: Kind, name: str, environ: dict[str, str] | None = None) -> Endpoint:
+    """The endpoint of a service by a resolver of ``environ`` (default: this process's, as now)."""
+    return EndpointResolver(environ=dict(os.environ) if environ is None else environ).service(kind, name)
 
 
 def _served(emulator: Any) -> set[str]:
@@ -57,7 +64,7 @@ def test_a_bad_service_name_for_emulator_start_is_one_sentence(emulator: Any) ->
 
 @pytest.mark.process
 def test_the_published_file_matches_the_emulator_and_goes_when_it_stops(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     own = start_emulator(tmp_path / "emu")
     try:
@@ -68,11 +75,10 @@ def test_the_published_file_matches_the_emulator_and_goes_when_it_stops(
             key: {"url": f"https://127.0.0.1:{port}", "ca_bundle": str(own.ca)}
             for key, port in running.services.items()
         }
-        monkeypatch.setenv("HSMCERT_EMULATOR", str(own.data_dir))
-        monkeypatch.delenv("HSMCERT_ENDPOINT", raising=False)
-        assert resolve_service("vault", "local-vault").url == running.url("vault", "local-vault")
+        env = {"HSMCERT_EMULATOR": str(own.data_dir)}
+        assert resolve_service("vault", "local-vault", env).url == running.url("vault", "local-vault")
     finally:
         own.stop()
     assert not (own.data_dir / EMULATOR_ENDPOINTS).exists()
     with pytest.raises(UnreachableError, match="No emulator runs from"):
-        resolve_service("managedhsm", "local-hsm")
+        resolve_service("managedhsm", "local-hsm", env)

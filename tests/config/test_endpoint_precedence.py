@@ -8,12 +8,17 @@ from typing import Any
 
 import pytest
 
-from hsmcert.config import resolve_endpoint
+from hsmcert.config import Endpoint, EndpointResolver
 from hsmcert.errors import UsageError
-from hsmcert.keyref import parse_keyref
+from hsmcert.keyref import KeyRef, parse_keyref
 from tests.hsm.conftest import run_cli
 
 REF = parse_keyref("managedhsm:contoso:tls")
+
+
+def resolve(ref: KeyRef, environ: dict[str, str], **flags: str) -> Endpoint:
+    """``ref`` resolved by a resolver of ``environ`` and the flags, as a Session builds it."""
+    return EndpointResolver(environ=environ, **flags).resolve(ref)
 
 
 @pytest.fixture
@@ -30,42 +35,42 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def test_each_level_wins_over_the_next(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    got = resolve_endpoint(REF)
+def test_each_level_wins_over_the_next(config: Path) -> None:
+    env = {"HSMCERT_CONFIG": str(config)}
+    got = resolve(REF, env)
     assert (got.url, got.ca_bundle, got.source) == (
         "https://hsm.example.internal",
         "/etc/ssl/private-ca.pem",
         "config",
     )
-    other = resolve_endpoint(parse_keyref("managedhsm:fabrikam:tls"))
+    other = resolve(parse_keyref("managedhsm:fabrikam:tls"), env)
     assert (other.url, other.ca_bundle, other.source) == (
         "https://fabrikam.managedhsm.azure.net",
         None,
         "default",
     )
 
-    monkeypatch.setenv("HSMCERT_ENDPOINT", "https://env.example:8443/")
-    monkeypatch.setenv("HSMCERT_CA_BUNDLE", "/env-ca.pem")
-    got = resolve_endpoint(REF)
+    env |= {"HSMCERT_ENDPOINT": "https://env.example:8443/", "HSMCERT_CA_BUNDLE": "/env-ca.pem"}
+    got = resolve(REF, env)
     assert (got.url, got.ca_bundle, got.source) == ("https://env.example:8443", "/env-ca.pem", "environment")
 
-    got = resolve_endpoint(REF, endpoint="https://flag.example", ca_bundle="/flag-ca.pem")
+    got = resolve(REF, env, endpoint="https://flag.example", ca_bundle="/flag-ca.pem")
     assert (got.url, got.ca_bundle, got.source) == ("https://flag.example", "/flag-ca.pem", "flag")
 
 
 def test_a_flag_ca_bundle_replaces_the_config_one(config: Path) -> None:
-    assert resolve_endpoint(REF, ca_bundle="/mine.pem").ca_bundle == "/mine.pem"
+    assert resolve(REF, {"HSMCERT_CONFIG": str(config)}, ca_bundle="/mine.pem").ca_bundle == "/mine.pem"
 
 
 def test_vault_references_resolve_to_key_vault(config: Path) -> None:
-    got = resolve_endpoint(parse_keyref("vault:contoso:tls"))
+    got = resolve(parse_keyref("vault:contoso:tls"), {"HSMCERT_CONFIG": str(config)})
     assert (got.url, got.source) == ("https://contoso.vault.azure.net", "default")
 
 
 def test_a_config_entry_without_url_is_named(config: Path) -> None:
     config.write_text('[endpoints."managedhsm:contoso"]\nca_bundle = "/x.pem"\n')
     with pytest.raises(UsageError, match=re.escape('endpoints."managedhsm:contoso" has no url')):
-        resolve_endpoint(REF)
+        resolve(REF, {"HSMCERT_CONFIG": str(config)})
 
 
 def test_a_broken_config_file_is_one_clear_line_and_exit_2(
@@ -79,16 +84,11 @@ def test_a_broken_config_file_is_one_clear_line_and_exit_2(
     assert "Traceback" not in result.err
 
 
-def test_the_emulator_named_in_the_config_file_serves_references(
-    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_emulator_named_in_the_config_file_serves_references(emulator: Any, tmp_path: Path) -> None:
     data_dir = Path(emulator.data_dir)
-    monkeypatch.delenv("HSMCERT_EMULATOR", raising=False)
-    monkeypatch.delenv("HSMCERT_ENDPOINT", raising=False)
     path = tmp_path / "config.toml"
     path.write_text(f'[emulator]\ndata_dir = "{data_dir}"\n')
-    monkeypatch.setenv("HSMCERT_CONFIG", str(path))
-    got = resolve_endpoint(parse_keyref("managedhsm:local-hsm:k"))
+    got = resolve(parse_keyref("managedhsm:local-hsm:k"), {"HSMCERT_CONFIG": str(path)})
     assert got.source == "emulator" and got.url.startswith("https://127.0.0.1:")
     assert got.ca_bundle == str(data_dir / "ca.pem")
 
@@ -106,13 +106,11 @@ def test_the_emulator_named_in_the_config_file_serves_references(
 def test_a_config_value_of_the_wrong_type_is_named(config: Path, text: str, entry: str) -> None:
     config.write_text(text)
     with pytest.raises(UsageError, match=re.escape(entry)):
-        resolve_endpoint(REF)
+        resolve(REF, {"HSMCERT_CONFIG": str(config)})
 
 
 def test_a_service_name_outside_a_reference_is_checked_before_it_becomes_a_url(config: Path) -> None:
-    from hsmcert.config import resolve_service
-
     with pytest.raises(UsageError, match="not a valid HSM or vault name"):
-        resolve_service("managedhsm", "evil.example/x?")
+        EndpointResolver(environ={"HSMCERT_CONFIG": str(config)}).service("managedhsm", "evil.example/x?")
     result = run_cli("key", "list", "--hsm", "evil.example/x?")
     assert result.code == 2 and "not a valid HSM or vault name" in result.err
