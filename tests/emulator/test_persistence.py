@@ -6,7 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.keyvault.administration import KeyVaultAccessControlClient, KeyVaultRoleScope
+from azure.keyvault.administration import (
+    KeyVaultAccessControlClient,
+    KeyVaultRoleScope,
+    KeyVaultSetting,
+    KeyVaultSettingsClient,
+)
 from azure.keyvault.keys import JsonWebKey, KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -66,6 +71,8 @@ def test_restart_keeps_everything_and_the_files_hold_no_private_key(tmp_path: Pa
             "/keys/made", user.definition_id, emulator.principal_id(principal)
         )
         custom = access.set_role_definition(KeyVaultRoleScope.GLOBAL, role_name="persisted role")
+        settings = KeyVaultSettingsClient(url, admin, connection_verify=ca)
+        settings.update_setting(KeyVaultSetting(name="AllowKeyManagementOperationsThroughARM", value=True))
         from azure.keyvault.certificates import CertificateClient, CertificatePolicy
 
         vault_url = emulator.url("vault", "restart-vault")
@@ -125,6 +132,8 @@ def test_restart_keeps_everything_and_the_files_hold_no_private_key(tmp_path: Pa
         names = {a.name for a in access.list_role_assignments("/keys/made")}
         assert assignment.name in names
         assert custom.name in {d.name for d in access.list_role_definitions(KeyVaultRoleScope.GLOBAL)}
+        settings = KeyVaultSettingsClient(url, admin, connection_verify=ca)
+        assert settings.get_setting("AllowKeyManagementOperationsThroughARM").getboolean() is True
         certs = CertificateClient(vault_url, admin, connection_verify=ca)
         assert certs.get_certificate("kept").cer == made.cer
         assert certs.get_certificate_operation("waiting").status == "inProgress"
