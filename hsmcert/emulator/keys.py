@@ -404,6 +404,8 @@ def rotate(service: Service, req: Request) -> Response:
     body: dict[str, Any] = (
         {"key_size": latest.size} if latest.base_kty != "EC" else {"crv": latest.public["crv"]}
     )
+    if latest.base_kty == "RSA":  # a new version keeps the key's public exponent
+        body["public_exponent"] = int.from_bytes(unb64u(latest.public["e"], "e"), "big")
     private, size = generate(latest.kty, body)
     now = int(time.time())
     kv = KeyVersion(name, new_version(), latest.kty, list(latest.key_ops), public_jwk(private), now, now)

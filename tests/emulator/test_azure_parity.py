@@ -117,6 +117,7 @@ def test_managed_hsm_rsa_key_with_a_chosen_public_exponent(
         unique("exp"), size=2048, hardware_protected=True, public_exponent=exponent
     )
     assert int.from_bytes(key.key.e, "big") == exponent
+    assert int.from_bytes(key_client.rotate_key(key.name).key.e, "big") == exponent  # a new version keeps it
     public = rsa.RSAPublicNumbers(exponent, int.from_bytes(key.key.n, "big")).public_key()
     digest = bytes(32)
     signature = crypto(key).sign("RS256", digest).signature
