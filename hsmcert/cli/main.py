@@ -114,10 +114,16 @@ def command() -> Any:
     return root
 
 
-def _hoist_global_options(argv: list[str]) -> list[str]:
-    """Move global options found after the subcommand to the front, stopping at ``--``."""
+def _hoist_global_options(argv: list[str], root: Any) -> list[str]:
+    """Move the global options written after a subcommand to the front.
+
+    Only what the command line itself reads as an option moves: the value of a command's own option stays
+    with it (``key create --label -q``), and so does everything after ``--`` or after the first argument
+    of a command that takes its arguments as they are (``exec curl -v``)."""
     front: list[str] = []
     rest: list[str] = []
+    command = root
+    valued = _valued_options(root)
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -131,10 +137,32 @@ def _hoist_global_options(argv: list[str]) -> list[str]:
             i += 1
         elif any(arg.startswith(f"{name}=") for name in _GLOBAL_VALUED):
             front.append(arg)
+        elif arg in valued and i + 1 < len(argv):
+            rest.extend(argv[i : i + 2])
+            i += 1
+        elif arg.startswith("-"):
+            rest.append(arg)
+        elif arg in getattr(command, "commands", {}):
+            command = command.commands[arg]
+            valued = _valued_options(command)
+            rest.append(arg)
+        elif command.context_settings.get("allow_interspersed_args", True) is False:
+            rest.extend(argv[i:])
+            break
         else:
             rest.append(arg)
         i += 1
     return front + rest
+
+
+def _valued_options(command: Any) -> set[str]:
+    """The spellings of ``command``'s options that take a value (``--label``, ``-o``)."""
+    return {
+        name
+        for param in command.params
+        if param.param_type_name == "option" and not param.is_flag and not param.count
+        for name in param.opts
+    }
 
 
 def _json_requested(args: list[str]) -> bool:
@@ -187,14 +215,15 @@ def main(argv: list[str] | None = None) -> None:
     Each call is one run with a state of its own (global options, the session), gone when it returns."""
     import logging
 
-    args = _hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     _never_fail_to_print()
+    root = command()
+    args = _hoist_global_options(list(sys.argv[1:] if argv is None else argv), root)
     # --verbose turns the SDK's HTTP log on for its run only: the next run in this process starts quiet.
     loggers = [logging.getLogger(name) for name in ("azure", _HTTP_LOG)]
     saved = [(logger.level, list(logger.handlers)) for logger in loggers]
     try:
         with run():
-            _main(args)
+            _main(root, args)
     finally:
         for logger, (level, handlers) in zip(loggers, saved, strict=True):
             logger.setLevel(level)
@@ -212,9 +241,9 @@ def _never_fail_to_print() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
-def _main(args: list[str]) -> None:
+def _main(root: Any, args: list[str]) -> None:
     try:
-        code = command().main(args=args, prog_name="hsmcert", standalone_mode=False)
+        code = root.main(args=args, prog_name="hsmcert", standalone_mode=False)
     except HsmcertError as exc:
         if state.verbose:
             import traceback

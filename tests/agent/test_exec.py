@@ -63,6 +63,15 @@ def test_exec_passes_the_exit_status_and_cleans_up(emulator: Any, native: Any, t
     assert "hsmcert" in conf
 
 
+def test_exec_leaves_the_commands_own_options_alone(emulator: Any, native: Any) -> None:
+    """Without ``--``, options after the command's name are the command's: ``-v`` and ``-q`` are not taken
+    as hsmcert's --verbose and --quiet."""
+    script = "import sys; print(sys.argv[1:])"
+    result = _hsmcert("exec", sys.executable, "-c", script, "-v", "-q", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['-v', '-q', '--output', 'json']"
+
+
 def test_exec_of_a_missing_command_exits_127_with_one_line(emulator: Any, native: Any) -> None:
     result = _hsmcert("exec", "--", "no-such-command-hsmcert")
     assert result.returncode == 127, result.stderr
