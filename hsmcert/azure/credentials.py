@@ -26,8 +26,6 @@ Tokens are never printed or logged; :func:`describe` decodes only the claims tha
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import threading
@@ -80,15 +78,9 @@ def decode_claims(token: str) -> dict[str, Any]:
     >>> decode_claims("not a jwt")
     {}
     """
-    parts = token.split(".")
-    if len(parts) != 3:
-        return {}
-    try:
-        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return claims if isinstance(claims, dict) else {}
+    from hsmcert.tokens import claims_of
+
+    return claims_of(token)
 
 
 class StaticTokenCredential:
@@ -97,8 +89,11 @@ class StaticTokenCredential:
     def __init__(self, token: str) -> None:
         self._token = token.strip()
         self.claims = decode_claims(self._token)
-        exp = self.claims.get("exp")
-        self._expires_on = int(exp) if isinstance(exp, (int, float)) else int(time.time()) + 3600
+        from hsmcert.tokens import expiry
+
+        # no usable exp claim: an hour (whoami and doctor call such a token what it is)
+        exp = expiry(self._token)
+        self._expires_on = exp if exp is not None else int(time.time()) + 3600
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
         from azure.core.credentials import AccessToken
@@ -441,7 +436,7 @@ def describe(credential: TokenCredential, scope: str = MANAGED_HSM_SCOPE) -> Ide
         token = credential.get_token(scope)
     except ClientAuthenticationError as exc:
         raise PermissionDeniedError(f"Cannot get a token: {_first_line(exc)}.", _REMEDY) from exc
-    from hsmcert.tokens import expiry, token_problem
+    from hsmcert.tokens import expiry, text_claim, token_problem
 
     # hsmcert's own Credential says which one answered; another credential is named by its class
     answered = str(
@@ -454,18 +449,13 @@ def describe(credential: TokenCredential, scope: str = MANAGED_HSM_SCOPE) -> Ide
         remedy = _RENEW_ENV_CREDENTIAL if answered == "env-token" else _REMEDY
         raise PermissionDeniedError(f"The access token of {answered} {problem}.", remedy)
     claims = decode_claims(token.token)
-    name = (
-        claims.get("upn")
-        or claims.get("unique_name")
-        or claims.get("preferred_username")
-        or claims.get("name")
-    )
+    # only string claims are shown: a list or an object in a claim is not a tenant or a name
     return Identity(
         credential=answered,
-        tenant_id=claims.get("tid"),
-        object_id=claims.get("oid"),
-        app_id=claims.get("appid") or claims.get("azp"),
-        name=str(name) if name else None,
+        tenant_id=text_claim(claims, "tid"),
+        object_id=text_claim(claims, "oid"),
+        app_id=text_claim(claims, "appid", "azp"),
+        name=text_claim(claims, "upn", "unique_name", "preferred_username", "name"),
         # a token from the environment without an exp claim has no known expiry (none is invented)
         expires_on=expiry(token.token) if answered == "env-token" else int(token.expires_on),
         scope=scope,
@@ -477,8 +467,9 @@ _LAST_CLAIMS: list[dict[str, Any]] = [{}]
 
 def last_object_id() -> str | None:
     """The object id of the most recent token any hsmcert credential obtained in this process."""
-    oid = _LAST_CLAIMS[0].get("oid")
-    return str(oid) if oid else None
+    from hsmcert.tokens import text_claim
+
+    return text_claim(_LAST_CLAIMS[0], "oid")
 
 
 AUTH_REMEDY = _REMEDY

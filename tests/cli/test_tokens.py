@@ -72,3 +72,34 @@ def test_whoami_never_invents_an_expiry() -> None:
     exp = int(time.time()) + 3000
     done = run(jwt({**CLAIMS, "exp": exp}), "whoami")
     assert done.returncode == 0 and rfc3339(exp) in done.stdout
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf"])
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), float("-inf"), 1e300, -1e300, -1, 253402300800]
+)
+def test_a_time_claim_out_of_range_is_a_problem_not_a_crash(claim: str, value: float) -> None:
+    token = jwt({**CLAIMS, claim: value})  # json.dumps writes NaN and Infinity, which json.loads reads back
+    for command in ("whoami", "doctor"):
+        done = run(token, command)
+        assert done.returncode == 4, command + done.stdout + done.stderr
+        assert f"has no usable {claim} claim" in done.stdout + done.stderr
+        assert "Unexpected error" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_time_at_the_end_of_year_9999_is_usable() -> None:
+    done = run(jwt({**CLAIMS, "exp": 253402300799}), "whoami", "--output", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["expires_on"] == "9999-12-31T23:59:59Z"
+
+
+def test_a_non_numeric_exp_is_a_problem_and_non_string_claims_are_not_shown() -> None:
+    done = run(jwt({"exp": "soon", "tid": ["t"], "oid": {"a": 1}}), "whoami", "--output", "json")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert json.loads(done.stdout)["code"] == "permission_denied"
+    assert "has no usable exp claim" in done.stderr
+    done = run(jwt({"tid": ["t"], "oid": {"a": 1}, "appid": 7, "upn": ["u"]}), "whoami", "--output", "json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["tenant_id"] is None and data["object_id"] is None
+    assert data["app_id"] is None and data["name"] is None
