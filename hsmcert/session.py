@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hsmcert.azure.clients import MAX_SERVICES, TransportOptions
@@ -89,8 +89,9 @@ class Session:
         self._credential: Any = None if credential is None or isinstance(credential, str) else credential
         # The clients of the endpoints used last (each with its pool); a dropped one is closed.
         self._clients: LruDict[tuple[str, str | None], ServiceClients] = LruDict(
-            MAX_SERVICES, lambda _, service: service.close()
+            MAX_SERVICES, lambda _, service: self._drop(service)
         )
+        self._drop_listeners: list[Callable[[ServiceClients], None]] = []
         self._lock = threading.RLock()
         self.keys = Keys(self)
 
@@ -113,6 +114,18 @@ class Session:
             service.close()
         if built is not None:
             built.close()
+
+    def on_drop(self, listener: Callable[[ServiceClients], None]) -> None:
+        """Call ``listener`` with the clients of each endpoint the session drops (least recently used beyond
+        :data:`~hsmcert.azure.clients.MAX_SERVICES`), once they are closed: whoever keeps objects that use
+        them (the agent's opened keys) lets them go."""
+        with self._lock:
+            self._drop_listeners.append(listener)
+
+    def _drop(self, service: ServiceClients) -> None:
+        service.close()
+        for listener in list(self._drop_listeners):
+            listener(service)
 
     # -- configuration --------------------------------------------------------------------------------
 

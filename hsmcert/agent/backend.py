@@ -44,7 +44,7 @@ from hsmcert.lru import LruDict
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from hsmcert.azure.clients import TransportOptions
+    from hsmcert.azure.clients import ServiceClients, TransportOptions
     from hsmcert.azure.hsm import HsmKey
     from hsmcert.session import Session
 
@@ -183,6 +183,16 @@ class Backend:
         self._latest_ttl = policy.ttl if policy.enabled else 0.0
         self._parsed: LruDict[tuple[str, str | None], KeyRef] = LruDict(MAX_REFERENCES)
         self._lock = threading.Lock()
+        session.on_drop(self._forget_service)
+
+    def _forget_service(self, service: ServiceClients) -> None:
+        """The session dropped (and closed) the clients of an endpoint: its opened keys go with them, and
+        the next request for one opens it again through new clients."""
+        with self._lock:
+            for text in [t for t, key in self._keys.items() if key.service is service]:
+                del self._keys[text]
+            for text in [t for t, (_, key) in self._latest.items() if key.service is service]:
+                del self._latest[text]
 
     # -- keys -------------------------------------------------------------------------------------------
 

@@ -122,7 +122,11 @@ class PooledTransport:
         pass
 
     def close(self) -> None:
-        """Shared by every client of the endpoint: the pool lives as long as the process."""
+        """Close the pool and its connections: the session dropped the endpoint (or was closed). Shared by
+        every client of the endpoint, so only the session's :class:`~hsmcert.azure.clients.ServiceClients`
+        closes it; a request sent after that fails as a request error."""
+        self._manager.clear()
+        self.pool.close()
 
     def sleep(self, duration: float) -> None:
         """What azure-core's RetryPolicy calls between attempts."""

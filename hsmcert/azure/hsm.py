@@ -59,6 +59,11 @@ class HsmKey:
         return f"HsmKey({str(self.ref)!r}, kty={self.kty!r})"
 
     @property
+    def service(self) -> ServiceClients:
+        """The clients of the endpoint the key was opened through (its operations go there)."""
+        return self._service
+
+    @property
     def key_size(self) -> int:
         return int(self.public_key.key_size)
 

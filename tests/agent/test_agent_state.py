@@ -80,3 +80,69 @@ def test_service_clients_and_references_for_new_names_are_bounded(emulator: Any,
     assert state["errors"] == ["PermissionDeniedError"], state
     assert 0 < state["services"] <= state["max_services"] < names, state
     assert state["parsed"] == 2 * names  # bounded at 4096, far above this test's count
+
+
+def _connections_to(port: int) -> int:
+    """Established TCP connections of this process to 127.0.0.1:``port`` (its open sockets there)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/self/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state, inode = fields[2], fields[3], fields[9]
+        if state == "01" and inode in inodes and remote == f"0100007F:{port:04X}":
+            count += 1
+    return count
+
+
+def test_endpoints_the_session_drops_close_their_connections_and_work_again(
+    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's backend used with more endpoints than the session keeps: the dropped ones' connection
+    pools are closed (the process's connections to the HSM stay bounded) and their opened keys go with
+    them, so using a dropped endpoint again opens new clients that work. (Each endpoint is the emulator's
+    HSM with its own copy of the CA bundle: a distinct endpoint to the session.)"""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    from hsmcert import session as session_module
+    from hsmcert.agent.backend import Backend, agent_transport
+    from hsmcert.session import Session, default_session
+
+    kept, endpoints, rounds = 3, 12, 3
+    monkeypatch.setattr(session_module, "MAX_SERVICES", kept)
+    name = f"dropped-{os.urandom(4).hex()}"
+    default_session().keys.create(f"managedhsm:local-hsm:{name}", "EC", curve="P-256")
+    url = emulator.url("managedhsm", "local-hsm")
+    lines = []
+    for n in range(endpoints):
+        ca = tmp_path / f"ca-{n}.pem"
+        ca.write_bytes(Path(emulator.ca).read_bytes())
+        lines.append(f'[endpoints."managedhsm:hsm{n}"]\nurl = "{url}"\nca_bundle = "{ca}"\n')
+    (tmp_path / "config.toml").write_text("".join(lines))
+    env = {k: v for k, v in os.environ.items() if k not in ("HSMCERT_EMULATOR", "HSMCERT_ENDPOINT")}
+    env.update(HSMCERT_CONFIG=str(tmp_path / "config.toml"), HSMCERT_CACHE_DIR=str(tmp_path / "cache"))
+    port = int(url.rsplit(":", 1)[1])
+    digest = bytes(32)
+    before = _connections_to(port)  # the default session's, which made the key
+    with Session(environ=env, transport=agent_transport(pool_size=2, deadline=30)) as session:
+        backend = Backend(session, deadline=30)
+        most = 0
+        for _ in range(rounds):
+            for n in range(endpoints):
+                key, signature = backend.sign(
+                    None, backend.parse(f"managedhsm:hsm{n}:{name}"), "ES256", digest
+                )
+                public = key.public_key
+                assert isinstance(public, ec.EllipticCurvePublicKey)
+                public.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+                most = max(most, _connections_to(port) - before)
+    assert most <= kept * 2, f"{most} connections open for {kept} endpoints kept (pool size 2)"
+    assert _connections_to(port) == before
