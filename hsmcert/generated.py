@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from hsmcert.errors import HsmcertError
+from hsmcert.errors import AlreadyExistsError, HsmcertError
 from hsmcert.output_files import write_output
 
 HEADER = "# Managed by hsmcert ({source}). hsmcert will not overwrite this file once you edit it.\n"
@@ -127,7 +127,7 @@ def plan(files: Iterable[ManagedFile], *, force: bool = False) -> list[Planned]:
         planned.append(Planned(file, action))
     if refused:
         which = "; ".join(refused)
-        raise HsmcertError(
+        raise AlreadyExistsError(
             f"Refusing to overwrite {which}.",
             "Nothing was written. Keep your version and write the new one elsewhere with -o DIR to compare, "
             "or pass --force to replace it.",

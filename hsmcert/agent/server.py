@@ -47,7 +47,7 @@ from hsmcert.agent import protocol
 from hsmcert.agent.audit import AuditLog
 from hsmcert.agent.backend import Backend, status_for
 from hsmcert.agent.protocol import HEADER_SIZE, Frame, Op, ProtocolError, Status, Tag
-from hsmcert.errors import HsmcertError, UsageError
+from hsmcert.errors import AlreadyExistsError, HsmcertError, UsageError
 
 log = logging.getLogger("hsmcert.agent")
 
@@ -238,7 +238,10 @@ class AgentServer:
             _check_directory(directory)
         if path.exists() or path.is_symlink():
             if not stat.S_ISSOCK(path.lstat().st_mode):
-                raise UsageError(f"{path} exists and is not a socket; the agent will not replace it.")
+                raise AlreadyExistsError(
+                    f"{path} exists and is not a socket; the agent will not replace it.",
+                    "Remove it yourself, or give the agent another --socket.",
+                )
             if _is_live(path):
                 raise HsmcertError(
                     f"Another agent is already listening on {path}.",

@@ -244,3 +244,21 @@ def test_a_socket_directory_others_control_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "writable by anyone" in result.stderr and "Traceback" not in result.stderr
     assert not (shared / "agent.sock").exists()
+
+
+@pytest.mark.process
+def test_a_file_in_place_of_the_socket_is_already_exists(tmp_path: Path) -> None:
+    directory = tmp_path / "run"
+    directory.mkdir(mode=0o750)
+    in_place = directory / "agent.sock"
+    in_place.write_text("mine\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "hsmcert", "agent", "--socket", str(in_place)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **OFFLINE},
+    )
+    assert result.returncode == 7, result.stderr  # already exists (docs/cli.md)
+    assert "is not a socket" in result.stderr and "Traceback" not in result.stderr
+    assert in_place.read_text() == "mine\n"

@@ -86,7 +86,7 @@ def test_rerun_is_unchanged_and_edits_are_never_overwritten(tmp_path: Path, loca
     site.write_text(edited)
     cnf_before = (out / "openssl.cnf").read_text()
     refused = hsmcert(*args, "--socket", "/run/other.sock")
-    assert refused.returncode == 1
+    assert refused.returncode == 7  # already exists (docs/cli.md)
     assert f"{site} (edited since hsmcert wrote it)" in refused.stderr
     assert "--force" in refused.stderr and "Traceback" not in refused.stderr
     assert site.read_text() == edited
@@ -106,7 +106,7 @@ def test_file_not_written_by_hsmcert_is_refused(tmp_path: Path, local_pki: Local
         "nginx", "--key", REF, "--cert", str(local_pki.server_cert), "--server-name", "a.example",
         "-o", str(out), "--nginx-version", STORE_VERSION,
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 7  # already exists (docs/cli.md)
     assert "not written by hsmcert" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["openssl.cnf"]
 
