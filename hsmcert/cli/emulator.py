@@ -116,8 +116,9 @@ def start(
 
         from hsmcert.emulator.faults import parse_faults
         from hsmcert.emulator.process import run
+        from hsmcert.timestamps import log_to
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+        log_to(sys.stderr, logging.INFO, "%(asctime)s %(message)s")
         log(f"hsmcert emulator serving from {directory} (stop with Ctrl-C or hsmcert emulator stop)")
         raise typer.Exit(run(directory, parse_faults(faults)))
     from hsmcert.emulator.control import service_endpoint, shell_exports, start

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl
 
 from hsmcert.emulator import auth
 from hsmcert.emulator.api import Request, Response
+from hsmcert.timestamps import rfc3339
 
 if TYPE_CHECKING:
     from hsmcert.emulator.process import Emulator
@@ -127,7 +128,7 @@ class LoginError(Exception):
             "error": self.error,
             "error_description": f"AADSTS{self.code}: {self.description}",
             "error_codes": [self.code],
-            "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+            "timestamp": rfc3339(time.time()),
             "trace_id": str(uuid.uuid4()),
             "correlation_id": str(uuid.uuid4()),
         }

@@ -31,6 +31,7 @@ from hsmcert.emulator.files import private_secret, read_json, write_json
 from hsmcert.emulator.service import Service
 from hsmcert.emulator.store import Store
 from hsmcert.errors import HsmcertError
+from hsmcert.timestamps import log_to
 
 log = logging.getLogger("hsmcert.emulator")
 
@@ -221,9 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "--exit-with", type=int, help="stop when the process of this pid ends (test sessions)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    log_to(None, logging.DEBUG if args.verbose else logging.INFO, "%(asctime)s %(levelname)s %(message)s")
     try:
         settings = loads_json(args.faults)
         if not isinstance(settings, dict):

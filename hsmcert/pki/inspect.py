@@ -9,6 +9,7 @@ from typing import Any
 from hsmcert.pki.san import format_san
 from hsmcert.pki.signing import key_shape, signature_is_valid, spki_sha256
 from hsmcert.pki.subject import openssl_form
+from hsmcert.timestamps import rfc3339
 
 _KU_FLAGS = (
     ("digital_signature", "digitalSignature"),
@@ -22,7 +23,7 @@ _KU_FLAGS = (
 
 
 def _when(value: dt.datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(value.timestamp())
 
 
 def _signature_algorithm(obj: Any) -> str:
