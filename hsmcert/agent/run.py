@@ -43,6 +43,11 @@ CREDENTIAL_VARIABLES = (
     "AZURE_USERNAME",
     "AZURE_PASSWORD",
     "MHSM_CLIENT_SECRET",
+    # the same for Terraform's azurerm/azapi spellings
+    "ARM_CLIENT_CERTIFICATE",
+    "ARM_CLIENT_CERTIFICATE_PATH",
+    "ARM_OIDC_REQUEST_URL",
+    "ARM_MSI_ENDPOINT",
     # workload identity and CI identity providers
     "AZURE_FEDERATED_TOKEN_FILE",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
@@ -58,7 +63,34 @@ CREDENTIAL_VARIABLES = (
     "MSI_SECRET",
 )
 """Variables that carry a credential or lead to one: ``hsmcert exec`` removes them from the command's
-environment (the command signs through the agent, which keeps them; docs/agent.md lists them)."""
+environment (the command signs through the agent, which keeps them; docs/agent.md lists them), together
+with every variable :func:`carries_credential` matches."""
+
+CREDENTIAL_PREFIXES = ("AZURE_", "ARM_", "MSI_", "IDENTITY_", "MHSM_", "HSMCERT_")
+"""Prefixes of the variables of Azure tools, Terraform's azurerm, managed identity, Azure's PKCS#11 library
+and hsmcert."""
+
+CREDENTIAL_WORDS = frozenset({"SECRET", "TOKEN", "PASSWORD", "ASSERTION"})
+"""A variable under :data:`CREDENTIAL_PREFIXES` with one of these words (between underscores) in its name
+carries a credential or leads to one (``ARM_OIDC_TOKEN``, ``AZURE_CLIENT_ASSERTION``)."""
+
+KEPT_VARIABLES = frozenset({"HSMCERT_AGENT_SOCKET", "OPENSSL_CONF"})
+"""What the command needs to reach the agent: never removed."""
+
+
+def carries_credential(name: str) -> bool:
+    """Whether ``hsmcert exec`` removes the variable ``name`` from the command's environment.
+
+    >>> [carries_credential(n) for n in ("ARM_CLIENT_SECRET", "AZURE_CLIENT_ASSERTION", "MSI_SECRET")]
+    [True, True, True]
+    >>> [carries_credential(n) for n in ("AZURE_CLIENT_ID", "HSMCERT_AGENT_SOCKET", "GITHUB_TOKEN")]
+    [False, False, False]
+    """
+    if name in KEPT_VARIABLES:
+        return False
+    if name in CREDENTIAL_VARIABLES:
+        return True
+    return name.startswith(CREDENTIAL_PREFIXES) and not CREDENTIAL_WORDS.isdisjoint(name.split("_"))
 
 
 @dataclass
@@ -175,15 +207,14 @@ def private_agent(options: AgentOptions) -> Iterator[AgentServer]:
 def child_environment(
     environ: Mapping[str, str], extra_env: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """``environ`` plus ``extra_env`` without the :data:`CREDENTIAL_VARIABLES`.
+    """``environ`` plus ``extra_env`` without the variables that carry a credential
+    (:func:`carries_credential`).
 
-    >>> child_environment({"PATH": "/bin", "AZURE_CLIENT_SECRET": "s", "IDENTITY_HEADER": "h"})
+    >>> child_environment({"PATH": "/bin", "AZURE_CLIENT_SECRET": "s", "ARM_OIDC_TOKEN": "t"})
     {'PATH': '/bin'}
     """
     env = {**environ, **(extra_env or {})}
-    for name in CREDENTIAL_VARIABLES:
-        env.pop(name, None)
-    return env
+    return {name: value for name, value in env.items() if not carries_credential(name)}
 
 
 def exec_command(
@@ -191,7 +222,7 @@ def exec_command(
 ) -> int:
     """Run ``command`` with a private agent and an ``OPENSSL_CONF`` that loads the hsmcert provider.
 
-    The command's environment has no credential variables (:data:`CREDENTIAL_VARIABLES`): it signs
+    The command's environment has no credential variables (:func:`carries_credential`): it signs
     through the agent. Returns the command's exit status (128 + signal number when a signal ended it);
     127 when the command does not exist, 126 when it cannot be run.
     """
@@ -238,6 +269,7 @@ __all__ = [
     "CREDENTIAL_VARIABLES",
     "AgentOptions",
     "build_server",
+    "carries_credential",
     "child_environment",
     "exec_command",
     "private_agent",

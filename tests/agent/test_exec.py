@@ -87,11 +87,8 @@ def test_exec_of_a_file_that_cannot_run_exits_126(emulator: Any, native: Any, tm
     assert "Traceback" not in result.stderr
 
 
-def test_exec_keeps_credentials_from_the_command(emulator: Any, native: Any) -> None:
-    from hsmcert.agent.run import CREDENTIAL_VARIABLES
-
-    env = {**os.environ, **{name: f"secret-{i}" for i, name in enumerate(CREDENTIAL_VARIABLES)}}
-    env["HSMCERT_EXEC_TEST_KEPT"] = "kept"
+def _exec_environment(env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """``hsmcert exec`` run with ``env``, and the environment its command saw."""
     script = "import json, os; print(json.dumps(dict(os.environ)))"
     result = subprocess.run(
         [sys.executable, "-m", "hsmcert", "exec", "--", sys.executable, "-c", script],
@@ -101,7 +98,15 @@ def test_exec_keeps_credentials_from_the_command(emulator: Any, native: Any) -> 
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    child = json.loads(result.stdout)
+    return result, json.loads(result.stdout)
+
+
+def test_exec_keeps_credentials_from_the_command(emulator: Any, native: Any) -> None:
+    from hsmcert.agent.run import CREDENTIAL_VARIABLES
+
+    env = {**os.environ, **{name: f"secret-{i}" for i, name in enumerate(CREDENTIAL_VARIABLES)}}
+    env["HSMCERT_EXEC_TEST_KEPT"] = "kept"
+    result, child = _exec_environment(env)
     assert not set(child) & set(CREDENTIAL_VARIABLES)
     assert "secret-" not in result.stdout
     assert child["HSMCERT_EXEC_TEST_KEPT"] == "kept" and child["HSMCERT_AGENT_SOCKET"]
@@ -154,3 +159,22 @@ def test_exec_openssl_dgst_pss_and_pkeyutl_oaep(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert plain.read_bytes() == secret
+
+
+def test_exec_removes_credential_variables_by_rule_not_only_by_name(emulator: Any, native: Any) -> None:
+    secrets = (
+        "ARM_CLIENT_SECRET",
+        "ARM_CLIENT_CERTIFICATE_PASSWORD",
+        "ARM_OIDC_TOKEN",
+        "ARM_OIDC_REQUEST_TOKEN",
+        "AZURE_CLIENT_ASSERTION",
+        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        "MHSM_PIN_PASSWORD",
+        "HSMCERT_SOME_TOKEN",
+    )
+    kept = {"AZURE_CLIENT_ID": "id", "ARM_TENANT_ID": "tenant", "MY_APP_TOKEN": "the command's own"}
+    env = {**os.environ, **{name: "secret-value" for name in secrets}, **kept}
+    result, child = _exec_environment(env)
+    assert "secret-value" not in result.stdout, sorted(set(child) & set(secrets))
+    assert {name: child.get(name) for name in kept} == kept
+    assert child["HSMCERT_AGENT_SOCKET"] and child["OPENSSL_CONF"]
