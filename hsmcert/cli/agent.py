@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from hsmcert.agent import SOCKET_ENV
 from hsmcert.cli._common import CaBundleOpt, CredentialOpt, EndpointOpt, log
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def agent(
             "-s",
             help="Unix socket to listen on (default: hsmcert.agent.default_socket_path()); "
             "ignored under systemd socket activation.",
-            envvar="HSMCERT_AGENT_SOCKET",
+            envvar=SOCKET_ENV,
         ),
     ] = None,
     allow: AllowOpt = None,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hsmcert.agent import SOCKET_ENV
 from hsmcert.cli._common import ForceOpt, KeyOpt, emit, log
 
 _MODES = "server, server-sidecar or client-sidecar"
@@ -48,7 +49,10 @@ def nginx(
         str, typer.Option("--app-protocol", help="Sidecars: what the application speaks: grpc or http.")
     ] = "grpc",
     socket: Annotated[
-        Path, typer.Option("--socket", help="The hsmcert agent's socket, as nginx's workers reach it.")
+        Path,
+        typer.Option(
+            "--socket", help="The hsmcert agent's socket, as nginx's workers reach it.", envvar=SOCKET_ENV
+        ),
     ] = Path("/run/hsmcert/agent.sock"),
     timeout_ms: Annotated[
         int | None,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from hsmcert.agent import SOCKET_ENV
 from hsmcert.cli._common import ForceOpt, KeyOpt, OutOpt, emit, log
 from hsmcert.provider import DEFAULT_TIMEOUT_MS
 
@@ -45,7 +46,7 @@ def openssl_cnf_(
             "--socket",
             "-s",
             help="The agent's socket (default: the agent's default path).",
-            envvar="HSMCERT_AGENT_SOCKET",
+            envvar=SOCKET_ENV,
         ),
     ] = None,
     timeout_ms: Annotated[

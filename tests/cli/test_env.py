@@ -111,6 +111,26 @@ def test_the_documented_table_is_the_code() -> None:
     assert wrong == {}
 
 
+def test_every_agent_socket_option_reads_hsmcert_agent_socket() -> None:
+    from hsmcert.agent import SOCKET_ENV
+
+    sockets = {r.command: r.variables for r in table(command()) if r.option == "--socket"}
+    assert {"agent", "nginx", "provider openssl-cnf"} <= set(sockets)
+    assert {c: v for c, v in sockets.items() if SOCKET_ENV not in v} == {}
+
+
+@pytest.mark.process
+def test_nginx_writes_the_socket_hsmcert_agent_socket_names(tmp_path: Path, local_pki: Any) -> None:
+    out = tmp_path / "out"
+    done = hsmcert(
+        "nginx", "--key", "managedhsm:local-hsm:tls-key", "--cert", str(local_pki.server_cert),
+        "--server-name", "a.example", "-o", str(out), "--nginx-version", "1.29.0",
+        env=clean_env(HSMCERT_AGENT_SOCKET="/run/elsewhere/agent.sock", NO_COLOR="1"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "/run/elsewhere/agent.sock" in (out / "openssl.cnf").read_text()
+
+
 def test_no_option_variable_shadows_an_environment_only_one() -> None:
     text = DOC.read_text()
     only_env = text.split("Read from the environment only", 1)[1].split("\n\n", 1)[0]
