@@ -393,6 +393,28 @@ def ensure_checkable(site: Site, nginx: str | os.PathLike[str] = "nginx") -> Non
         )
 
 
+def check_certificate(site: Site, *, required: bool = True) -> str | None:
+    """Compare the certificate with the HSM key nginx will serve it with (the version the reference names,
+    as the agent reports it); a VerificationError when it is another key's.
+
+    When the agent cannot be asked, that is a VerificationError too if ``required`` (``--check``); otherwise
+    the returned sentence says that the comparison was skipped and why.
+    """
+    from hsmcert import preflight
+
+    if site.local_key is not None:
+        return None
+    try:
+        spki, version = preflight.hsm_public_key(site.socket, site.key)
+    except VerificationError as exc:
+        if required:
+            raise
+        return f"The certificate was not compared with the HSM key: {exc.message}"
+    ref = parse_keyref(site.key).with_version(None)
+    preflight.certificate_matches(site.cert, spki, f"{ref} (version {version})")
+    return None
+
+
 def check_site(site: Site, *, nginx: str | os.PathLike[str] = "nginx", nginx_conf: Path | None = None) -> str:
     """Test ``site`` without touching its output directory; raise VerificationError on any failure.
 
@@ -406,10 +428,7 @@ def check_site(site: Site, *, nginx: str | os.PathLike[str] = "nginx", nginx_con
     from hsmcert import preflight
 
     ensure_checkable(site, nginx)
-    if site.local_key is None:
-        spki, version = preflight.hsm_public_key(site.socket, site.key)
-        ref = parse_keyref(site.key).with_version(None)
-        preflight.certificate_matches(site.cert, spki, f"{ref} (version {version})")
+    check_certificate(site)
     with tempfile.TemporaryDirectory(prefix="hsmcert-nginx-check-") as scratch:
         prefix = Path(scratch)
         staged = replace(site, out_dir=prefix / "staged")

@@ -127,6 +127,10 @@ def nginx(
         # Tested in a staging directory: a failure leaves every file of out_dir as it was.
         lib.check_site(site, nginx=nginx_bin, nginx_conf=nginx_conf)
         log("nginx -t: the configuration is valid, the key loads and matches the certificate")
+    else:
+        skipped = lib.check_certificate(site, required=False)
+        if skipped:
+            log(f"warning: {skipped} Run with --check once the agent runs.")
     saved = generated.snapshot(planned)
     generated.apply(planned)
     done = planned

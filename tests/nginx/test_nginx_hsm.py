@@ -301,6 +301,27 @@ def test_check_reports_an_unreachable_agent(tmp_path: Path, ca: LocalCa, ec_key:
     assert not (tmp_path / "o").exists(), "a failed --check wrote files"
 
 
+def test_without_check_a_certificate_of_another_key_is_refused_and_an_absent_agent_warned(
+    tmp_path: Path, ca: LocalCa, agent: Any, ec_key: HsmKey, rsa_key: HsmKey, native: Any
+) -> None:
+    """Without --check the certificate is still compared with the HSM key when the agent answers: another
+    key's certificate writes nothing (exit 6); an agent that is not running yet only warns."""
+    wrong = ca.issue(rsa_key.public_key, "localhost", tmp_path / "wrong.pem")
+    common = ["nginx", "--key", ec_key.ref, "--server-name", "localhost",
+              "--listen", f"127.0.0.1:{free_port()}", "--cert", str(wrong)]  # fmt: skip
+    result = hsmcert(*common, "-o", str(tmp_path / "o"), "--socket", str(agent.socket))
+    assert result.returncode == 6, result.stderr
+    assert "RSA-2048" in result.stderr.splitlines()[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists(), "a certificate of another key was written into a site"
+
+    good = ca.issue(ec_key.public_key, "localhost", tmp_path / "good.pem")
+    later = [a if a != str(wrong) else str(good) for a in common]
+    result = hsmcert(*later, "-o", str(tmp_path / "p"), "--socket", str(tmp_path / "not-yet.sock"))
+    assert result.returncode == 0, result.stderr
+    assert "warning: The certificate was not compared with the HSM key" in result.stderr
+    assert (tmp_path / "p").is_dir()
+
+
 def _files(directory: Path) -> dict[Path, tuple[bytes, int]]:
     return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(directory.rglob("*")) if p.is_file()}
 
