@@ -209,8 +209,10 @@ def validate(site: Site) -> Site:
         files[option] = None if path is None else syntax.absolute_path(path, option)
         if path is not None and not Path(path).is_file():
             raise NotFoundError(f"The {what} file {path} does not exist.", "Check the path.")
-    if site.timeout_ms is not None and site.timeout_ms <= 0:
-        raise UsageError(f"--timeout-ms {site.timeout_ms} is not a positive number of milliseconds.")
+    if site.timeout_ms is not None:
+        from hsmcert.provider import check_timeout_ms
+
+        check_timeout_ms(site.timeout_ms)
     if site.mode != "server" and site.ca is None:
         raise UsageError(
             f"--mode {site.mode} needs --ca FILE, the CA that issued the other side's certificate.",

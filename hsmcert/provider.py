@@ -30,6 +30,25 @@ PEM_LABEL = "HSMCERT KEY REFERENCE"
 DESCRIPTION = "hsmcert key reference v1"
 MODULE_NAME = "hsmcert.so"
 DEFAULT_TIMEOUT_MS = 10000
+MAX_TIMEOUT_MS = 3600000
+"""The longest wait for the agent the provider accepts (one hour; native/src/provider.c refuses more)."""
+
+
+def check_timeout_ms(timeout_ms: int, option: str = "--timeout-ms") -> int:
+    """``timeout_ms`` when the provider accepts it (1 to :data:`MAX_TIMEOUT_MS`), else a UsageError.
+
+    >>> check_timeout_ms(3600000)
+    3600000
+    >>> check_timeout_ms(3600001)
+    Traceback (most recent call last):
+    ...
+    hsmcert.errors.UsageError: --timeout-ms 3600001 is not a whole number of milliseconds from 1 to 3600000 (one hour).
+    """
+    if not 1 <= timeout_ms <= MAX_TIMEOUT_MS:
+        raise UsageError(
+            f"{option} {timeout_ms} is not a whole number of milliseconds from 1 to {MAX_TIMEOUT_MS} (one hour)."
+        )
+    return timeout_ms
 
 
 def native_sources() -> Path:
@@ -118,8 +137,7 @@ def openssl_cnf(
     default provider out (for a program that activates it itself). ``module`` defaults to
     :func:`provider_path`; ``timeout_ms`` bounds each operation's wait for the agent.
     """
-    if timeout_ms <= 0:
-        raise UsageError(f"The timeout must be positive, not {timeout_ms} ms.")
+    check_timeout_ms(timeout_ms)
     path = syntax.absolute_path(module if module is not None else provider_path(), "The provider module")
     socket_text = syntax.absolute_path(socket_path, "The agent socket", socket=True)
     lines = [
@@ -183,9 +201,11 @@ def pem_ref(ref: object) -> bytes:
 
 __all__ = [
     "DEFAULT_TIMEOUT_MS",
+    "MAX_TIMEOUT_MS",
     "PEM_LABEL",
     "build",
     "cache_dir",
+    "check_timeout_ms",
     "native_sources",
     "openssl_cnf",
     "pem_ref",

@@ -57,7 +57,8 @@ def nginx(
     timeout_ms: Annotated[
         int | None,
         typer.Option(
-            "--timeout-ms", help="How long nginx waits for one signature before failing the handshake."
+            "--timeout-ms",
+            help="How long nginx waits for one signature before failing the handshake (1 to 3600000).",
         ),
     ] = None,
     http2: Annotated[bool, typer.Option("--http2", help="server: also offer HTTP/2.")] = False,

@@ -50,7 +50,10 @@ def openssl_cnf_(
         ),
     ] = None,
     timeout_ms: Annotated[
-        int, typer.Option("--timeout-ms", help="How long the provider waits for the agent per operation.")
+        int,
+        typer.Option(
+            "--timeout-ms", help="How long the provider waits for the agent per operation (1 to 3600000)."
+        ),
     ] = DEFAULT_TIMEOUT_MS,
     no_default: Annotated[
         bool, typer.Option("--no-default", help="Do not activate OpenSSL's default provider first.")
