@@ -14,7 +14,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from hsmcert.emulator import login, routes
+from hsmcert.emulator import auth, login, routes
 from hsmcert.emulator.api import ApiError, Request, Response
 from hsmcert.emulator.http11 import Answer, Incoming
 from hsmcert.errors import HsmcertError
@@ -58,11 +58,18 @@ def service_endpoint(emulator: Emulator, service: Service) -> Answer:
         if not _HOST_RE.match(host):
             host = f"127.0.0.1:{service.port}"
         authorization = incoming.headers.get("authorization", "")
-        caller = None
-        if authorization[:7].lower() == "bearer ":
-            caller = emulator.verifier.verify(authorization[7:].strip())
-        if caller is None:
-            return _challenge(host, service.kind, authorization)
+        if authorization[:7].lower() != "bearer ":
+            return _challenge(
+                host, service.kind, authorization, "AKV10000: Request is missing a Bearer or PoP token."
+            )
+        resource = challenge_resource(host, service.kind)
+        try:
+            caller = emulator.verifier.verify(
+                authorization[7:].strip(),
+                lambda aud: auth.audience_accepted(aud, service.kind, resource),
+            )
+        except auth.InvalidToken as refused:
+            return _challenge(host, service.kind, authorization, str(refused))
         req = Request(
             incoming.method,
             incoming.path,
@@ -115,12 +122,12 @@ def _fault(emulator: Emulator, service: Service) -> Response | None:
     return None
 
 
-def _challenge(host: str, kind: str, authorization: str) -> Response:
+def _challenge(host: str, kind: str, authorization: str, message: str) -> Response:
+    """The 401 Azure answers a request without a valid token: the challenge the SDKs read, and why."""
     challenge = f'Bearer authorization="https://login.microsoftonline.com/", resource="{challenge_resource(host, kind)}"'
     if authorization:
         challenge += ', error="invalid_token"'
-    message = "Request is missing a Bearer or PoP token." if not authorization else "The token is invalid."
-    error = ApiError(401, "Unauthorized", f"AKV10000: {message}")
+    error = ApiError(401, "Unauthorized", message)
     return Response(401, error.body(), {"WWW-Authenticate": challenge})
 
 

@@ -33,6 +33,7 @@ def test_restart_keeps_everything_and_the_files_hold_no_private_key(tmp_path: Pa
     try:
         url = emulator.url("managedhsm", "restart-hsm")
         admin = Token(emulator.token())
+        vault_admin = Token(emulator.token(audience="https://vault.azure.net"))
         ca = str(emulator.ca)
         keys = KeyClient(url, admin, connection_verify=ca)
         rsa_private = rsa.generate_private_key(65537, 2048)
@@ -76,7 +77,7 @@ def test_restart_keeps_everything_and_the_files_hold_no_private_key(tmp_path: Pa
         from azure.keyvault.certificates import CertificateClient, CertificatePolicy
 
         vault_url = emulator.url("vault", "restart-vault")
-        certs = CertificateClient(vault_url, admin, connection_verify=ca)
+        certs = CertificateClient(vault_url, vault_admin, connection_verify=ca)
         made = certs.begin_create_certificate(
             "kept", CertificatePolicy(issuer_name="Self", subject="CN=kept")
         ).result()
@@ -109,6 +110,7 @@ def test_restart_keeps_everything_and_the_files_hold_no_private_key(tmp_path: Pa
         emulator.start()
         assert emulator.url("managedhsm", "restart-hsm").endswith(f":{port}")  # the port is remembered
         admin = Token(emulator.token())
+        vault_admin = Token(emulator.token(audience="https://vault.azure.net"))
         keys = KeyClient(url, admin, connection_verify=ca)
         versions = {p.version for p in keys.list_properties_of_key_versions("made")}
         assert versions == {first.properties.version, second.properties.version}
@@ -134,7 +136,7 @@ def test_restart_keeps_everything_and_the_files_hold_no_private_key(tmp_path: Pa
         assert custom.name in {d.name for d in access.list_role_definitions(KeyVaultRoleScope.GLOBAL)}
         settings = KeyVaultSettingsClient(url, admin, connection_verify=ca)
         assert settings.get_setting("AllowKeyManagementOperationsThroughARM").getboolean() is True
-        certs = CertificateClient(vault_url, admin, connection_verify=ca)
+        certs = CertificateClient(vault_url, vault_admin, connection_verify=ca)
         assert certs.get_certificate("kept").cer == made.cer
         assert certs.get_certificate_operation("waiting").status == "inProgress"
         stranger = Token(emulator.token(principal))
