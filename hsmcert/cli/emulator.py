@@ -92,14 +92,26 @@ def start(
         list[str] | None,
         typer.Option("--vault", help="Also serve a Key Vault of this name (repeatable; local-vault always)."),
     ] = None,
+    token_lifetime: Annotated[
+        str | None,
+        typer.Option(
+            "--token-lifetime",
+            help="Lifetime of the tokens its login and managed-identity endpoints issue: 30s, 10m, 2h "
+            "(default 1d; on a running emulator, from now on).",
+        ),
+    ] = None,
 ) -> None:
     """Start the emulator; prints shell exports: eval "$(hsmcert emulator start)".
 
     On a running emulator it adds the services of --hsm/--vault and prints the same exports."""
+    from hsmcert.emulator.auth import check_lifetime, parse_duration
     from hsmcert.keyref import check_service_name
 
     directory = _dir(data)
     faults = _fault_settings(throttle, unavailable, drop, latency_ms)
+    lifetime = None
+    if token_lifetime is not None:
+        lifetime = check_lifetime(parse_duration(token_lifetime, "--token-lifetime"), "--token-lifetime")
     services = [("managedhsm", name) for name in hsm or []] + [("vault", name) for name in vault or []]
     for _, name in services:
         check_service_name(name)
@@ -120,11 +132,11 @@ def start(
 
         log_to(sys.stderr, logging.INFO, "%(asctime)s %(message)s")
         log(f"hsmcert emulator serving from {directory} (stop with Ctrl-C or hsmcert emulator stop)")
-        raise typer.Exit(run(directory, parse_faults(faults)))
+        raise typer.Exit(run(directory, parse_faults(faults), token_lifetime=lifetime or 24 * 3600))
     from hsmcert.emulator.control import service_endpoint, shell_exports, start
 
     with waiting(f"starting the emulator in {directory}"):
-        running = start(directory, faults or None)
+        running = start(directory, faults or None, token_lifetime=lifetime)
     for kind, name in services:
         service_endpoint(directory, kind, name)
     env = running.env()
@@ -170,14 +182,28 @@ def token(
     data: DataOpt = None,
     principal: Annotated[str, typer.Option("--principal", help="Principal name or object id.")] = "admin",
     audience: Annotated[
-        str, typer.Option("--audience", help="The token's aud claim.")
+        str,
+        typer.Option("--audience", help="The token's aud claim (https://vault.azure.net for a vault)."),
     ] = "https://managedhsm.azure.net",
+    lifetime: Annotated[
+        str, typer.Option("--lifetime", help="How long it is valid from its start: 30s, 10m, 2h, 1d.")
+    ] = "1d",
+    valid_in: Annotated[
+        str,
+        typer.Option(
+            "--valid-in",
+            help="When it becomes valid (nbf), from now: 10m (not yet valid), -2h (in the past; with "
+            "--lifetime 1h, expired).",
+        ),
+    ] = "0s",
 ) -> None:
     """Print a bearer token (JWT with oid/tid/appid) for a principal of the emulator."""
-    from hsmcert.emulator.auth import principal_id
+    from hsmcert.emulator.auth import check_lifetime, parse_duration, principal_id
     from hsmcert.emulator.control import token as make_token
 
-    value = make_token(_dir(data), principal, audience)
+    seconds = check_lifetime(parse_duration(lifetime, "--lifetime"))
+    start_in = parse_duration(valid_in, "--valid-in", signed=True)
+    value = make_token(_dir(data), principal, audience, seconds, start_in)
     emit({"token": value, "principal": principal, "object_id": principal_id(principal)}, value)
 
 

@@ -184,11 +184,20 @@ def _token_key(data_dir: Path) -> bytes:
         ) from None
 
 
-def token(data_dir: Path, principal: str = "admin", audience: str = "https://managedhsm.azure.net") -> str:
-    """A bearer token for ``principal`` signed with the emulator's key (the emulator need not run)."""
-    from hsmcert.emulator.auth import check_principal, issue
+def token(
+    data_dir: Path,
+    principal: str = "admin",
+    audience: str = "https://managedhsm.azure.net",
+    lifetime: int = 24 * 3600,
+    valid_in: int = 0,
+) -> str:
+    """A bearer token for ``principal`` signed with the emulator's key (the emulator need not run), valid
+    from ``valid_in`` seconds from now (negative: in the past) for ``lifetime`` seconds."""
+    from hsmcert.emulator.auth import check_lifetime, check_principal, issue
 
-    return issue(_token_key(data_dir), check_principal(principal), audience)
+    return issue(
+        _token_key(data_dir), check_principal(principal), audience, check_lifetime(lifetime), valid_in
+    )
 
 
 def credentials(
@@ -221,16 +230,23 @@ def credentials(
 
 
 def start(
-    data_dir: Path, faults: dict[str, Any] | None = None, timeout: float = 30.0, exit_with: int | None = None
+    data_dir: Path,
+    faults: dict[str, Any] | None = None,
+    timeout: float = 30.0,
+    exit_with: int | None = None,
+    token_lifetime: int | None = None,
 ) -> Running:
     """Start the emulator in the background (or find it running); returns when it serves.
 
     ``exit_with``: a pid whose end stops the emulator too (a test session that may be killed).
+    ``token_lifetime``: seconds of the tokens its login and managed-identity endpoints issue (default a day).
     """
     data_dir = Path(data_dir).resolve()
     found = running(data_dir)
     if found is not None:
         try:
+            if token_lifetime is not None:
+                found.control("PUT", "/control/tokens", {"lifetime": token_lifetime})
             if faults:
                 found.control("PUT", "/control/faults", faults)
             else:
@@ -248,6 +264,8 @@ def start(
         command += ["--faults", json.dumps(faults)]
     if exit_with is not None:
         command += ["--exit-with", str(exit_with)]
+    if token_lifetime is not None:
+        command += ["--token-lifetime", str(token_lifetime)]
     with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(
             command, stdin=devnull, stdout=log, stderr=log, start_new_session=True, close_fds=True

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hsmcert.emulator import auth
-from hsmcert.emulator.api import Request, Response
+from hsmcert.emulator.api import ApiError, Request, Response
 from hsmcert.emulator.faults import parse_faults
 
 if TYPE_CHECKING:
@@ -28,9 +28,10 @@ def msi_token(emulator: Emulator, req: Request) -> Response:
         or req.query.get("principal_id")
         or auth.ADMIN
     )
+    lifetime = emulator.token_lifetime
     answer = {
-        "access_token": auth.issue(emulator.token_secret, principal, resource),
-        "expires_on": int(time.time()) + auth.TOKEN_LIFETIME,
+        "access_token": auth.issue(emulator.token_secret, principal, resource, lifetime),
+        "expires_on": int(time.time()) + lifetime,
         "resource": resource,
         "token_type": "Bearer",
         "client_id": auth.principal_id(principal),
@@ -50,8 +51,19 @@ def status(emulator: Emulator, req: Request) -> Response:
             for s in emulator.services.values()
         ],
         "faults": emulator.faults.to_dict(),
+        "token_lifetime": emulator.token_lifetime,
     }
     return Response(200, answer)
+
+
+def set_tokens(emulator: Emulator, req: Request) -> Response:
+    """``{"lifetime": seconds}``: the lifetime of the tokens issued from now on (1 s to 30 days)."""
+    lifetime = req.json().get("lifetime")
+    if not isinstance(lifetime, int) or isinstance(lifetime, bool):
+        raise ApiError(400, "BadParameter", "lifetime must be a whole number of seconds.")
+    emulator.token_lifetime = auth.check_lifetime(lifetime, "lifetime")
+    emulator.audit.record(operation="tokens", principal=None, result="ok", lifetime=lifetime)
+    return Response(200, {"lifetime": lifetime})
 
 
 def add_service(emulator: Emulator, req: Request) -> Response:

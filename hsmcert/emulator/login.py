@@ -5,7 +5,8 @@ Served on its own HTTPS port (``https://127.0.0.1:<login port>``, the emulator's
 tenant only:
 
 - ``GET /{tenant}/v2.0/.well-known/openid-configuration``: what MSAL's tenant discovery reads;
-- ``POST /{tenant}/oauth2/v2.0/token`` with ``grant_type=client_credentials``, ``scope`` (``<resource>/.default``),
+- ``POST /{tenant}/oauth2/v2.0/token`` with ``grant_type=client_credentials``, ``scope`` (``<resource>/.default``
+  of a resource the emulator serves: :func:`served`),
   ``client_id`` and either ``client_secret`` or ``client_assertion`` (``client_assertion_type=
   urn:ietf:params:oauth:client-assertion-type:jwt-bearer``). The answer is an access token of :func:`auth.issue` for the
   principal whose object id is the client id, in Entra's JSON shape; failures are Entra-shaped
@@ -23,8 +24,9 @@ import hashlib
 import hmac
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from hsmcert.emulator import auth
 from hsmcert.emulator.api import Request, Response
@@ -162,8 +164,37 @@ def _audience(scope: str) -> str:
     return resources[0][: -len("/.default")]
 
 
-def token_response(token_secret: bytes, body: bytes) -> dict[str, Any]:
-    """The answer to a token request (raises LoginError with Entra's error for a refused one)."""
+def served(resource: str) -> bool:
+    """Whether the emulator serves ``resource``: Azure's Managed HSM or Key Vault audience, or a resource of
+    the form a service's 401 challenge names (``https://0.0.1:<port>``, ``https://localhost:<port>``; any
+    port, as a service may be reached through a relay); with or without one trailing slash.
+
+    >>> served("https://vault.azure.net/"), served("https://0.0.1:8443"), served("https://localhost:9000/")
+    (True, True, True)
+    >>> served("https://management.azure.com"), served("https://storage.azure.com/"), served("https://0.0.1")
+    (False, False, False)
+    """
+    resource = resource[:-1] if resource.endswith("/") else resource
+    if resource in auth.AUDIENCES.values():
+        return True
+    try:
+        parts = urlsplit(resource)
+        port = parts.port
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    local = host in ("0.0.1", "localhost") or host.endswith(".localhost")
+    return parts.scheme == "https" and local and port is not None and parts.path == ""
+
+
+def token_response(
+    token_secret: bytes,
+    body: bytes,
+    serves: Callable[[str], bool] = lambda resource: True,
+    lifetime: int = auth.TOKEN_LIFETIME,
+) -> dict[str, Any]:
+    """The answer to a token request (raises LoginError with Entra's error for a refused one): a token for
+    a resource ``serves`` accepts, valid for ``lifetime`` seconds."""
     form = _form(body)
     for required in ("grant_type", "client_id", "scope"):
         if not form.get(required):
@@ -183,6 +214,14 @@ def token_response(token_secret: bytes, body: bytes) -> dict[str, Any]:
     if len(client_id) > 200:
         raise LoginError(400, "unauthorized_client", 700016, "The client id is too long.")
     audience = _audience(form["scope"])
+    if not serves(audience):
+        raise LoginError(
+            400,
+            "invalid_resource",
+            500011,
+            f"The resource principal named {audience[:200]} was not found in the tenant named {auth.TENANT_ID}. "
+            "The emulator serves https://managedhsm.azure.net and https://vault.azure.net only.",
+        )
     if "client_secret" in form:
         if not hmac.compare_digest(
             form["client_secret"].encode(), client_secret(token_secret, client_id).encode()
@@ -209,11 +248,11 @@ def token_response(token_secret: bytes, body: bytes) -> dict[str, Any]:
             7000218,
             "The request body must contain the parameter: 'client_assertion' or 'client_secret'.",
         )
-    access = auth.issue(token_secret, client_id, audience)
+    access = auth.issue(token_secret, client_id, audience, lifetime)
     return {
         "token_type": "Bearer",
-        "expires_in": auth.TOKEN_LIFETIME,
-        "ext_expires_in": auth.TOKEN_LIFETIME,
+        "expires_in": lifetime,
+        "ext_expires_in": lifetime,
         "access_token": access,
     }
 
@@ -237,7 +276,19 @@ def configuration(emulator: Emulator, req: Request) -> Response:
 
 
 def token(emulator: Emulator, req: Request) -> Response:
-    return Response(200, token_response(emulator.token_secret, req.body))
+    """A token request; each one answered is written to the audit log (operation ``login-token``, with the
+    token's audience and ``exp``)."""
+    answer = token_response(emulator.token_secret, req.body, served, emulator.token_lifetime)
+    claims = auth.read_jwt(emulator.token_secret, answer["access_token"])
+    emulator.audit.record(
+        operation="login-token",
+        principal=claims["oid"],
+        result="ok",
+        status=200,
+        audience=claims["aud"],
+        expires=claims["exp"],
+    )
+    return Response(200, answer)
 
 
 def credential_env(

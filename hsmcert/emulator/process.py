@@ -41,7 +41,9 @@ DEFAULT_SERVICES = (("managedhsm", "local-hsm"), ("vault", "local-vault"))
 class Emulator:
     """The state of one emulator process: services, store, tokens, faults, audit."""
 
-    def __init__(self, data_dir: Path, faults: Faults | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, faults: Faults | None = None, token_lifetime: int = auth.TOKEN_LIFETIME
+    ) -> None:
         from hsmcert.emulator.ca import ensure_ca
 
         self.data_dir = data_dir
@@ -55,6 +57,7 @@ class Emulator:
         self.token_secret = private_secret(data_dir / "token.key")
         self.identity_secret = private_secret(data_dir / "identity.secret", 24).hex()
         self.verifier = auth.TokenVerifier(self.token_secret)
+        self.token_lifetime = token_lifetime  # of the tokens the login and managed-identity endpoints issue
         self.admin = auth.principal_id(auth.ADMIN)
         self.audit = AuditLog(data_dir / "audit.jsonl")
         self.faults = faults or Faults()
@@ -184,7 +187,12 @@ class Emulator:
             state.unlink(missing_ok=True)
 
 
-def run(data_dir: Path, faults: Faults | None = None, exit_with: int | None = None) -> int:
+def run(
+    data_dir: Path,
+    faults: Faults | None = None,
+    exit_with: int | None = None,
+    token_lifetime: int = auth.TOKEN_LIFETIME,
+) -> int:
     """Serve until SIGTERM/SIGINT, a control stop, or (``exit_with``) the end of that process."""
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = (data_dir / "emulator.lock").open("a")
@@ -193,7 +201,7 @@ def run(data_dir: Path, faults: Faults | None = None, exit_with: int | None = No
     except OSError:
         print(f"hsmcert emulator: another emulator already runs from {data_dir}.", file=sys.stderr)
         return 1
-    emulator = Emulator(data_dir, faults)
+    emulator = Emulator(data_dir, faults, token_lifetime)
 
     def stop(signum: int, frame: Any) -> None:
         emulator.stopping.set()
@@ -219,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", default="{}", help="JSON object of fault settings")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument(
+        "--token-lifetime", type=int, default=auth.TOKEN_LIFETIME, help="seconds of the tokens it issues"
+    )
+    parser.add_argument(
         "--exit-with", type=int, help="stop when the process of this pid ends (test sessions)"
     )
     args = parser.parse_args(argv)
@@ -231,7 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, HsmcertError) as exc:
         print(f"hsmcert emulator: bad --faults: {exc}", file=sys.stderr)
         return 2
-    return run(args.data.resolve(), faults, args.exit_with)
+    try:
+        lifetime = auth.check_lifetime(args.token_lifetime, "--token-lifetime")
+    except HsmcertError as exc:
+        print(f"hsmcert emulator: {exc.message}", file=sys.stderr)
+        return 2
+    return run(args.data.resolve(), faults, args.exit_with, lifetime)
 
 
 if __name__ == "__main__":

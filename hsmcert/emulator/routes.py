@@ -252,6 +252,7 @@ CONTROL = (
     Route("*", "/control/status", "status", controlplane.status),
     Route("POST", "/control/services", "services", controlplane.add_service),
     Route("PUT", "/control/faults", "faults", controlplane.set_faults),
+    Route("PUT", "/control/tokens", "tokens", controlplane.set_tokens),
     Route("POST", "/control/stop", "stop", controlplane.stop),
 )
 
