@@ -26,7 +26,9 @@ def _call(emulator: Any, url: str, method: str, path: str, body: Any = None) -> 
     host, port = url.removeprefix("https://").split(":")
     context = ssl.create_default_context(cafile=str(emulator.ca))
     conn = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
-    headers = {"Authorization": f"Bearer {emulator.token()}", "Content-Type": "application/json"}
+    # the audience the SDKs ask for after the service's challenge: right for a Managed HSM and a vault alike
+    token = emulator.token(audience=f"https://0.0.1:{port}")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     try:
         conn.request(method, path, None if body is None else json.dumps(body), headers)
         response = conn.getresponse()
