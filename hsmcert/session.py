@@ -278,7 +278,7 @@ _SESSION_VARIABLES = (
 def default_session() -> Session:
     """The session of code that uses hsmcert without making one (``signer.load_private_key(ref)``): built
     from the process environment, rebuilt when a variable it reads has changed, and sharing the process-wide
-    public-key cache (:func:`hsmcert.azure.keycache.shared`). Programs that care make their own Session."""
+    public-key cache of its policy (:func:`hsmcert.azure.keycache.shared`). Programs that care make their own Session."""
     from hsmcert.azure import credentials, keycache
 
     names = (*_SESSION_VARIABLES, *credentials.ENV_KEYS)
@@ -286,7 +286,9 @@ def default_session() -> Session:
     with _defaults_lock:
         found = _defaults.get(key)
         if found is None:
-            found = _defaults[key] = Session(cache=keycache.shared())
+            environ = dict(os.environ)
+            policy = keycache.CachePolicy.from_environment(environ)
+            found = _defaults[key] = Session(cache=keycache.shared(policy), environ=environ)
         return found
 
 

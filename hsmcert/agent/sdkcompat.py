@@ -20,10 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hsmcert.azure.keycache import cache_dir, cache_enabled
+from hsmcert.azure.keycache import cache_dir
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+
+    from hsmcert.azure.keycache import CachePolicy
 
 
 def challenge_auth_policy(credential: TokenCredential) -> Any:
@@ -82,16 +84,17 @@ def read_response(request: Any, raw: Any) -> Any:
 # The service's 401 challenge (which authority and audience to get a token for) is remembered on disk with
 # the public keys, so that a new process does not spend a request on eliciting it again. The SDK still
 # checks the challenge's resource against the URL before it sends a token, and a stale challenge is
-# answered by a fresh 401 that the SDK handles as usual.
+# answered by a fresh 401 that the SDK handles as usual. Where, and whether, is the cache policy of the
+# session whose clients ask (read when it was built).
 
 
-def _challenge_file() -> Path:
-    return cache_dir() / "challenges.json"
+def _challenge_file(policy: CachePolicy) -> Path:
+    return cache_dir(policy) / "challenges.json"
 
 
-def seed_challenge(url: str) -> None:
+def seed_challenge(url: str, policy: CachePolicy) -> None:
     """Give the SDK the challenge of ``url`` remembered on disk, if any (before its first request)."""
-    if not cache_enabled():
+    if not policy.enabled:
         return
     try:
         from azure.keyvault.keys._shared import http_challenge_cache
@@ -99,7 +102,7 @@ def seed_challenge(url: str) -> None:
 
         if http_challenge_cache.get_challenge_for_url(url) is not None:
             return
-        header = json.loads(_challenge_file().read_text()).get(url)
+        header = json.loads(_challenge_file(policy).read_text()).get(url)
         if isinstance(header, str):
             http_challenge_cache.set_challenge_for_url(url, HttpChallenge(url, header))
     except Exception:  # noqa: S110 - an optimisation only: without it the SDK elicits the challenge
@@ -120,9 +123,9 @@ def forget_challenge(url: str) -> None:
         pass
 
 
-def save_challenge(url: str) -> None:
+def save_challenge(url: str, policy: CachePolicy) -> None:
     """Persist the challenge of ``url`` once per process, after the first request that succeeded."""
-    if url in _saved_challenges or not cache_enabled():
+    if url in _saved_challenges or not policy.enabled:
         return
     try:
         from azure.keyvault.keys._shared import http_challenge_cache
@@ -133,7 +136,7 @@ def save_challenge(url: str) -> None:
         wanted = ("authorization", "authorization_uri", "resource", "scope")
         params = {k: v for k, v in challenge._parameters.items() if k in wanted}
         header = "Bearer " + ", ".join(f'{k}="{v}"' for k, v in params.items())
-        path = _challenge_file()
+        path = _challenge_file(policy)
         try:
             known = json.loads(path.read_text())
         except (OSError, ValueError):

@@ -18,6 +18,8 @@ from hsmcert.errors import UsageError
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from hsmcert.azure.keycache import CachePolicy
+
 
 def environment_proxy(url: str) -> str | None:
     """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY`` with CIDR ranges), as
@@ -86,7 +88,7 @@ class PooledTransport:
     """
 
     def __init__(self, url: str, *, ca_bundle: str | None, connection_timeout: float, read_timeout: float,
-                 pool_maxsize: int, pool_block: bool) -> None:  # fmt: skip
+                 pool_maxsize: int, pool_block: bool, cache: CachePolicy) -> None:  # fmt: skip
         import urllib3
         from azure.core.configuration import ConnectionConfiguration
 
@@ -110,6 +112,7 @@ class PooledTransport:
         self._manager = manager
         self._pool_wait = float(connection_timeout) + float(read_timeout)
         self._url = url
+        self._cache = cache
         self._challenge_saved = False
 
     def __enter__(self) -> PooledTransport:
@@ -183,7 +186,7 @@ class PooledTransport:
         response = sdkcompat.read_response(request, raw)
         if response.status_code < 400 and not self._challenge_saved:
             # the first success: the challenge the SDK elicited for this endpoint is known; remember it
-            sdkcompat.save_challenge(self._url)
+            sdkcompat.save_challenge(self._url, self._cache)
             self._challenge_saved = True
         return response
 
@@ -201,11 +204,13 @@ class PooledPipeline:
         self.connection_timeout, self.read_timeout = connection_timeout, read_timeout
         self.retry = dict(retry)
 
-    def transport(self, url: str, ca_bundle: str | None) -> PooledTransport:
-        sdkcompat.seed_challenge(url)
+    def transport(self, url: str, ca_bundle: str | None, cache: CachePolicy) -> PooledTransport:
+        """The transport of ``url``; ``cache``: the session's cache policy (where challenges are remembered)."""
+        sdkcompat.seed_challenge(url, cache)
         return PooledTransport(
             url,
             ca_bundle=ca_bundle,
+            cache=cache,
             connection_timeout=self.connection_timeout,
             read_timeout=self.read_timeout,
             pool_maxsize=self.pool_maxsize,

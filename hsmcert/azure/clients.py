@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hsmcert.azure.errors import translate_azure_errors
-from hsmcert.azure.keycache import KeyCache
+from hsmcert.azure.keycache import CachePolicy, KeyCache
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 class Pipeline(Protocol):
     """A transport and policies to use instead of the SDK's default ones."""
 
-    def transport(self, url: str, ca_bundle: str | None) -> Any:
-        """The azure-core ``HttpTransport`` shared by every client of ``url``."""
+    def transport(self, url: str, ca_bundle: str | None, cache: CachePolicy) -> Any:
+        """The azure-core ``HttpTransport`` shared by every client of ``url`` (``cache``: the session's
+        public-key cache policy, for whatever the pipeline keeps on disk with the public keys)."""
 
     def policies(self, credential: TokenCredential) -> list[Any]:
         """The complete policy list of one client (authentication and retries included)."""
@@ -91,7 +92,7 @@ class ServiceClients:
             )
             kwargs: dict[str, Any] = {"transport": transport, "retry_policy": _retry_policy(options.retry)}
         else:
-            transport = pipeline.transport(endpoint.url, endpoint.ca_bundle)
+            transport = pipeline.transport(endpoint.url, endpoint.ca_bundle, cache.policy)
             kwargs = {"transport": transport, "policies": pipeline.policies(credential)}
         key_client = KeyClient(endpoint.url, credential, **kwargs)
         return cls(endpoint.url, endpoint.ca_bundle, credential, transport, key_client, options, cache)

@@ -7,14 +7,17 @@
   (endpoint, key, version) in ``$HSMCERT_CACHE_DIR`` or ``<user cache dir>/hsmcert/public-keys`` (where the
   agent also remembers the services' authentication challenges). Only public keys are stored.
 
-``HSMCERT_KEY_CACHE=off`` disables both caches. :class:`CachePolicy` holds these settings, read once when a
-Session is built; the process-wide cache of code without a Session (:func:`shared`) reads them at each use.
+``HSMCERT_KEY_CACHE=off`` disables both caches. :class:`CachePolicy` holds these settings: read from the
+environment once, when a Session is built (or by whoever builds it), and passed down to everything that
+caches (the Session's :class:`KeyCache`, the agent's remembered challenges); nothing here reads the
+environment at a later call.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import threading
 import time
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hsmcert.azure.keyinfo import KeyInfo
-from hsmcert.errors import HsmcertError
+from hsmcert.errors import HsmcertError, UsageError
 from hsmcert.keyref import KeyRef, parse_keyref
 from hsmcert.lru import LruDict
 from hsmcert.output_files import write_output
@@ -43,13 +46,23 @@ class CachePolicy:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> CachePolicy:
-        """From ``HSMCERT_KEY_CACHE``, ``HSMCERT_KEY_CACHE_TTL`` and ``HSMCERT_CACHE_DIR``."""
+        """From ``HSMCERT_KEY_CACHE``, ``HSMCERT_KEY_CACHE_TTL`` and ``HSMCERT_CACHE_DIR``.
+
+        A TTL that is not a finite number of seconds, 0 or more, is refused (:class:`UsageError`).
+        """
         env = os.environ if environ is None else environ
         enabled = env.get("HSMCERT_KEY_CACHE", "on").lower() not in ("off", "0", "false", "no")
+        text = env.get("HSMCERT_KEY_CACHE_TTL", "").strip() or "300"
         try:
-            ttl = float(env.get("HSMCERT_KEY_CACHE_TTL", "300"))
+            ttl = float(text)
         except ValueError:
-            ttl = 300.0
+            ttl = math.nan
+        if not math.isfinite(ttl) or ttl < 0:
+            raise UsageError(
+                f"HSMCERT_KEY_CACHE_TTL={text!r} is not a number of seconds (0 or more).",
+                "Set it to how long the latest version of a key stays cached, e.g. HSMCERT_KEY_CACHE_TTL=300, "
+                "or turn the cache off with HSMCERT_KEY_CACHE=off.",
+            )
         explicit = env.get("HSMCERT_CACHE_DIR")
         return cls(enabled, ttl, Path(explicit) / "public-keys" if explicit else None)
 
@@ -68,19 +81,13 @@ class CachePolicy:
 
 
 class KeyCache:
-    """Public keys by (endpoint, key, version), in memory and (pinned versions) on disk; thread-safe.
-
-    ``policy`` None: the settings are read from the environment at each use (the process-wide cache).
-    """
+    """Public keys by (endpoint, key, version), in memory and (pinned versions) on disk, as ``policy`` says
+    (default: :class:`CachePolicy`'s defaults); thread-safe."""
 
     def __init__(self, policy: CachePolicy | None = None) -> None:
-        self._policy = policy
+        self.policy = policy or CachePolicy()
         self._memory: LruDict[tuple[str, str, str], tuple[float, KeyInfo]] = LruDict(MEMORY_ENTRIES)
         self._lock = threading.Lock()
-
-    @property
-    def policy(self) -> CachePolicy:
-        return self._policy if self._policy is not None else CachePolicy.from_environment()
 
     def _disk_path(self, policy: CachePolicy, url: str, ref: KeyRef) -> Path:
         text = f"{url}|{ref.kind}|{ref.service}|{ref.key}|{ref.version}"
@@ -138,27 +145,31 @@ class KeyCache:
                 del self._memory[mkey]
 
 
-_shared = KeyCache()
+_shared: LruDict[CachePolicy, KeyCache] = LruDict(8)
+_shared_lock = threading.Lock()
 
 
-def shared() -> KeyCache:
-    """The process-wide cache of code that opens keys without a Session (settings read at each use)."""
-    return _shared
+def shared(policy: CachePolicy) -> KeyCache:
+    """The process-wide cache of ``policy`` (what the default sessions of code that makes no Session share,
+    so that :func:`forget` reaches them)."""
+    with _shared_lock:
+        found = _shared.get(policy)
+        if found is None:
+            found = _shared[policy] = KeyCache(policy)
+        return found
 
 
 def forget(ref: KeyRef | str) -> None:
-    """Drop a key's "latest version" from the process-wide cache."""
-    _shared.forget(ref)
+    """Drop a key's "latest version" from the process-wide caches."""
+    with _shared_lock:
+        caches = list(_shared.values())
+    for cache in caches:
+        cache.forget(ref)
 
 
-def cache_enabled() -> bool:
-    """Whether the environment lets hsmcert cache (``HSMCERT_KEY_CACHE``), read now."""
-    return CachePolicy.from_environment().enabled
+def cache_dir(policy: CachePolicy) -> Path:
+    """The disk cache's directory of ``policy``; OSError when the user has none."""
+    return policy.disk_dir()
 
 
-def cache_dir() -> Path:
-    """The disk cache's directory by the environment, read now; OSError when the user has none."""
-    return CachePolicy.from_environment().disk_dir()
-
-
-__all__ = ["MEMORY_ENTRIES", "CachePolicy", "KeyCache", "cache_dir", "cache_enabled", "forget", "shared"]
+__all__ = ["MEMORY_ENTRIES", "CachePolicy", "KeyCache", "cache_dir", "forget", "shared"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hsmcert.agent.transport import environment_proxy, proxy_manager
+from hsmcert.azure.keycache import CachePolicy
 from hsmcert.errors import UsageError
 
 
@@ -31,7 +32,7 @@ def test_a_ca_directory_is_accepted(tmp_path: Path) -> None:
 
     transport = PooledTransport(
         "https://127.0.0.1:9", ca_bundle=str(tmp_path), connection_timeout=1, read_timeout=1,
-        pool_maxsize=1, pool_block=False,
+        pool_maxsize=1, pool_block=False, cache=CachePolicy(),
     )  # fmt: skip
     assert transport.pool.ca_cert_dir == str(tmp_path) and transport.pool.ca_certs is None
 
@@ -44,7 +45,7 @@ def test_a_request_for_another_host_is_refused_not_sent_to_the_pools_host() -> N
 
     transport = PooledTransport(
         "https://contoso.managedhsm.azure.net", ca_bundle=None, connection_timeout=1, read_timeout=1,
-        pool_maxsize=1, pool_block=False,
+        pool_maxsize=1, pool_block=False, cache=CachePolicy(),
     )  # fmt: skip
     with pytest.raises(ServiceRequestError, match="is not on"):
         transport.send(HttpRequest("GET", "https://elsewhere.example/keys/k"))

@@ -260,7 +260,7 @@ def test_a_403_names_the_role_scope_and_grant_command(emulator: Any, rsa_ref: st
 
     outsider = StaticTokenCredential(emulator.token(principal="outsider"))
     name = rsa_ref.rsplit(":", 1)[1]
-    as_outsider = Session(credential=outsider, cache=keycache.shared())
+    as_outsider = Session(credential=outsider, cache=default_session().key_cache)
     with pytest.raises(PermissionDeniedError) as info:
         as_outsider.open_key(rsa_ref, refresh=True)
     remedy = str(info.value.remedy)
