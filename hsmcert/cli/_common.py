@@ -157,6 +157,46 @@ def emit(data: dict[str, Any], text: str | Callable[[], str] | None = None) -> N
     sys.stdout.flush()
 
 
+def is_stdout(out: str) -> bool:
+    """Whether the output path ``out`` is standard output: ``-``, or a path to the file, pipe or terminal
+    stdout is (``/dev/stdout``, ``/proc/self/fd/1``)."""
+    if out == "-":
+        return True
+    try:
+        target, stdout = os.stat(out), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False  # no such file yet, or a stdout that is not a file (captured in a test)
+    return (target.st_dev, target.st_ino) == (stdout.st_dev, stdout.st_ino)
+
+
+def write_result(
+    out: str,
+    blob: bytes,
+    data: dict[str, Any],
+    *,
+    inline: dict[str, Any],
+    force: bool,
+    mode: int = 0o644,
+    text: str | None = None,
+) -> None:
+    """Write a command's file ``blob`` to ``out`` and report it with :func:`emit`.
+
+    With --output json stdout holds one JSON document only: when ``out`` is standard output the file's
+    content is not written raw but carried in the document (the ``inline`` fields, e.g. ``{"text": ...}``).
+    Without it, a file on stdout is the whole output (``text`` is printed only for a file elsewhere).
+    """
+    from hsmcert.output_files import write_output
+
+    data = {**data, "path": out}
+    to_stdout = is_stdout(out)
+    if to_stdout and state.output is OutputFormat.json:
+        emit({**data, **inline})
+        return
+    write_output(out, blob, force=force, mode=mode)
+    if not to_stdout:
+        emit(data, text)
+
+
 def times(data: dict[str, Any], *fields: str) -> dict[str, Any]:
     """``data`` with the named fields (seconds since the epoch, or None) as RFC 3339 UTC text."""
     from hsmcert.timestamps import rfc3339

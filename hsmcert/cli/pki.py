@@ -21,8 +21,8 @@ from hsmcert.cli._common import (
     emit,
     log,
     session,
-    state,
     waiting,
+    write_result,
 )
 from hsmcert.output_files import check_target
 
@@ -70,7 +70,6 @@ def _profile(name: str | None) -> Any:
 
 def _write(signed: Signed, *, out: str, fmt: Format, der: bool, force: bool, key: Any, profile: Any) -> None:
     """Write the new object (atomically, never over a file without --force) and report it."""
-    from hsmcert.output_files import write_output
     from hsmcert.pki.inspect import describe
     from hsmcert.pki.io import encode
 
@@ -79,7 +78,6 @@ def _write(signed: Signed, *, out: str, fmt: Format, der: bool, force: bool, key
     data = describe(signed.obj)
     ref = getattr(key, "ref", None)
     data.update(
-        path=out,
         format="der" if as_der else "pem",
         key=str(ref) if ref is not None else None,
         algorithm=signed.algorithm,
@@ -88,15 +86,16 @@ def _write(signed: Signed, *, out: str, fmt: Format, der: bool, force: bool, key
     )
     for note in signed.notes:
         log(f"note: {note}")
-    if out == "-" and state.output.value == "json":
-        data["der_base64" if as_der else "pem"] = base64.b64encode(blob).decode() if as_der else blob.decode()
-        emit(data)
-        return
-    write_output(out, blob, force=force)
-    if out == "-":
-        return
     what = "CSR" if data["kind"] == "csr" else "certificate"
-    emit(data, f"wrote {what} {out} ({data['subject_openssl']}, {signed.algorithm}, key {data['key']})")
+    inline = {"der_base64": base64.b64encode(blob).decode()} if as_der else {"pem": blob.decode()}
+    write_result(
+        out,
+        blob,
+        data,
+        inline=inline,
+        force=force,
+        text=f"wrote {what} {out} ({data['subject_openssl']}, {signed.algorithm}, key {data['key']})",
+    )
 
 
 def csr(

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from hsmcert.agent import SOCKET_ENV
-from hsmcert.cli._common import ForceOpt, KeyOpt, OutOpt, emit, log
-from hsmcert.provider import DEFAULT_TIMEOUT_MS
+from hsmcert.cli._common import ForceOpt, KeyOpt, OutOpt, emit, log, write_result
+from hsmcert.provider import DEFAULT_TIMEOUT_MS, openssl_cnf, pem_ref
 
 app = typer.Typer(
     help="The hsmcert OpenSSL 3 provider: HSM keys for openssl, curl, haproxy, stunnel and nginx.",
@@ -63,20 +63,18 @@ def openssl_cnf_(
 ) -> None:
     """Write an openssl.cnf that loads the default provider, then hsmcert (use it with OPENSSL_CONF)."""
     from hsmcert.agent import default_socket_path
-    from hsmcert.output_files import write_output
-    from hsmcert.provider import openssl_cnf
 
-    text = openssl_cnf(socket or default_socket_path(), timeout_ms=timeout_ms, include_default=not no_default)
-    write_output(out, text.encode(), force=force)
+    socket = socket or default_socket_path()
+    text = openssl_cnf(socket, timeout_ms=timeout_ms, include_default=not no_default)
+    data = {"socket": str(socket), "timeout_ms": timeout_ms, "default_provider": not no_default}
+    write_result(out, text.encode(), data, inline={"text": text}, force=force)
 
 
 @app.command("pem-ref")
 def pem_ref_(key: KeyOpt, out: OutOpt = "-", force: ForceOpt = False) -> None:
     """Write a PEM file wrapping the key reference, for programs that read only PEM key files."""
-    from hsmcert.output_files import write_output
-    from hsmcert.provider import pem_ref
-
-    write_output(out, pem_ref(key), force=force, mode=0o644)
+    blob = pem_ref(key)
+    write_result(out, blob, {"key": str(key)}, inline={"text": blob.decode("ascii")}, force=force)
 
 
 def register(root: typer.Typer) -> None:
