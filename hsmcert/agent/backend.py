@@ -238,6 +238,22 @@ class Backend:
                 self._latest[text] = (now, key)
             return key
 
+    def _live(self, key: HsmKey) -> HsmKey:
+        """``key``, or the same version opened again when the session has dropped (and closed) the clients
+        it was opened through (since the caller looked it up, or while it was being opened): an attempt
+        after that goes through new ones."""
+        text = str(key.ref)
+        if not key.service.closed:
+            return key
+        with self._lock:
+            cached = self._keys.get(text)
+            if cached is not None and not cached.service.closed:
+                return cached
+        opened = self.session.open_key(key.ref)  # the session's public-key cache: no request, usually
+        with self._lock:
+            self._keys[text] = opened
+        return opened
+
     # -- operations -------------------------------------------------------------------------------------
 
     def pubkey(self, uid: int | None, ref: KeyRef) -> HsmKey:
@@ -250,14 +266,14 @@ class Backend:
         key.check_algorithm(alg)
         # An ECDSA digest of another size than the algorithm's is brought to it by the ECDSA digest rule
         # (hsmcert.jwa) inside sign_digest, so the signature verifies against the hash the client used.
-        return key, self._call(lambda: key.sign_digest(alg, digest))
+        return key, self._call(lambda: self._live(key).sign_digest(alg, digest))
 
     def decrypt(self, uid: int | None, ref: KeyRef, alg: str, ciphertext: bytes) -> tuple[HsmKey, bytes]:
         self.allow.check(uid, ref)
         key = self.key(ref)
         if key.kty != "RSA":
             raise UnsupportedError(f"{key.ref} is an {key.kty} key; only RSA keys decrypt.")
-        return key, self._call(lambda: key.decrypt(alg, ciphertext))
+        return key, self._call(lambda: self._live(key).decrypt(alg, ciphertext))
 
     # -- retries ----------------------------------------------------------------------------------------
 

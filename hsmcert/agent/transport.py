@@ -9,6 +9,7 @@ are in :mod:`hsmcert.agent.sdkcompat`.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +115,9 @@ class PooledTransport:
         self._url = url
         self._cache = cache
         self._challenge_saved = False
+        self._busy = 0  # requests in progress (waiting for a connection included)
+        self._closing = False
+        self._state = threading.Lock()
 
     def __enter__(self) -> PooledTransport:
         return self
@@ -125,9 +129,17 @@ class PooledTransport:
         pass
 
     def close(self) -> None:
-        """Close the pool and its connections: the session dropped the endpoint (or was closed). Shared by
-        every client of the endpoint, so only the session's :class:`~hsmcert.azure.clients.ServiceClients`
-        closes it; a request sent after that fails as a request error."""
+        """Close the pool and its connections once no request is in progress (at once when none is): the
+        session dropped the endpoint (or was closed). Shared by every client of the endpoint, so only the
+        session's :class:`~hsmcert.azure.clients.ServiceClients` closes it; a request sent after that fails
+        as a request error."""
+        with self._state:
+            self._closing = True
+            idle = self._busy == 0
+        if idle:
+            self._shut()
+
+    def _shut(self) -> None:
         self._manager.clear()
         self.pool.close()
 
@@ -156,6 +168,8 @@ class PooledTransport:
             raise ServiceRequestError(f"{url.split('?', 1)[0]} is not on {self._origin}.")
         slash = url.find("/", url.find("://") + 3)
         target = url[slash:] if slash >= 0 else "/"
+        with self._state:
+            self._busy += 1
         try:
             raw = self.pool.urlopen(
                 request.method,
@@ -183,6 +197,12 @@ class PooledTransport:
             raise ServiceResponseTimeoutError(exc, error=exc) from exc
         except (u3.ProtocolError, u3.HTTPError, OSError) as exc:
             raise ServiceResponseError(exc, error=exc) from exc
+        finally:
+            with self._state:
+                self._busy -= 1
+                last = self._closing and self._busy == 0
+            if last:
+                self._shut()
         response = sdkcompat.read_response(request, raw)
         if response.status_code < 400 and not self._challenge_saved:
             # the first success: the challenge the SDK elicited for this endpoint is known; remember it

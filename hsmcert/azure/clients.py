@@ -73,6 +73,8 @@ class ServiceClients:
     key_client: Any
     options: TransportOptions = field(default_factory=TransportOptions)
     cache: KeyCache = field(default_factory=KeyCache, repr=False)
+    closed: bool = field(default=False, init=False)
+    """Whether :meth:`close` was called: the connection pool is closed and a new request fails."""
 
     @classmethod
     def build(
@@ -119,6 +121,7 @@ class ServiceClients:
 
     def close(self) -> None:
         """Close the connection pool (and let the pipeline forget the endpoint)."""
+        self.closed = True
         if self.pipeline is not None:
             self.pipeline.release(self.url)
         with contextlib.suppress(Exception):

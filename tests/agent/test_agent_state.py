@@ -101,6 +101,26 @@ def _connections_to(port: int) -> int:
     return count
 
 
+def _endpoints_of_one_hsm(emulator: Any, tmp_path: Path, endpoints: int) -> tuple[str, dict[str, str]]:
+    """A new EC key in the emulator's HSM, and an environment whose config file makes ``managedhsm:hsmN``
+    (N < ``endpoints``) that HSM, each with its own copy of the CA bundle (a distinct endpoint to a
+    session)."""
+    from hsmcert.session import default_session
+
+    name = f"dropped-{os.urandom(4).hex()}"
+    default_session().keys.create(f"managedhsm:local-hsm:{name}", "EC", curve="P-256")
+    url = emulator.url("managedhsm", "local-hsm")
+    lines = []
+    for n in range(endpoints):
+        ca = tmp_path / f"ca-{n}.pem"
+        ca.write_bytes(Path(emulator.ca).read_bytes())
+        lines.append(f'[endpoints."managedhsm:hsm{n}"]\nurl = "{url}"\nca_bundle = "{ca}"\n')
+    (tmp_path / "config.toml").write_text("".join(lines))
+    env = {k: v for k, v in os.environ.items() if k not in ("HSMCERT_EMULATOR", "HSMCERT_ENDPOINT")}
+    env.update(HSMCERT_CONFIG=str(tmp_path / "config.toml"), HSMCERT_CACHE_DIR=str(tmp_path / "cache"))
+    return name, env
+
+
 def test_endpoints_the_session_drops_close_their_connections_and_work_again(
     emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,22 +134,12 @@ def test_endpoints_the_session_drops_close_their_connections_and_work_again(
 
     from hsmcert import session as session_module
     from hsmcert.agent.backend import Backend, agent_transport
-    from hsmcert.session import Session, default_session
+    from hsmcert.session import Session
 
     kept, endpoints, rounds = 3, 12, 3
     monkeypatch.setattr(session_module, "MAX_SERVICES", kept)
-    name = f"dropped-{os.urandom(4).hex()}"
-    default_session().keys.create(f"managedhsm:local-hsm:{name}", "EC", curve="P-256")
-    url = emulator.url("managedhsm", "local-hsm")
-    lines = []
-    for n in range(endpoints):
-        ca = tmp_path / f"ca-{n}.pem"
-        ca.write_bytes(Path(emulator.ca).read_bytes())
-        lines.append(f'[endpoints."managedhsm:hsm{n}"]\nurl = "{url}"\nca_bundle = "{ca}"\n')
-    (tmp_path / "config.toml").write_text("".join(lines))
-    env = {k: v for k, v in os.environ.items() if k not in ("HSMCERT_EMULATOR", "HSMCERT_ENDPOINT")}
-    env.update(HSMCERT_CONFIG=str(tmp_path / "config.toml"), HSMCERT_CACHE_DIR=str(tmp_path / "cache"))
-    port = int(url.rsplit(":", 1)[1])
+    name, env = _endpoints_of_one_hsm(emulator, tmp_path, endpoints)
+    port = int(emulator.url("managedhsm", "local-hsm").rsplit(":", 1)[1])
     digest = bytes(32)
     before = _connections_to(port)  # the default session's, which made the key
     with Session(environ=env, transport=agent_transport(pool_size=2, deadline=30)) as session:
@@ -146,3 +156,47 @@ def test_endpoints_the_session_drops_close_their_connections_and_work_again(
                 most = max(most, _connections_to(port) - before)
     assert most <= kept * 2, f"{most} connections open for {kept} endpoints kept (pool size 2)"
     assert _connections_to(port) == before
+
+
+def test_signing_goes_on_while_the_session_drops_endpoints_under_it(
+    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads sign through more endpoints than the session keeps, so endpoints are dropped (and their pools
+    closed) between a thread's lookup of a key and its request: each such request is made again through the
+    endpoint's new clients, and every signature succeeds."""
+    import threading
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    from hsmcert import session as session_module
+    from hsmcert.agent.backend import Backend, agent_transport
+    from hsmcert.session import Session
+
+    kept, endpoints, threads, each = 1, 4, 4, 15
+    monkeypatch.setattr(session_module, "MAX_SERVICES", kept)
+    name, env = _endpoints_of_one_hsm(emulator, tmp_path, endpoints)
+    errors: list[BaseException] = []
+    digest = bytes(32)
+    with Session(environ=env, transport=agent_transport(pool_size=2, deadline=60)) as session:
+        backend = Backend(session, deadline=60)
+
+        def work(t: int) -> None:
+            try:
+                for i in range(each):
+                    ref = backend.parse(f"managedhsm:hsm{(t + i) % endpoints}:{name}")
+                    key, signature = backend.sign(None, ref, "ES256", digest)
+                    public = key.public_key
+                    assert isinstance(public, ec.EllipticCurvePublicKey)
+                    public.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+            except BaseException as exc:
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=240)
+        assert not any(worker.is_alive() for worker in workers)
+    assert not errors, errors[:3]
