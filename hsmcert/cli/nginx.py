@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from hsmcert.agent import SOCKET_ENV
-from hsmcert.cli._common import ForceOpt, KeyOpt, emit, log
+from hsmcert.cli._common import ForceOpt, KeyOpt, emit, log, waiting
 
 _MODES = "server, server-sidecar or client-sidecar"
 
@@ -126,10 +126,12 @@ def nginx(
     planned = generated.plan(lib.generate(site), force=force)
     if check or reload:
         # Tested in a staging directory: a failure leaves every file of out_dir as it was.
-        lib.check_site(site, nginx=nginx_bin, nginx_conf=nginx_conf)
+        with waiting("checking the site: the certificate against the HSM key, then nginx -t"):
+            lib.check_site(site, nginx=nginx_bin, nginx_conf=nginx_conf)
         log("nginx -t: the configuration is valid, the key loads and matches the certificate")
     else:
-        skipped = lib.check_certificate(site, required=False)
+        with waiting("comparing the certificate with the HSM key"):
+            skipped = lib.check_certificate(site, required=False)
         if skipped:
             log(f"warning: {skipped} Run with --check once the agent runs.")
     saved = generated.snapshot(planned)
@@ -152,7 +154,8 @@ def nginx(
     data["checked"] = check or reload
     if reload:
         try:
-            result = lib.reload(site, conf=nginx_conf, nginx=nginx_bin)
+            with waiting("reloading nginx and waiting for its new workers"):
+                result = lib.reload(site, conf=nginx_conf, nginx=nginx_bin)
         except HsmcertError:
             generated.restore(saved)  # nothing reloaded: nothing changed either
             log("the previous files are back in place")
