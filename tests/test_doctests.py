@@ -30,7 +30,13 @@ def test_the_modules_that_document_by_example_are_found() -> None:
     assert {"hsmcert.keyref", "hsmcert.timestamps", "hsmcert.azure.credentials"} <= set(MODULES)
 
 
-@pytest.mark.parametrize("name", MODULES)
+STARTS_PROCESSES = {"hsmcert.session"}
+"""Modules whose examples start an emulator (make test-fast leaves them out)."""
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.process) if n in STARTS_PROCESSES else n for n in MODULES]
+)
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0

@@ -215,6 +215,7 @@ def test_the_csr_format_and_issue_csr_variables_work(emulator: Any, tmp_path: Pa
     assert (tmp_path / "leaf.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
 
 
+@pytest.mark.process
 def test_a_bad_value_from_a_variable_names_the_variable() -> None:
     done = hsmcert("inspect", "/nonexistent.pem", env=clean_env(HSMCERT_INSPECT_LINT="maybe"))
     assert done.returncode == 2

@@ -62,6 +62,9 @@ def run_piped(args: list[str], env: dict[str, str]) -> subprocess.CompletedProce
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
 
 
+pytestmark = pytest.mark.process  # every test here runs hsmcert against an emulator of its own
+
+
 @pytest.fixture(scope="module")
 def slow_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
     handle = start_emulator(tmp_path_factory.mktemp("feel") / "emulator")

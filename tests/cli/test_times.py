@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import pytest
+
 from tests.hsm.conftest import run_cli
 
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z")
@@ -54,6 +56,7 @@ def test_the_emulator_logs_rfc3339_times(emulator: Any) -> None:
         times_in(line)
 
 
+@pytest.mark.process
 def test_emulator_start_in_the_foreground_logs_rfc3339_times(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HSMCERT_")}
     command = [

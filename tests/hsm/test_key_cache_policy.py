@@ -27,6 +27,7 @@ def test_a_ttl_that_is_not_seconds_is_refused_by_the_cli(
     assert result.err.count("\n") <= 2, result.err  # the sentence and its remedy
 
 
+@pytest.mark.process
 def test_a_ttl_that_is_not_seconds_stops_the_agent_before_it_serves(tmp_path: Path) -> None:
     env = {**os.environ, "HSMCERT_KEY_CACHE_TTL": "nan"}
     result = subprocess.run(
