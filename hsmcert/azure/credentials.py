@@ -305,10 +305,8 @@ _MISSING = {
 }
 
 _NULL_HANDLER = logging.NullHandler()
-_cache: dict[tuple[str, ...], Credential] = {}
-_cache_lock = threading.Lock()
-
-# Environment variables that change what get_credential builds (part of its cache key).
+# Environment variables that change what build_credential makes from the environment (the default session is
+# rebuilt when one of them changes: hsmcert.session.default_session).
 ENV_KEYS = (
     "HSMCERT_CREDENTIAL",
     "HSMCERT_ACCESS_TOKEN",
@@ -367,19 +365,6 @@ def build_credential(
             )
         candidates = [(chosen, single)]
     return Credential(chosen, candidates)
-
-
-def get_credential(name: str | None = None, *, client_id: str | None = None) -> Credential:
-    """The credential :func:`build_credential` makes from the process environment, shared within the
-    process for the same choice and environment (so is its token cache), for code without a Session.
-    """
-    chosen = selected_name(name)
-    key = (chosen, client_id or "", *(os.environ.get(k, "") for k in ENV_KEYS))
-    with _cache_lock:
-        found = _cache.get(key)
-        if found is None:
-            found = _cache[key] = build_credential(chosen, client_id=client_id)
-        return found
 
 
 def configured(environ: Mapping[str, str] | None = None) -> list[str]:

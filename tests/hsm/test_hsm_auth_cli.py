@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from hsmcert.azure.credentials import decode_claims, get_credential
+from hsmcert.azure.credentials import decode_claims
+from hsmcert.session import default_session
 
 from .conftest import HSM
 
@@ -40,11 +41,11 @@ def test_whoami_with_a_token_from_the_environment_never_prints_it(emulator: Any)
 
 def test_auto_chain_prefers_the_environment_token(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HSMCERT_ACCESS_TOKEN", emulator.token())
-    credential = get_credential()
+    credential = default_session().credential
     assert credential.name == "auto" and credential.candidates[0][0] == "env-token"
     assert [n for n, _ in credential.candidates][-1] in ("managed-identity", "azure-cli")
     monkeypatch.setenv("HSMCERT_CREDENTIAL", "managed-identity")
-    assert [n for n, _ in get_credential().candidates] == ["managed-identity"]
+    assert [n for n, _ in default_session().credential.candidates] == ["managed-identity"]
 
 
 def test_doctor_passes_for_a_usable_key(emulator: Any, cli: Any, rsa_ref: str) -> None:

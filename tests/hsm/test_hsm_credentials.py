@@ -11,10 +11,10 @@ from hsmcert.azure.credentials import (
     CREDENTIAL_NAMES,
     StaticTokenCredential,
     decode_claims,
-    get_credential,
     selected_name,
 )
 from hsmcert.errors import PermissionDeniedError, UsageError
+from hsmcert.session import Session, default_session
 
 _VARS = (
     "HSMCERT_CREDENTIAL", "HSMCERT_ACCESS_TOKEN", "AZURE_CLI_ACCESS_TOKEN", "AZURE_CLIENT_ID",
@@ -43,7 +43,7 @@ def _names(credential: object) -> list[str]:
 def test_env_token_comes_first_and_keeps_its_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
     token = _token({"oid": "o", "tid": "t", "exp": 2_000_000_000})
     monkeypatch.setenv("AZURE_CLI_ACCESS_TOKEN", token)
-    credential = get_credential()
+    credential = default_session().credential
     assert _names(credential)[0] == "env-token"
     access = credential.get_token("https://managedhsm.azure.net/.default")
     assert access.token == token and access.expires_on == 2_000_000_000
@@ -53,7 +53,7 @@ def test_env_token_comes_first_and_keeps_its_expiry(monkeypatch: pytest.MonkeyPa
 def test_hsmcert_access_token_wins_over_the_cli_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZURE_CLI_ACCESS_TOKEN", _token({"oid": "cli"}))
     monkeypatch.setenv("HSMCERT_ACCESS_TOKEN", _token({"oid": "mine"}))
-    assert get_credential("env-token").get_token("s").token == _token({"oid": "mine"})
+    assert Session(credential="env-token").credential.get_token("s").token == _token({"oid": "mine"})
 
 
 @pytest.mark.parametrize(
@@ -76,9 +76,9 @@ def test_hsmcert_access_token_wins_over_the_cli_variable(monkeypatch: pytest.Mon
 def test_service_principal_variables(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], kind: str) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    credential = get_credential("service-principal")
+    credential = Session(credential="service-principal").credential
     assert type(credential.candidates[0][1]).__name__ == kind
-    assert "service-principal" in _names(get_credential())
+    assert "service-principal" in _names(default_session().credential)
 
 
 def test_workload_identity_in_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
@@ -88,28 +88,28 @@ def test_workload_identity_in_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: obje
     monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", token_file)
     monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT)
     monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
-    assert _names(get_credential())[:2] == ["workload-identity", "managed-identity"]
+    assert _names(default_session().credential)[:2] == ["workload-identity", "managed-identity"]
 
 
 def test_user_assigned_managed_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HSMCERT_MANAGED_IDENTITY_CLIENT_ID", CLIENT)
-    credential = get_credential("managed-identity")
+    credential = Session(credential="managed-identity").credential
     assert _names(credential) == ["managed-identity"]
 
 
 def test_explicit_choice_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HSMCERT_CREDENTIAL", "Managed-Identity")
     assert selected_name() == "managed-identity"
-    assert _names(get_credential()) == ["managed-identity"]
-    assert get_credential() is get_credential()  # shared: one token cache per process
+    assert _names(default_session().credential) == ["managed-identity"]
+    assert default_session().credential is default_session().credential  # shared: one token cache per process
 
 
 def test_an_unconfigured_explicit_choice_says_what_to_set() -> None:
     with pytest.raises(PermissionDeniedError, match="not configured") as info:
-        get_credential("service-principal")
+        _ = Session(credential="service-principal").credential
     assert "MHSM_CLIENT_ID" in str(info.value.remedy)
     with pytest.raises(UsageError, match="Unknown credential"):
-        get_credential("password")
+        _ = Session(credential="password").credential
     assert set(CREDENTIAL_NAMES) == {
         "env-token", "service-principal", "workload-identity", "managed-identity", "azure-cli",
     }  # fmt: skip

@@ -58,7 +58,8 @@ def test_no_token_in_the_repr_of_a_credential() -> None:
 def test_doctor_lists_what_the_automatic_chain_would_try(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hsmcert.azure.credentials import configured, get_credential
+    from hsmcert.azure.credentials import configured
+    from hsmcert.session import Session
 
     for name in ("AZURE_TENANT_ID", "MHSM_CLIENT_ID", "MHSM_CLIENT_SECRET", "HSMCERT_ACCESS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
@@ -68,10 +69,10 @@ def test_doctor_lists_what_the_automatic_chain_would_try(
     monkeypatch.setenv("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001")
     monkeypatch.setenv("AZURE_CLIENT_SECRET", "s")
     monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
-    chain = [n for n, _ in get_credential("auto").candidates if n != "managed-identity"]
+    chain = [n for n, _ in Session(credential="auto").credential.candidates if n != "managed-identity"]
     assert [n for n in configured() if n != "managed-identity"] == chain
     assert "service-principal" not in chain and "workload-identity" not in chain
     monkeypatch.setenv("AZURE_TENANT_ID", "00000000-0000-0000-0000-0000000000aa")
-    chain = [n for n, _ in get_credential("auto").candidates if n != "managed-identity"]
+    chain = [n for n, _ in Session(credential="auto").credential.candidates if n != "managed-identity"]
     assert [n for n in configured() if n != "managed-identity"] == chain
     assert chain[:2] == ["service-principal", "workload-identity"]
