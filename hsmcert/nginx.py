@@ -92,7 +92,9 @@ class Site:
     itself); for ``server-sidecar`` the application's Unix socket; for ``client-sidecar`` the server
     sidecar's ``host:port``. ``listen`` defaults to 443 (server), 8443 (server-sidecar) and, for
     client-sidecar, the Unix socket the application connects to. ``ca`` is the CA that the peer's certificate
-    must come from (both sidecars). ``local_key`` replaces the HSM key with a key file (the benchmark's
+    must come from (both sidecars). ``http_listen`` (server only) adds a plain-HTTP server there that
+    answers ACME HTTP-01 challenges from :attr:`acme_challenge_dir` and redirects the rest to HTTPS.
+    ``local_key`` replaces the HSM key with a key file (the benchmark's
     baseline, and tests that run without the provider).
     """
 
@@ -111,6 +113,7 @@ class Site:
     local_key: Path | None = None
     timeout_ms: int | None = None
     nginx_group: str = "www-data"
+    http_listen: str | None = None
     agent_command: tuple[str, ...] = field(default_factory=lambda: (sys.executable, "-m", "hsmcert", "agent"))
 
     @property
@@ -134,6 +137,16 @@ class Site:
     @property
     def systemd_dir(self) -> Path:
         return self.out_dir / "systemd"
+
+    @property
+    def acme_challenge_dir(self) -> Path:
+        """Where ``hsmcert acme`` writes HTTP-01 answers that nginx serves (with ``http_listen``)."""
+        return acme_challenge_dir(self.out_dir)
+
+
+def acme_challenge_dir(out_dir: Path) -> Path:
+    """The directory whose files the site of ``out_dir`` serves under ``/.well-known/acme-challenge/``."""
+    return Path(out_dir) / "acme-challenge"
 
 
 def _upstream(site: Site) -> str | None:
@@ -165,19 +178,25 @@ def _listen(site: Site) -> str:
         return syntax.absolute_path(unix, "--listen", socket=True)
     if listen.startswith("unix:/"):
         return "unix:" + syntax.absolute_path(listen.removeprefix("unix:"), "--listen", socket=True)
-    hint = "For example 443, 127.0.0.1:8443, [::1]:8443 or unix:/run/site.sock."
+    return _tcp_listen(
+        listen, "--listen", "For example 443, 127.0.0.1:8443, [::1]:8443 or unix:/run/site.sock."
+    )
+
+
+def _tcp_listen(listen: str, option: str, hint: str) -> str:
+    """A port, ``*:port`` or ``address:port`` as nginx's ``listen`` takes it."""
     if (listen.isascii() and listen.isdigit()) or listen.startswith("*:"):
-        syntax.port(listen.removeprefix("*:"), "--listen")
+        syntax.port(listen.removeprefix("*:"), option)
         return listen
     try:
-        where, _ = syntax.host_port(listen, "--listen")
+        where, _ = syntax.host_port(listen, option)
     except UsageError:
-        raise UsageError(f"--listen {listen!r} is not a port or address:port.", hint) from None
+        raise UsageError(f"{option} {listen!r} is not a port or address:port.", hint) from None
     if not where.startswith("["):
         try:
             ipaddress.IPv4Address(where)
         except ValueError:
-            raise UsageError(f"--listen {listen!r} is not a port or address:port.", hint) from None
+            raise UsageError(f"{option} {listen!r} is not a port or address:port.", hint) from None
     return listen
 
 
@@ -226,8 +245,14 @@ def validate(site: Site) -> Site:
         )
         raise UsageError(f"--mode {site.mode} needs --upstream: {what}.", "See hsmcert nginx --help.")
     ca, local_key = files["--ca"], files["--local-key"]
+    http_listen = site.http_listen
+    if http_listen is not None:
+        if site.mode != "server":
+            raise UsageError(f"--http-listen is for --mode server, not {site.mode}.")
+        http_listen = _tcp_listen(http_listen, "--http-listen", "For example 80 or 127.0.0.1:8080.")
     return replace(
         site,
+        http_listen=http_listen,
         listen=_listen(site),
         upstream=_upstream(site),
         socket=Path(socket),
@@ -272,6 +297,8 @@ def generate(site: Site) -> list[ManagedFile]:
         "upstream": site.upstream,
         "app_listen": None,
         "peer": None,
+        "http_listen": site.http_listen,
+        "acme_challenge_dir": f"{site.acme_challenge_dir}/",
     }
     if site.mode == "server-sidecar":
         tls["app_listen"] = f"unix:{site.upstream}"

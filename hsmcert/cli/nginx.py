@@ -62,6 +62,14 @@ def nginx(
         ),
     ] = None,
     http2: Annotated[bool, typer.Option("--http2", help="server: also offer HTTP/2.")] = False,
+    http_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--http-listen",
+            help="server: also listen for plain HTTP here (e.g. 80): answer ACME HTTP-01 challenges from "
+            "OUT_DIR/acme-challenge/ (hsmcert acme issue --nginx OUT_DIR) and redirect the rest to HTTPS.",
+        ),
+    ] = None,
     nginx_bin: Annotated[str, typer.Option("--nginx", help="The nginx binary.")] = "nginx",
     nginx_version: Annotated[
         str | None,
@@ -119,6 +127,7 @@ def nginx(
             socket=socket,
             nginx_version=version,
             http2=http2,
+            http_listen=http_listen,
             nginx_group=nginx_group,
             timeout_ms=timeout_ms,
         )
