@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import ipaddress
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from hsmcert.emulator.keys import DEFAULT_OPS, KeyVersion, new_version, parse_ta
 if TYPE_CHECKING:
     from hsmcert.emulator.service import Service
 
+SAN_KINDS = ("dns_names", "emails", "upns", "ipAddresses", "uris")
+"""The subject alternative name lists of a policy (as the REST API spells them)."""
 KEY_USAGES = (
     "digitalSignature",
     "nonRepudiation",
@@ -158,11 +161,16 @@ class Certificates:
             isinstance(names, list)
             and all(isinstance(n, str) and n.isascii() and 0 < len(n) <= 253 for n in names)
             for kind, names in sans.items()
-            if kind in ("dns_names", "emails", "upns") and names
+            if kind in SAN_KINDS and names
         ):
             raise bad(
                 "The policy's 'sans' must be an object of lists of names (ASCII, at most 253 characters)."
             )
+        for address in sans.get("ipAddresses") or []:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise bad(f"The SAN IP address '{address[:60]}' is not an IPv4 or IPv6 address.") from None
         if not subject and not any(sans.values()):
             raise bad("The certificate policy needs a subject or subject alternative names.")
         self.x500_name(subject)
@@ -197,7 +205,7 @@ class Certificates:
             },
             "x509_props": {
                 "subject": subject,
-                "sans": {k: v for k, v in sans.items() if k in ("dns_names", "emails", "upns") and v},
+                "sans": {k: v for k, v in sans.items() if k in SAN_KINDS and v},
                 "ekus": ekus,
                 "key_usage": usages,
                 "validity_months": months,
@@ -235,6 +243,8 @@ class Certificates:
         sans = props["sans"]
         names: list[x509.GeneralName] = [x509.DNSName(d) for d in sans.get("dns_names", [])]
         names += [x509.RFC822Name(e) for e in sans.get("emails", [])]
+        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in sans.get("ipAddresses", [])]
+        names += [x509.UniformResourceIdentifier(u) for u in sans.get("uris", [])]
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=not props["subject"])
         if props["ekus"]:
@@ -322,6 +332,11 @@ class Certificates:
             .not_valid_after(now + datetime.timedelta(days=30 * policy["x509_props"]["validity_months"]))
         )
         builder = self.extensions(builder, policy, private.public_key())
+        # as Key Vault's own: key identifiers, the authority's being the subject's (RFC 5280 4.2.1.1/2)
+        ski = x509.SubjectKeyIdentifier.from_public_key(private.public_key())
+        builder = builder.add_extension(ski, critical=False).add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
         return builder.sign(private, self.hash_for(private))
 
     def complete(self, cert: dict[str, Any], x509_cert: Any) -> None:
