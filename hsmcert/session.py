@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from hsmcert.azure.clients import MAX_SERVICES, TransportOptions
@@ -46,8 +47,9 @@ from hsmcert.lru import LruDict
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from hsmcert.azure.arm import Arm, ArmEndpoint
     from hsmcert.azure.clients import ServiceClients
-    from hsmcert.azure.grant import GrantPlan, Machine
+    from hsmcert.azure.grant import GrantPlan
     from hsmcert.azure.hsm import HsmKey
     from hsmcert.azure.keycache import CachePolicy, KeyCache
     from hsmcert.azure.keys import KeyDetails, KeySummary
@@ -92,6 +94,7 @@ class Session:
             MAX_SERVICES, lambda _, service: self._drop(service)
         )
         self._drop_listeners: list[Callable[[ServiceClients], None]] = []
+        self._arm: Arm | None = None
         self._lock = threading.RLock()
         self.keys = Keys(self)
 
@@ -110,6 +113,9 @@ class Session:
             clients = list(self._clients.values())
             self._clients.clear()
             built = self._credential if isinstance(self._credential_choice, str | None) else None
+            arm, self._arm = self._arm, None
+        if arm is not None:
+            arm.close()
         for service in clients:
             service.close()
         if built is not None:
@@ -198,12 +204,83 @@ class Session:
 
         return private_key_for(self.open_key(ref))
 
-    def machine_principal_id(self, machine: Machine) -> str:
-        """The object id of ``machine``'s managed identity, looked up through Azure Resource Manager (or the
-        ``HSMCERT_ARM_URL`` the session read)."""
-        from hsmcert.azure.grant import machine_principal_id
+    # -- Resource Manager and access ------------------------------------------------------------------
 
-        return machine_principal_id(machine, self.credential, self._environ.get("HSMCERT_ARM_URL"))
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The environment the session read when it was built (read-only)."""
+        return MappingProxyType(self._environ)
+
+    def arm_endpoint(self) -> ArmEndpoint:
+        """Where Azure Resource Manager is: ``HSMCERT_ARM_URL``, else the one a configured emulator publishes
+        (``[arm]`` in its ``endpoints.toml``), else the config file's ``[arm] url``, else Azure's. The CA
+        bundle: the emulator's for the emulator's Resource Manager, else the config's, else the default."""
+        from hsmcert.azure.arm import ArmEndpoint
+        from hsmcert.config import emulator_config
+
+        data_dir = self.resolver.emulator_dir()
+        published = (emulator_config(data_dir) or {}) if data_dir is not None else {}
+        raw = published.get("arm")
+        emulator_arm: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        emulator_ca = str(emulator_arm.get("ca_bundle") or (data_dir / "ca.pem")) if data_dir else None
+        explicit = (self._environ.get("HSMCERT_ARM_URL") or "").rstrip("/")
+        if explicit:
+            is_emulator = bool(emulator_arm) and str(emulator_arm.get("url", "")).rstrip("/") == explicit
+            if is_emulator:  # what `emulator start` exports with HSMCERT_EMULATOR
+                return ArmEndpoint(explicit, emulator_ca, "emulator")
+            return ArmEndpoint(explicit, None, "environment")
+        if emulator_arm.get("url"):
+            return ArmEndpoint(str(emulator_arm["url"]).rstrip("/"), emulator_ca, "emulator")
+        configured = self.resolver.config.get("arm")
+        if isinstance(configured, dict) and isinstance(configured.get("url"), str):
+            ca = configured.get("ca_bundle")
+            return ArmEndpoint(
+                configured["url"].rstrip("/"), str(ca) if isinstance(ca, str) else None, "config"
+            )
+        return ArmEndpoint()
+
+    def arm(self) -> Arm:
+        """A Resource Manager client with the session's credential (built on first use, then kept)."""
+        from hsmcert.azure.arm import Arm
+
+        with self._lock:
+            if self._arm is None:
+                self._arm = Arm(self.arm_endpoint(), self.credential, self.transport)
+            return self._arm
+
+    def default_hsm(self) -> str | None:
+        """The Managed HSM commands use when none is named: ``HSMCERT_HSM``, else the config file's
+        ``[defaults] hsm``, else ``local-hsm`` when references go to the emulator."""
+        from hsmcert.errors import UsageError
+
+        named = self._environ.get("HSMCERT_HSM")
+        if named:
+            return named
+        defaults = self.resolver.config.get("defaults", {})
+        if not isinstance(defaults, dict) or not isinstance(defaults.get("hsm", ""), str):
+            raise UsageError(
+                f"In the config file {self.resolver.config_path}, [defaults] hsm must be a string.",
+                "Fix or remove the file.",
+            )
+        if defaults.get("hsm"):
+            return str(defaults["hsm"])
+        if (
+            self.resolver.endpoint is None
+            and self.resolver.env_endpoint is None
+            and self.resolver.emulator_dir()
+        ):
+            return "local-hsm"
+        return None
+
+    def with_credential(self, credential: TokenCredential) -> Session:
+        """A new session like this one (endpoints, transport, environment) acting as ``credential``."""
+        return Session(
+            endpoint=self.resolver.endpoint,
+            ca_bundle=self.resolver.ca_bundle,
+            credential=credential,
+            transport=self.transport,
+            environ=self._environ,
+        )
 
     def grant(self, plan: GrantPlan) -> GrantPlan:
         """Apply a role-assignment plan (:func:`hsmcert.azure.grant.plan_grant`) to its Managed HSM."""
@@ -211,9 +288,9 @@ class Session:
 
         from hsmcert.azure.grant import apply_grant
 
-        service = self.clients(self.service_endpoint("managedhsm", plan.hsm))
+        service = self.clients(self.service_endpoint("managedhsm", plan.target.service))
         client = KeyVaultAccessControlClient(service.url, self.credential, **service.client_kwargs())
-        with service.translating(f"managedhsm:{plan.hsm}", "role management"):
+        with service.translating(plan.target.label, "role management"):
             return apply_grant(plan, client)
 
 
