@@ -22,6 +22,8 @@ EXIT_VERIFY_FAILED = 6
 EXIT_EXISTS = 7
 """Something that was to be created exists already (a key, an output file): a re-run pipeline can tell it
 from a usage error; ``key create --exist-ok`` and ``--force`` are the ways to accept it."""
+EXIT_NO_IDENTITY = 8
+"""A machine has no managed identity (or not the one named) to grant access to (``hsmcert grant``)."""
 EXIT_INTERRUPTED = 130
 
 # The name of each exit code: the ``code`` of a JSON error document (docs/cli.md).
@@ -33,6 +35,7 @@ EXIT_NAMES = {
     EXIT_UNREACHABLE: "try_again_later",
     EXIT_VERIFY_FAILED: "verification_failed",
     EXIT_EXISTS: "already_exists",
+    EXIT_NO_IDENTITY: "no_identity",
     EXIT_INTERRUPTED: "interrupted",
 }
 
