@@ -167,3 +167,47 @@ def role_for_operation(operation: str) -> Role:
         if role is not None and action in role.data_actions:
             return role
     return BUILTIN_ROLES[0]
+
+
+# -- Key Vault (Azure RBAC through Resource Manager) ------------------------------------------------------
+
+VAULT_PREFIX = "Microsoft.KeyVault/vaults/"
+
+
+@dataclass(frozen=True)
+class VaultRole:
+    """An Azure built-in role for Key Vault data, by the same slug as its Managed HSM counterpart."""
+
+    slug: str
+    name: str
+    id: str
+
+    def definition_id(self, subscription: str) -> str:
+        """The role definition's resource id, as a role assignment names it."""
+        return f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{self.id}"
+
+
+VAULT_ROLES: tuple[VaultRole, ...] = (
+    VaultRole("crypto-user", "Key Vault Crypto User", "12338af0-0e69-4776-bea7-57ae8d297424"),
+    VaultRole("crypto-officer", "Key Vault Crypto Officer", "14b46e9e-c2b7-41b4-b07b-48a6ebf60603"),
+    VaultRole("administrator", "Key Vault Administrator", "00482a5a-887f-4fb3-b363-3b7fe8e74483"),
+    VaultRole("reader", "Key Vault Reader", "21090545-7ca7-4776-b22c-e363652d74d2"),
+    VaultRole(
+        "service-encryption-user",
+        "Key Vault Crypto Service Encryption User",
+        "e147488a-f6f5-4113-8e2d-b22465e65bf6",
+    ),
+)
+
+# The least-privilege custom role of `hsmcert grant --granular` on a vault (an Azure custom role).
+VAULT_SIGNER_ROLE_NAME = "hsmcert Key Vault Signer"
+VAULT_SIGNER_ACTIONS = (f"{VAULT_PREFIX}keys/read", f"{VAULT_PREFIX}keys/sign/action")
+# What a vault in access-policy mode gets instead: the same two operations.
+ACCESS_POLICY_KEY_PERMISSIONS = ("get", "sign")
+
+
+def vault_role_by_slug(slug: str) -> VaultRole | None:
+    for role in VAULT_ROLES:
+        if slug.lower() in (role.slug, role.name.lower(), role.id):
+            return role
+    return None
