@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,10 +15,81 @@ pytestmark = pytest.mark.process  # every test here starts a process (see tests/
 PRINCIPAL = "00000000-0000-0000-0000-000000000001"
 
 
-def hsmcert(*args: str) -> subprocess.CompletedProcess[str]:
+def hsmcert(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hsmcert", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "hsmcert", *args], capture_output=True, text=True, check=False, env=env
     )
+
+
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """An environment where any request would fail at once: no subscription, no Azure CLI profile, Resource
+    Manager and the instance metadata service at a closed port."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "HSMCERT_ARM", "HSMCERT_EMULATOR"))
+    }
+    env.update(
+        {
+            "AZURE_CONFIG_DIR": str(tmp_path / "no-az"),
+            "HSMCERT_ARM_URL": "https://127.0.0.1:9",
+            "HSMCERT_IMDS_URL": "http://127.0.0.1:9",
+            "HSMCERT_CONFIG": str(tmp_path / "config.toml"),
+        }
+    )
+    return env
+
+
+def test_grant_vm_dry_run_needs_no_subscription_group_or_network(tmp_path: Path) -> None:
+    """The short form with --dry-run: the az look-up of the machine instead of a resolved principal."""
+    (tmp_path / "config.toml").write_text('[defaults]\nhsm = "contoso"\n')
+    out = hsmcert("grant", "--vm", "myvm", "--dry-run", env=offline_env(tmp_path))
+    assert out.returncode == 0, out.stderr
+    lookup, assign = out.stdout.strip().splitlines()
+    assert lookup.startswith("principal=$(az vm show --ids ") and "az vm list --query" in lookup
+    assert "[?name=='myvm'].id" in lookup and "--subscription" not in lookup
+    assert assign.startswith("az keyvault role assignment create --hsm-name contoso ")
+    assert '--assignee-object-id "$principal"' in assign and "--scope /keys " in assign
+
+
+def test_vault_dry_run_prints_rbac_and_the_access_policy_alternative(tmp_path: Path) -> None:
+    out = hsmcert(
+        "--output", "json", "grant", "--vm", "myvm", "--identity", "signer-id", "--key", "vault:team-kv:sign",
+        "--granular", "--dry-run", env=offline_env(tmp_path),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["vault"] == "team-kv" and plan["hsm"] is None and plan["schema"] == 1
+    commands = plan["az"]
+    assert commands[0].startswith("principal=$(az identity list --query ")
+    assert commands[1] == "subscription=$(az account show --query id -o tsv)"
+    assert commands[2].startswith("az role definition create --role-definition ")
+    assert '\\"Microsoft.KeyVault/vaults/keys/sign/action\\"' in commands[2]
+    assert "/subscriptions/$subscription" in commands[2]
+    assert "--role 'hsmcert Key Vault Signer'" in commands[3]
+    assert '--scope "$(az keyvault show -n team-kv --query id -o tsv)/keys/sign"' in commands[3]
+    assert "az keyvault set-policy -n team-kv" in commands[4] and "--key-permissions get sign" in commands[4]
+
+
+def test_revoke_dry_run_prints_the_delete_commands(tmp_path: Path) -> None:
+    env = offline_env(tmp_path)
+    out = hsmcert("revoke", "--principal", PRINCIPAL, "--key", "managedhsm:contoso:tls", "--dry-run", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (
+        f"az keyvault role assignment delete --hsm-name contoso --assignee {PRINCIPAL} --scope /keys/tls"
+    )
+    out = hsmcert("revoke", "--vm", "myvm", "-g", "rg1", "--key", "vault:kv1:k", "--dry-run", env=env)
+    assert out.returncode == 0, out.stderr
+    lookup, delete, policy = out.stdout.strip().splitlines()
+    assert lookup == "principal=$(az vm show -g rg1 -n myvm --query identity.principalId -o tsv)"
+    assert delete.startswith(
+        'az role assignment delete --assignee "$principal" --scope "$(az keyvault show -n kv1'
+    )
+    assert "az keyvault delete-policy -n kv1" in policy
+
+
+def test_without_an_hsm_the_error_says_how_to_name_one(tmp_path: Path) -> None:
+    out = hsmcert("grant", "--vm", "myvm", "--dry-run", env=offline_env(tmp_path))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("error: Which HSM?") and "[defaults] hsm" in out.stderr
 
 
 def test_granular_creates_custom_role_then_assigns_at_key_scope() -> None:
@@ -71,7 +144,14 @@ def test_bad_input_is_one_line_and_exit_2() -> None:
         ("--principal", PRINCIPAL, "--granular"),
         ("--principal", PRINCIPAL, "--role", "superuser"),
         ("--principal", PRINCIPAL, "--vm", "web01"),
-        ("--vm", "web01"),
+        ("--vm", "web01", "--vmss", "web01"),
+        ("--vm", "web01/../x"),
+        ("--vm", "web01", "--identity", "bad/id"),
+        ("--vm", "web01", "-g", "rg."),
+        ("--vm", "web01", "--subscription", "nope"),
+        ("--principal", PRINCIPAL, "--identity", "uami"),
+        ("--principal", PRINCIPAL, "--key", "vault:kv1:k?version=0123456789abcdef0123456789abcdef"),
+        ("--principal", PRINCIPAL, "--key", "vault:kv1:k", "--scope", "/keys"),
         ("--principal", "{" + PRINCIPAL + "}"),
         ("--principal", "urn:uuid:" + PRINCIPAL),
     ]

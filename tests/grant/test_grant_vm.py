@@ -117,14 +117,14 @@ def test_a_vms_identity_is_looked_up_and_granted(emulator: Any, arm: FakeArm) ->
 @pytest.mark.parametrize(
     ("machine", "answer", "code", "says"),
     [
-        ("gone", None, 3, "not found in resource group rg-web"),
+        ("gone", None, 3, "No VM, scale set or Arc machine named 'gone' in resource group rg-web"),
         (
             "locked",
             (403, {"error": {"code": "AuthorizationFailed", "message": "no"}}),
             4,
-            "needs the Reader role",
+            "Azure Resource Manager refused GET on VM locked (403, AuthorizationFailed: no)",
         ),
-        ("bare", (200, {"name": "bare", "identity": None}), 1, "az vm identity assign -g rg-web -n bare"),
+        ("bare", (200, {"name": "bare", "identity": None}), 8, "az vm identity assign -g rg-web -n bare"),
     ],
 )
 def test_look_up_failures_are_one_line_with_the_fix(
@@ -140,7 +140,7 @@ def test_look_up_failures_are_one_line_with_the_fix(
 def test_an_arc_server_without_identity_is_told_to_reconnect(emulator: Any, arm: FakeArm) -> None:
     arm.machines["edge1"] = (200, {"name": "edge1", "identity": {}})
     result = _grant("--arc", "edge1", "--key", "k")
-    assert result.code == 1 and "azcmagent connect" in result.err, result.err
+    assert result.code == 8 and "azcmagent connect" in result.err, result.err
 
 
 def test_names_are_percent_encoded_path_segments(emulator: Any, arm: FakeArm) -> None:
