@@ -29,8 +29,9 @@ certificate (or itself when there is no chain), and pkilint finds nothing at ``l
 
 A kind is registered by its own module in this package (``hsmcert/lifecycle/issuers/<module>.py`` calling
 :func:`register` when imported): :func:`get` and :func:`kinds` import every module here first, so adding
-an issuer is adding one file. Kinds shipped: ``self-signed`` (:mod:`.selfsigned`) and ``hsmcert-ca``
-(:mod:`.hsmcert_ca`, a CA key in the HSM and its certificate).
+an issuer is adding one file. Kinds shipped: ``self-signed`` (:mod:`.selfsigned`), ``hsmcert-ca``
+(:mod:`.hsmcert_ca`, a CA key in the HSM and its certificate) and ``kv-cert`` (:mod:`.kvcert`, a Key
+Vault certificate object).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class Issued:
     leaf: x509.Certificate
     chain: list[x509.Certificate] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    key: str | None = None
+    """The leaf's key reference (version pinned) when the issuer made that key version itself (a Key Vault
+    certificate object makes one per version); None: the key it was given."""
 
 
 class Issuer(Protocol):
