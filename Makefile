@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 # Debian packages the end-to-end tests and the demo drive for real.
-APT_PACKAGES := nginx haproxy stunnel4 curl openssl libssl-dev gcc make systemd pebble
+APT_PACKAGES := nginx haproxy stunnel4 curl openssl libssl-dev gcc make systemd pebble osslsigncode
 
 .PHONY: all setup venv system-deps native native-asan test test-fast lint demo bench clean
 
