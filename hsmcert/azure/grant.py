@@ -635,9 +635,10 @@ def _list_hsm(session: Session, target: Target, principal: str | None) -> list[d
         rows = []
         for a in client.list_role_assignments(KeyVaultRoleScope.GLOBAL):
             props = a.properties
+            scope = str(getattr(props.scope, "value", props.scope))  # the SDK gives its enum for / and /keys
             if principal and str(props.principal_id).lower() != principal.lower():
                 continue
-            if target.key and props.scope not in ("/", "/keys", target.scope):
+            if target.key and scope not in ("/", "/keys", target.scope):
                 continue
             definition = str(props.role_definition_id).rsplit("/", 1)[-1].lower()
             rows.append(
@@ -645,7 +646,7 @@ def _list_hsm(session: Session, target: Target, principal: str | None) -> list[d
                     "service": target.label,
                     "principal_id": props.principal_id,
                     "role": names.get(definition, definition),
-                    "scope": props.scope,
+                    "scope": scope,
                     "kind": "role assignment",
                     "id": a.name,
                 }

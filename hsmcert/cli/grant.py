@@ -201,10 +201,12 @@ def grant(
                 f"warning: the access is not yet observed in effect after {result['seconds']:.0f} s; "
                 "Azure can take several minutes (Azure RBAC on a vault up to ten)."
             )
-        elif result["probe"] == "listed":
+        elif result["probe"] == "data-plane":
+            log(f"in effect after {result['seconds']:.0f} s (checked with the machine's own identity)")
+        elif plan.mode == "rbac":
             log(
-                "The assignment is in place; Azure may take a few minutes before the service honours it "
-                "(hsmcert can only check that on the machine itself: --vm self)."
+                "The role assignment is in place; Azure RBAC can take a few minutes (up to ten) before the "
+                "vault honours it. hsmcert can check that only on the machine itself: --vm self."
             )
     emit(plan.to_json(), lambda: "\n".join(_done_line(d) for d in plan.done))
 
@@ -257,8 +259,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
         with console.capture() as captured:
             console.print(table)
         return captured.get().rstrip("\n")
-    cells = [headers, *((str(row.get(c) or "") for c in columns) for row in rows)]
-    matrix = [list(r) for r in cells]
+    matrix = [list(headers), *([str(row.get(c) or "") for c in columns] for row in rows)]
     widths = [max(len(r[i]) for r in matrix) for i in range(len(columns))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in matrix)
 
