@@ -82,6 +82,12 @@ def permission_remedy(
             f"{service} to assign it: az keyvault role assignment create --hsm-name {service} "
             f"--role {role.name!r} --scope / --assignee-object-id {principal}"
         )
+    if kind == "vault" and operation.startswith("certificates/"):
+        return (
+            "Key Vault uses Azure RBAC: assign 'Key Vault Certificate User' (read) or 'Key Vault Certificates "
+            f"Officer' (create, merge, renew) on the vault {service} to {principal} with az role assignment "
+            "create."
+        )
     if kind == "vault":
         return (
             "Key Vault uses Azure RBAC: assign 'Key Vault Crypto User' (sign, decrypt) or 'Key Vault Crypto "
