@@ -100,6 +100,28 @@ def start(
             "(default 1d; on a running emulator, from now on).",
         ),
     ] = None,
+    subscription: Annotated[
+        str | None,
+        typer.Option(
+            "--subscription",
+            help="The subscription id its Resource Manager serves (a new data directory; default a fixed GUID).",
+        ),
+    ] = None,
+    propagation_delay: Annotated[
+        str | None,
+        typer.Option(
+            "--propagation-delay",
+            help="New role assignments (Resource Manager and Managed HSM) take effect after this: 30s, 2m "
+            "(default 0; on a running emulator, from now on).",
+        ),
+    ] = None,
+    vault_access_policies: Annotated[
+        bool,
+        typer.Option(
+            "--vault-access-policies",
+            help="Vaults made from now on use access policies instead of Azure RBAC (--vault NAME makes one).",
+        ),
+    ] = False,
 ) -> None:
     """Start the emulator; prints shell exports: eval "$(hsmcert emulator start)".
 
@@ -115,6 +137,7 @@ def start(
     services = [("managedhsm", name) for name in hsm or []] + [("vault", name) for name in vault or []]
     for _, name in services:
         check_service_name(name)
+    arm_settings = _arm_settings(subscription, propagation_delay, vault_access_policies)
     if foreground:
         import logging
 
@@ -132,11 +155,20 @@ def start(
 
         log_to(sys.stderr, logging.INFO, "%(asctime)s %(message)s")
         log(f"hsmcert emulator serving from {directory} (stop with Ctrl-C or hsmcert emulator stop)")
-        raise typer.Exit(run(directory, parse_faults(faults), token_lifetime=lifetime or 24 * 3600))
+        from hsmcert.emulator.process import Options
+
+        options = Options(
+            arm_settings.get("subscription"),
+            arm_settings.get("propagation_delay"),
+            vault_access_policies,
+        )
+        raise typer.Exit(
+            run(directory, parse_faults(faults), token_lifetime=lifetime or 24 * 3600, options=options)
+        )
     from hsmcert.emulator.control import service_endpoint, shell_exports, start
 
     with waiting(f"starting the emulator in {directory}"):
-        running = start(directory, faults or None, token_lifetime=lifetime)
+        running = start(directory, faults or None, token_lifetime=lifetime, arm=arm_settings)
     for kind, name in services:
         service_endpoint(directory, kind, name)
     env = running.env()
@@ -144,6 +176,20 @@ def start(
         {"env": env, "pid": running.pid, "data_dir": str(directory)},
         shell_exports(env) + f"echo 'hsmcert emulator running (pid {running.pid}, data {directory})' >&2;",
     )
+
+
+def _arm_settings(subscription: str | None, delay: str | None, access_policies: bool) -> dict[str, Any]:
+    from hsmcert.emulator.arm import check_delay, check_subscription_id
+    from hsmcert.emulator.auth import parse_duration
+
+    settings: dict[str, Any] = {}
+    if subscription is not None:
+        settings["subscription"] = check_subscription_id(subscription)
+    if delay is not None:
+        settings["propagation_delay"] = check_delay(parse_duration(delay, "--propagation-delay"))
+    if access_policies:
+        settings["vault_access_policies"] = True
+    return settings
 
 
 @emulator_app.command()
@@ -169,6 +215,12 @@ def status(data: DataOpt = None) -> None:
         if info.get("login_url"):
             lines.append(
                 f"login:    {info['login_url']}  (AZURE_AUTHORITY_HOST; hsmcert emulator credentials)"
+            )
+        arm = info.get("arm")
+        if arm:
+            lines.append(
+                f"arm:      {arm['url']}  (HSMCERT_ARM_URL; subscription {arm['subscription']}, propagation "
+                f"delay {arm['propagation_delay']:g} s)"
             )
         lines += [f"{s['kind']:<11} {s['name']:<20} {s['url']}  ({s['keys']} keys)" for s in info["services"]]
         lines.append(f"faults:   {_faults_text(info['faults'])}")
@@ -263,6 +315,108 @@ def faults(
         settings["services"] = list(service)
     answer = set_faults(_dir(data), **settings)
     emit(answer, lambda: f"faults: {_faults_text(answer.get('faults', answer))}")
+
+
+vm_app = typer.Typer(
+    name="vm",
+    help="Machines of the emulator's Resource Manager: VMs, scale sets and Arc machines with managed identities.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+emulator_app.add_typer(vm_app)
+
+
+def _machine_lines(machine: dict[str, Any]) -> list[str]:
+    kind = {"vm": "VM", "vmss": "scale set", "arc": "Arc machine"}.get(machine["kind"], machine["kind"])
+    lines = [
+        f"{kind} {machine['name']} (resource group {machine['resourceGroup']})"
+        + ("  [instance metadata: self]" if machine.get("self") else ""),
+        f"  id:        {machine['id']}",
+        f"  principal: {machine['principalId'] or '(no system-assigned identity)'}",
+    ]
+    lines += [
+        f"  user-assigned {u['name']}: principal {u['principalId']}, client id {u['clientId']}"
+        for u in machine["userAssigned"]
+    ]
+    return lines
+
+
+@vm_app.command("add")
+def vm_add(
+    name: Annotated[str, typer.Argument(help="The machine's name.")],
+    data: DataOpt = None,
+    group: Annotated[
+        str | None,
+        typer.Option("--group", "-g", help="Its resource group (default hsmcert-emulator)."),
+    ] = None,
+    user_assigned: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--user-assigned",
+            help="A user-assigned identity (a name in its group, made when new, or a resource id); repeatable.",
+        ),
+    ] = None,
+    no_identity: Annotated[
+        bool, typer.Option("--no-identity", help="No system-assigned managed identity.")
+    ] = False,
+    scale_set: Annotated[
+        bool, typer.Option("--scale-set", help="A virtual machine scale set (Microsoft.Compute).")
+    ] = False,
+    arc: Annotated[
+        bool, typer.Option("--arc", help="An Arc-enabled machine (Microsoft.HybridCompute).")
+    ] = False,
+    self_: Annotated[
+        bool,
+        typer.Option(
+            "--self", help="The instance metadata service (HSMCERT_IMDS_URL) describes this machine."
+        ),
+    ] = False,
+) -> None:
+    """Add a machine to the emulator's Resource Manager; each identity is a principal of its own:
+    hsmcert emulator token --principal <principal id>."""
+    from hsmcert.emulator.control import machines
+    from hsmcert.errors import UsageError
+
+    if scale_set and arc:
+        raise UsageError("--scale-set and --arc exclude each other.", "Give one of them.")
+    kind = "vmss" if scale_set else "arc" if arc else "vm"
+    body = {
+        "kind": kind,
+        "name": name,
+        "group": group,
+        "user_assigned": list(user_assigned or []),
+        "identity": not no_identity,
+        "self": self_,
+    }
+    machine = machines(_dir(data), "POST", body)
+    emit(machine, lambda: "\n".join(_machine_lines(machine)))
+
+
+@vm_app.command("list")
+def vm_list(data: DataOpt = None) -> None:
+    """List the machines of the emulator's Resource Manager and their identities."""
+    from hsmcert.emulator.control import machines
+
+    answer = machines(_dir(data))
+    emit(
+        answer,
+        lambda: "\n".join(line for m in answer["machines"] for line in _machine_lines(m)) or "no machines",
+    )
+
+
+@vm_app.command("remove")
+def vm_remove(
+    name: Annotated[str, typer.Argument(help="The machine's name.")],
+    data: DataOpt = None,
+    group: Annotated[
+        str | None, typer.Option("--group", "-g", help="Its resource group (when several have the name).")
+    ] = None,
+) -> None:
+    """Remove a machine (its role assignments stay, as in Azure)."""
+    from hsmcert.emulator.control import machines
+
+    answer = machines(_dir(data), "DELETE", {"name": name, "group": group})
+    emit(answer, f"removed {answer['removed']}")
 
 
 def register(app: typer.Typer) -> None:

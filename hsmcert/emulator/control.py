@@ -46,6 +46,14 @@ class Running:
     control_port: int
     services: dict[str, int]
     login_port: int | None = None
+    arm_port: int | None = None
+    subscription: str | None = None
+    imds_port: int | None = None
+
+    @property
+    def arm_url(self) -> str | None:
+        """The emulator's Resource Manager (an ``HSMCERT_ARM_URL``); None for an older emulator."""
+        return f"https://127.0.0.1:{self.arm_port}" if self.arm_port else None
 
     @property
     def ca(self) -> Path:
@@ -97,7 +105,7 @@ class Running:
 
     def env(self) -> dict[str, str]:
         """The variables ``hsmcert emulator start`` exports."""
-        return {
+        env = {
             "HSMCERT_EMULATOR": str(self.data_dir),
             "HSMCERT_EMULATOR_CA": str(self.ca),
             "AZURE_MANAGEDHSM_URL": self.url("managedhsm", DEFAULT_HSM),
@@ -105,6 +113,11 @@ class Running:
             "IDENTITY_ENDPOINT": self.identity_endpoint,
             "IDENTITY_HEADER": self.secret(),
         }
+        if self.arm_url:
+            env["HSMCERT_ARM_URL"] = self.arm_url
+        if self.imds_port:
+            env["HSMCERT_IMDS_URL"] = f"http://127.0.0.1:{self.imds_port}"
+        return env
 
 
 def alive(pid: int) -> bool:
@@ -125,11 +138,23 @@ def running(data_dir: Path) -> Running | None:
         state = json.loads((data_dir / "state.json").read_text())
         pid, port, services = int(state["pid"]), int(state["control_port"]), dict(state["services"])
         login_port = int(state["login_port"]) if state.get("login_port") else None
+        arm_port = int(state["arm_port"]) if state.get("arm_port") else None
+        subscription = str(state["subscription"]) if state.get("subscription") else None
+        imds_port = int(state["imds_port"]) if state.get("imds_port") else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if not alive(pid):
         return None
-    return Running(data_dir.resolve(), pid, port, {str(k): int(v) for k, v in services.items()}, login_port)
+    return Running(
+        data_dir.resolve(),
+        pid,
+        port,
+        {str(k): int(v) for k, v in services.items()},
+        login_port,
+        arm_port,
+        subscription,
+        imds_port,
+    )
 
 
 def require_running(data_dir: Path) -> Running:
@@ -154,10 +179,18 @@ def service_endpoint(data_dir: Path, kind: str, name: str) -> tuple[str, Path]:
     return emulator.url(kind, name), emulator.ca
 
 
-def write_endpoints(data_dir: Path, login_url: str, services: dict[str, str]) -> None:
+def write_endpoints(
+    data_dir: Path,
+    login_url: str,
+    services: dict[str, str],
+    arm_url: str | None = None,
+    subscription: str | None = None,
+    imds_url: str | None = None,
+) -> None:
     """Publish the endpoints of the emulator running from ``data_dir`` (``services``: ``kind:name`` ->
     URL) as plain configuration, ``endpoints.toml``, in the shape of hsmcert's config file; hsmcert
-    resolves references by reading it (see :mod:`hsmcert.config`)."""
+    resolves references by reading it (see :mod:`hsmcert.config`). ``[arm]`` names its Resource Manager
+    (``url``, ``ca_bundle``, ``subscription``), ``[imds]`` its instance metadata service (``url``)."""
     from hsmcert.emulator.files import write_atomic
 
     ca = json.dumps(str(Path(data_dir) / "ca.pem"))  # a JSON string is a TOML basic string
@@ -169,6 +202,12 @@ def write_endpoints(data_dir: Path, login_url: str, services: dict[str, str]) ->
         f"url = {json.dumps(login_url)}",
         f"ca_bundle = {ca}",
     ]
+    if arm_url:
+        lines += ["", "[arm]", f"url = {json.dumps(arm_url)}", f"ca_bundle = {ca}"]
+        if subscription:
+            lines.append(f"subscription = {json.dumps(subscription)}")
+    if imds_url:
+        lines += ["", "[imds]", f"url = {json.dumps(imds_url)}"]
     for key, url in sorted(services.items()):
         lines += ["", f"[endpoints.{json.dumps(key)}]", f"url = {json.dumps(url)}", f"ca_bundle = {ca}"]
     write_atomic(Path(data_dir) / EMULATOR_ENDPOINTS, ("\n".join(lines) + "\n").encode())
@@ -235,11 +274,15 @@ def start(
     timeout: float = 30.0,
     exit_with: int | None = None,
     token_lifetime: int | None = None,
+    arm: dict[str, Any] | None = None,
 ) -> Running:
     """Start the emulator in the background (or find it running); returns when it serves.
 
     ``exit_with``: a pid whose end stops the emulator too (a test session that may be killed).
     ``token_lifetime``: seconds of the tokens its login and managed-identity endpoints issue (default a day).
+    ``arm``: Resource Manager settings: ``subscription`` (a new data directory's), ``propagation_delay``
+    (seconds), ``vault_access_policies`` (new vaults use access policies); on a running emulator the last
+    two apply from now on.
     """
     data_dir = Path(data_dir).resolve()
     found = running(data_dir)
@@ -247,6 +290,16 @@ def start(
         try:
             if token_lifetime is not None:
                 found.control("PUT", "/control/tokens", {"lifetime": token_lifetime})
+            if arm:
+                wanted = arm.get("subscription")
+                if wanted and found.subscription and wanted.lower() != found.subscription.lower():
+                    raise UsageError(
+                        f"The emulator of {data_dir} runs with the subscription {found.subscription}.",
+                        "A data directory keeps its subscription: use another --data for another one.",
+                    )
+                changes = {k: v for k, v in arm.items() if k != "subscription" and v is not None}
+                if changes:
+                    found.control("PUT", "/control/arm", changes)
             if faults:
                 found.control("PUT", "/control/faults", faults)
             else:
@@ -266,6 +319,13 @@ def start(
         command += ["--exit-with", str(exit_with)]
     if token_lifetime is not None:
         command += ["--token-lifetime", str(token_lifetime)]
+    arm = arm or {}
+    if arm.get("subscription"):
+        command += ["--subscription", str(arm["subscription"])]
+    if arm.get("propagation_delay") is not None:
+        command += ["--propagation-delay", str(arm["propagation_delay"])]
+    if arm.get("vault_access_policies"):
+        command.append("--vault-access-policies")
     with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(
             command, stdin=devnull, stdout=log, stderr=log, start_new_session=True, close_fds=True
@@ -320,3 +380,11 @@ def set_faults(data_dir: Path, **settings: Any) -> dict[str, Any]:
 def shell_exports(env: dict[str, str]) -> str:
     lines = [f"{k}={shlex.quote(v)}; export {k};" for k, v in env.items()]
     return "\n".join(lines) + "\n"
+
+
+def machines(data_dir: Path, method: str = "GET", body: dict[str, Any] | None = None) -> Any:
+    """The running emulator's machines (``GET``), or add one (``POST``: ``kind``, ``name``, ``group``,
+    ``user_assigned``, ``identity``, ``self``), or remove one (``DELETE``: ``kind``, ``name``, ``group``)."""
+    emulator = require_running(Path(data_dir))
+    path = {"GET": "/control/vms", "POST": "/control/vms", "DELETE": "/control/vms/remove"}[method]
+    return emulator.control("GET" if method == "GET" else "POST", path, body)

@@ -70,15 +70,7 @@ def service_endpoint(emulator: Emulator, service: Service) -> Answer:
             )
         except auth.InvalidToken as refused:
             return _challenge(host, service.kind, authorization, str(refused))
-        req = Request(
-            incoming.method,
-            incoming.path,
-            incoming.query,
-            incoming.body,
-            f"https://{host}",
-            caller.object_id,
-            caller.name,
-        )
+        req = _request(incoming, host, caller)
         try:
             response = routes.dispatch(service, req)
         except ApiError as exc:
@@ -101,6 +93,19 @@ def service_endpoint(emulator: Emulator, service: Service) -> Answer:
         return response
 
     return answer
+
+
+def _request(incoming: Incoming, host: str, caller: auth.Caller) -> Request:
+    """The request of an authenticated caller, as the handlers see it."""
+    return Request(
+        incoming.method,
+        incoming.path,
+        incoming.query,
+        incoming.body,
+        f"https://{host}",
+        caller.object_id,
+        caller.name,
+    )
 
 
 def _fault(emulator: Emulator, service: Service) -> Response | None:
@@ -158,6 +163,96 @@ def login_endpoint(emulator: Emulator) -> Answer:
                 raise login.LoginError(missing.status, "invalid_request", 900561, missing.message) from None
             return route.handler(emulator, req)
         except login.LoginError as exc:
+            return Response(exc.status, exc.body())
+
+    return answer
+
+
+# --- Resource Manager -------------------------------------------------------------------------------------
+
+
+def arm_endpoint(emulator: Emulator) -> Answer:
+    """Resource Manager: a bearer token for https://management.azure.com, then
+    :func:`~hsmcert.emulator.routes.dispatch_arm`; errors in ARM's shape; writes in the audit log."""
+
+    def answer(incoming: Incoming) -> Response:
+        from hsmcert.emulator.arm import AUDIENCES
+
+        authorization = incoming.headers.get("authorization", "")
+        if authorization[:7].lower() != "bearer ":
+            return _arm_refusal(
+                "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+            )
+        try:
+            caller = emulator.verifier.verify(authorization[7:].strip())
+        except auth.InvalidToken as refused:
+            code = "ExpiredAuthenticationToken" if "expired" in str(refused) else "InvalidAuthenticationToken"
+            return _arm_refusal(code, str(refused).split(": ", 1)[-1])
+        if caller.audience.rstrip("/") not in AUDIENCES:
+            return _arm_refusal(
+                "InvalidAuthenticationTokenAudience",
+                f"The access token has been obtained for wrong audience or resource '{caller.audience[:200]}'. "
+                "It should exactly match with one of the allowed audiences "
+                + ",".join(f"'{a}/','{a}'" for a in AUDIENCES)
+                + ".",
+            )
+        host = incoming.headers.get("host", "")
+        if not _HOST_RE.match(host):
+            host = f"127.0.0.1:{emulator.arm_port}"
+        req = _request(incoming, host, caller)
+        try:
+            response = routes.dispatch_arm(emulator, req)
+        except ApiError as exc:
+            response = Response(
+                exc.status, {"error": {"code": exc.code, "message": exc.message}}, exc.headers
+            )
+        except HsmcertError as exc:
+            response = Response(400, {"error": {"code": "BadRequest", "message": exc.message}})
+        if incoming.method != "GET" or response.status in (401, 403):
+            emulator.audit.record(
+                operation="arm",
+                method=incoming.method,
+                path=incoming.path[:300],
+                principal=caller.object_id,
+                principal_name=caller.name,
+                result="ok" if response.status < 400 else ("denied" if response.status == 403 else "error"),
+                status=response.status,
+            )
+        return response
+
+    return answer
+
+
+def _arm_refusal(code: str, message: str) -> Response:
+    challenge = (
+        'Bearer authorization_uri="https://login.microsoftonline.com/", error="invalid_token", '
+        f'error_description="{message[:200].replace(chr(34), chr(39))}"'
+    )
+    return Response(401, {"error": {"code": code, "message": message}}, {"WWW-Authenticate": challenge})
+
+
+# --- the instance metadata service ------------------------------------------------------------------------
+
+
+def imds_endpoint(emulator: Emulator) -> Answer:
+    """The instance metadata service of the machine the emulator plays (:mod:`hsmcert.emulator.imds`)."""
+
+    def answer(incoming: Incoming) -> Response:
+        from hsmcert.emulator import imds
+
+        base_url = f"http://127.0.0.1:{emulator.imds_port}"
+        req = Request(incoming.method, incoming.path, incoming.query, incoming.body, base_url)
+        try:
+            try:
+                route, req.params = routes.IMDS_ROUTER.match(incoming.method, incoming.path)
+            except routes.NoRoute as missing:
+                raise imds.ImdsError(
+                    missing.status, "Not found" if missing.status == 404 else "Bad request"
+                ) from None
+            versions = imds.TOKEN_VERSIONS if route.operation == "imds-token" else imds.INSTANCE_VERSIONS
+            imds.check(req, incoming.headers, versions)
+            return route.handler(emulator, req)
+        except imds.ImdsError as exc:
             return Response(exc.status, exc.body())
 
     return answer

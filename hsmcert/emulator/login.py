@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from hsmcert.emulator import auth
 from hsmcert.emulator.api import Request, Response
+from hsmcert.emulator.arm import AUDIENCES as ARM_AUDIENCES
 from hsmcert.timestamps import rfc3339
 
 if TYPE_CHECKING:
@@ -171,11 +172,11 @@ def served(resource: str) -> bool:
 
     >>> served("https://vault.azure.net/"), served("https://0.0.1:8443"), served("https://localhost:9000/")
     (True, True, True)
-    >>> served("https://management.azure.com"), served("https://storage.azure.com/"), served("https://0.0.1")
-    (False, False, False)
+    >>> served("https://management.azure.com/"), served("https://storage.azure.com/"), served("https://0.0.1")
+    (True, False, False)
     """
     resource = resource[:-1] if resource.endswith("/") else resource
-    if resource in auth.AUDIENCES.values():
+    if resource in auth.AUDIENCES.values() or resource in ARM_AUDIENCES:
         return True
     try:
         parts = urlsplit(resource)
@@ -220,7 +221,8 @@ def token_response(
             "invalid_resource",
             500011,
             f"The resource principal named {audience[:200]} was not found in the tenant named {auth.TENANT_ID}. "
-            "The emulator serves https://managedhsm.azure.net and https://vault.azure.net only.",
+            "The emulator serves https://managedhsm.azure.net, https://vault.azure.net and "
+            "https://management.azure.com only.",
         )
     if "client_secret" in form:
         if not hmac.compare_digest(

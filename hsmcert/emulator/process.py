@@ -19,12 +19,14 @@ import ssl
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hsmcert.config import EMULATOR_ENDPOINTS
-from hsmcert.emulator import auth, control, endpoints, http11
+from hsmcert.emulator import arm, arm_keyvault, auth, control, endpoints, http11
 from hsmcert.emulator.api import ApiError, loads_json
+from hsmcert.emulator.arm import Arm
 from hsmcert.emulator.audit import AuditLog
 from hsmcert.emulator.faults import SERVICE_NAME, Faults, parse_faults
 from hsmcert.emulator.files import private_secret, read_json, write_json
@@ -38,12 +40,29 @@ log = logging.getLogger("hsmcert.emulator")
 DEFAULT_SERVICES = (("managedhsm", "local-hsm"), ("vault", "local-vault"))
 
 
+@dataclass
+class Options:
+    """Settings of an emulator process beyond faults and token lifetime."""
+
+    subscription: str | None = None
+    """The Resource Manager subscription of a new data directory (default :data:`arm.DEFAULT_SUBSCRIPTION`)."""
+    propagation_delay: float | None = None
+    """Seconds before a new role assignment takes effect (None: as recorded, at first 0)."""
+    vault_access_policies: bool = False
+    """Vaults made from now on use access policies instead of Azure RBAC."""
+
+
 class Emulator:
     """The state of one emulator process: services, store, tokens, faults, audit."""
 
     def __init__(
-        self, data_dir: Path, faults: Faults | None = None, token_lifetime: int = auth.TOKEN_LIFETIME
+        self,
+        data_dir: Path,
+        faults: Faults | None = None,
+        token_lifetime: int = auth.TOKEN_LIFETIME,
+        options: Options | None = None,
     ) -> None:
+        from hsmcert.emulator.arm_authorization import ArmRoles
         from hsmcert.emulator.ca import ensure_ca
 
         self.data_dir = data_dir
@@ -63,8 +82,13 @@ class Emulator:
         self.faults = faults or Faults()
         self.services: dict[tuple[str, str], Service] = {}
         self.servers: list[http11.Server] = []
+        self.options = options or Options()
+        self.arm = Arm(self.store)
+        self.arm_roles = ArmRoles(self.arm)
         self.control_port = 0
         self.login_port = 0
+        self.arm_port = 0
+        self.imds_port = 0
         self.stopping = threading.Event()
         self.ready = False
         self._lock = threading.RLock()
@@ -76,6 +100,10 @@ class Emulator:
         loaded: dict[str, list[tuple[str, str, Any, bytes | None]]] = {}
         for _service, ident, data, _sealed in self.store.load("service"):
             remembered[ident] = data
+        for kind in Arm.KINDS:
+            for _service, ident, data, _sealed in self.store.load(kind):
+                self.arm.load(kind, ident, data)
+        self._configure_arm()
         for kind in (
             "key",
             "deletedkey",
@@ -95,6 +123,14 @@ class Emulator:
         login = remembered.pop("login", None)
         self.login_port = self._serve_login(int(login["port"]) if login else 0)
         self.store.put("", "service", "login", {"port": self.login_port})
+        known = remembered.pop("arm", None)
+        self.arm_port = self._serve(endpoints.arm_endpoint(self), int(known["port"]) if known else 0)
+        self.store.put("", "service", "arm", {"port": self.arm_port})
+        known = remembered.pop("imds", None)
+        server = http11.bind(endpoints.imds_endpoint(self), int(known["port"]) if known else 0)
+        self._run(server)
+        self.imds_port = int(server.server_address[1])
+        self.store.put("", "service", "imds", {"port": self.imds_port})
         for data in remembered.values():
             restored = self._add(data["kind"], data["name"], int(data["port"]), fresh=False)
             for kind, obj_id, obj, sealed in loaded.get(restored.name, []):
@@ -111,9 +147,29 @@ class Emulator:
         return int(server.server_address[1])
 
     def _serve_login(self, port: int) -> int:
-        server = http11.bind(endpoints.login_endpoint(self), port, self.ssl_context)
+        return self._serve(endpoints.login_endpoint(self), port)
+
+    def _serve(self, answer: http11.Answer, port: int) -> int:
+        """Serve ``answer`` over HTTPS (the emulator's CA) on ``port`` (0: a free one); the port."""
+        server = http11.bind(answer, port, self.ssl_context)
         self._run(server)
         return int(server.server_address[1])
+
+    def _configure_arm(self) -> None:
+        """Resource Manager settings of this start: subscription (a new data directory only), propagation
+        delay; the administrator's roles."""
+        wanted = self.options.subscription
+        if wanted and wanted.lower() != self.arm.subscription.lower():
+            if self.arm.assignments:
+                raise HsmcertError(
+                    f"This data directory's subscription is {self.arm.subscription}; it cannot change to {wanted}.",
+                )
+            self.arm.subscription = wanted.lower()
+        self.arm.set_config("subscription", self.arm.subscription)
+        if self.options.propagation_delay is not None:
+            self.arm.propagation_delay = self.options.propagation_delay
+            self.arm.set_config("propagation", self.arm.propagation_delay)
+        self.arm_roles.bootstrap(self.admin)
 
     def _run(self, server: http11.Server) -> None:
         self.servers.append(server)
@@ -124,6 +180,7 @@ class Emulator:
         server = http11.bind(endpoints.service_endpoint(self, service), port, self.ssl_context)
         bound = service.port = int(server.server_address[1])
         self.services[(kind, name)] = service
+        service.rbac.delay = lambda: self.arm.propagation_delay
         if fresh and kind == "managedhsm":
             service.rbac.bootstrap(self.admin)
         if fresh or bound != port:
@@ -132,6 +189,13 @@ class Emulator:
             from hsmcert.emulator.certificates import Certificates
 
             service.certificates = Certificates(service)
+            if fresh:
+                arm_keyvault.new_vault(self, name, self.options.vault_access_policies)
+
+            def guard(req: Any, operation: str, service: Service = service) -> None:
+                arm_keyvault.authorize(self, service, req, operation)
+
+            service.guard = guard
         self._run(server)
         return service
 
@@ -156,6 +220,9 @@ class Emulator:
             self.data_dir,
             f"https://127.0.0.1:{self.login_port}",
             {f"{k}:{n}": f"https://127.0.0.1:{s.port}" for (k, n), s in self.services.items()},
+            arm_url=f"https://127.0.0.1:{self.arm_port}",
+            imds_url=f"http://127.0.0.1:{self.imds_port}",
+            subscription=self.arm.subscription,
         )
         write_json(
             self.data_dir / "state.json",
@@ -163,6 +230,9 @@ class Emulator:
                 "pid": os.getpid(),
                 "control_port": self.control_port,
                 "login_port": self.login_port,
+                "arm_port": self.arm_port,
+                "imds_port": self.imds_port,
+                "subscription": self.arm.subscription,
                 "started": int(time.time()),
                 "services": {f"{k}:{n}": s.port for (k, n), s in self.services.items()},
             },
@@ -192,6 +262,7 @@ def run(
     faults: Faults | None = None,
     exit_with: int | None = None,
     token_lifetime: int = auth.TOKEN_LIFETIME,
+    options: Options | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT, a control stop, or (``exit_with``) the end of that process."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -201,14 +272,20 @@ def run(
     except OSError:
         print(f"hsmcert emulator: another emulator already runs from {data_dir}.", file=sys.stderr)
         return 1
-    emulator = Emulator(data_dir, faults, token_lifetime)
+    emulator = Emulator(data_dir, faults, token_lifetime, options)
 
     def stop(signum: int, frame: Any) -> None:
         emulator.stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    emulator.start()
+    try:
+        emulator.start()
+    except HsmcertError as exc:
+        print(f"hsmcert emulator: {exc.message}", file=sys.stderr)
+        emulator.shutdown()
+        lock.close()
+        return 2
     log.info("emulator ready: control port %s, %d services", emulator.control_port, len(emulator.services))
     for service in emulator.services.values():
         log.info("%s %s: https://127.0.0.1:%d", service.kind, service.name, service.port)
@@ -232,6 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--exit-with", type=int, help="stop when the process of this pid ends (test sessions)"
     )
+    parser.add_argument("--subscription", help="Resource Manager subscription id of a new data directory")
+    parser.add_argument(
+        "--propagation-delay", type=float, help="seconds before a role assignment takes effect"
+    )
+    parser.add_argument(
+        "--vault-access-policies", action="store_true", help="new vaults use access policies, not Azure RBAC"
+    )
     args = parser.parse_args(argv)
     log_to(None, logging.DEBUG if args.verbose else logging.INFO, "%(asctime)s %(levelname)s %(message)s")
     try:
@@ -247,7 +331,16 @@ def main(argv: list[str] | None = None) -> int:
     except HsmcertError as exc:
         print(f"hsmcert emulator: {exc.message}", file=sys.stderr)
         return 2
-    return run(args.data.resolve(), faults, args.exit_with, lifetime)
+    try:
+        options = Options(
+            arm.check_subscription_id(args.subscription) if args.subscription else None,
+            arm.check_delay(args.propagation_delay) if args.propagation_delay is not None else None,
+            args.vault_access_policies,
+        )
+    except HsmcertError as exc:
+        print(f"hsmcert emulator: {exc.message}", file=sys.stderr)
+        return 2
+    return run(args.data.resolve(), faults, args.exit_with, lifetime, options)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import fnmatch
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hsmcert.azure import roles
@@ -78,6 +80,10 @@ class Rbac:
         self.custom: dict[str, dict[str, Any]] = {}
         self.assignments: dict[str, dict[str, Any]] = {}
         self._cache: dict[tuple[str, str, str], bool] = {}
+        self.delay: Callable[[], float] = lambda: 0.0
+        """Seconds before a new assignment takes effect (the emulator's simulated propagation delay)."""
+        self.pending: dict[str, float] = {}
+        """Assignments not in effect yet: name -> when they take effect (kept in memory only)."""
         self.lock = threading.RLock()
 
     # --- persistence ------------------------------------------------------------------------------------
@@ -92,7 +98,10 @@ class Rbac:
             assert role is not None
             self.assign("/", role.id, admin, str(uuid.uuid5(uuid.NAMESPACE_URL, f"{admin}/{role.id}")))
 
-    def assign(self, scope: str, definition: str, principal: str, name: str) -> dict[str, Any]:
+    def assign(
+        self, scope: str, definition: str, principal: str, name: str, propagate: bool = False
+    ) -> dict[str, Any]:
+        """Record an assignment; with ``propagate`` it takes effect after :attr:`delay`."""
         prefix = "" if scope == "/" else scope
         assignment = {
             "id": f"{prefix}/providers/Microsoft.Authorization/roleAssignments/{name}",
@@ -104,8 +113,11 @@ class Rbac:
                 "principalId": principal,
             },
         }
+        delay = self.delay() if propagate else 0.0
         with self.lock:
             self.assignments[name] = assignment
+            if delay > 0:
+                self.pending[name] = time.monotonic() + delay
             self.changed()
         self.service.store.put(self.service.name, "roleassign", name, assignment)
         return assignment
@@ -121,6 +133,13 @@ class Rbac:
 
     def allowed(self, principal: str, action: str, scope: str) -> bool:
         key = (principal, action, scope)
+        if self.pending:
+            now = time.monotonic()
+            with self.lock:
+                for name, when in list(self.pending.items()):
+                    if when <= now:
+                        del self.pending[name]
+                        self.changed()
         cached = self._cache.get(key)
         if cached is not None:
             return cached
@@ -129,6 +148,8 @@ class Rbac:
             for assignment in self.assignments.values():
                 props = assignment["properties"]
                 if props["principalId"] != principal or not covers(props["scope"], scope):
+                    continue
+                if assignment["name"] in self.pending:
                     continue
                 definition = self.definition(props["roleDefinitionId"].rsplit("/", 1)[-1])
                 if definition is not None and _grants(definition, action):
@@ -290,7 +311,7 @@ def create_assignment(service: Service, req: Request) -> Response:
     limit = MAX_HSM_ASSIGNMENTS if scope in ("/", "/keys") else MAX_KEY_ASSIGNMENTS
     if len(same_scope) >= limit:
         raise ApiError(400, "RoleAssignmentLimitExceeded", f"At most {limit} role assignments at {scope}.")
-    created = rbac.assign(scope, definition, principal, ident)
+    created = rbac.assign(scope, definition, principal, ident, propagate=True)
     return Response(201, created, audit={"role_assignment": ident, "scope": scope})
 
 
@@ -299,6 +320,7 @@ def delete_assignment(service: Service, req: Request) -> Response:
     ident = req.params["ident"]
     with rbac.lock:
         found = rbac.assignments.pop(ident, None)
+        rbac.pending.pop(ident, None)
         rbac.changed()
     if found is None:
         raise _assignment_not_found(ident)

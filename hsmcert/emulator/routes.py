@@ -16,11 +16,29 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
 
 from hsmcert.azure import roles
-from hsmcert.emulator import attestation, certificates, controlplane, keys, login, rbac, settings
+from hsmcert.emulator import (
+    arm,
+    arm_authorization,
+    arm_compute,
+    arm_keyvault,
+    attestation,
+    certificates,
+    controlplane,
+    imds,
+    keys,
+    login,
+    rbac,
+    settings,
+)
 from hsmcert.emulator.api import ApiError, Handler, Request, Response
 from hsmcert.emulator.service import Service
+
+if TYPE_CHECKING:
+    from hsmcert.emulator.process import Emulator
 
 
 def _key_scope(req: Request) -> str:
@@ -227,11 +245,14 @@ def find(service: Service, req: Request) -> Route:
 
 
 def dispatch(service: Service, req: Request) -> Response:
-    """Answer a data-plane request: find its route, check the caller's role on a Managed HSM, run it."""
+    """Answer a data-plane request: find its route, check the caller's role on a Managed HSM (or its roles
+    or access policy on a vault), run it."""
     route = find(service, req)
     if service.kind == "managedhsm":
         action = route.action or roles.OPERATION_ACTIONS[route.operation]
         service.rbac.require(req, action, route.scope(req))
+    elif service.guard is not None:
+        service.guard(req, route.operation)
     response = route.handler(service, req)
     if response.audit is not None:
         response.audit.setdefault("operation", route.operation)
@@ -253,8 +274,208 @@ CONTROL = (
     Route("POST", "/control/services", "services", controlplane.add_service),
     Route("PUT", "/control/faults", "faults", controlplane.set_faults),
     Route("PUT", "/control/tokens", "tokens", controlplane.set_tokens),
+    Route("PUT", "/control/arm", "arm", controlplane.set_arm),
+    Route("GET", "/control/vms", "vm-list", controlplane.list_machines),
+    Route("POST", "/control/vms", "vm-add", controlplane.add_machine),
+    Route("POST", "/control/vms/remove", "vm-remove", controlplane.remove_machine),
     Route("POST", "/control/stop", "stop", controlplane.stop),
 )
 
+IMDS = (
+    Route("GET", "/metadata/instance", "imds-instance", imds.instance),
+    Route("GET", "/metadata/instance/compute", "imds-compute", imds.instance_compute),
+    Route("GET", "/metadata/identity/oauth2/token", "imds-token", imds.token),
+)
+
 LOGIN_ROUTER = Router(LOGIN)
+IMDS_ROUTER = Router(IMDS)
 CONTROL_ROUTER = Router(CONTROL)
+
+
+# --- Resource Manager (its handlers take the emulator) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArmRoute(Route):
+    """A Resource Manager route: its resource provider (which api-versions it answers) and, when ``action``
+    is set, the permission the caller needs at ``scope(req)`` (list routes leave ``action`` None and show
+    what the caller may read)."""
+
+    provider: str = "subscriptions"
+
+
+def _arm_routes() -> tuple[ArmRoute, ...]:
+    sub = "/subscriptions/{subscription}"
+    group = sub + "/resourceGroups/{group}"
+    found: list[ArmRoute] = [
+        ArmRoute("GET", "/subscriptions", "arm-subscriptions", arm.list_subscriptions),
+        ArmRoute("GET", sub, "arm-subscription", arm.get_subscription),
+    ]
+    for spec in arm_compute.KINDS.values():
+        kind = spec.provider.split(".", 1)[1].lower()
+        one = f"{group}/providers/{spec.resource_type}/{{name}}"
+        scope = partial(arm_compute.machine_scope, spec=spec)
+        lister = partial(arm_compute.list_machines, spec=spec)
+        found += [
+            ArmRoute(
+                "GET",
+                f"{where}/providers/{spec.resource_type}",
+                f"arm-{spec.kind}-list",
+                lister,
+                provider=kind,
+            )
+            for where in (sub, group)
+        ]
+        found += [
+            ArmRoute(
+                method,
+                one,
+                f"arm-{spec.kind}-{operation}",
+                partial(handler, spec=spec),
+                f"{spec.resource_type}/{action}",
+                scope,
+                provider=kind,
+            )
+            for method, operation, handler, action in (
+                ("GET", "get", arm_compute.get_machine, "read"),
+                ("PATCH", "update", arm_compute.update_machine, "write"),
+                ("PUT", "update", arm_compute.update_machine, "write"),
+            )
+        ]
+    identities = "providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+    found += [
+        ArmRoute(
+            "GET",
+            f"{sub}/{identities}",
+            "arm-identity-list",
+            arm_compute.list_identities,
+            provider="managedidentity",
+        ),
+        ArmRoute(
+            "GET",
+            f"{group}/{identities}",
+            "arm-identity-list",
+            arm_compute.list_identities,
+            provider="managedidentity",
+        ),
+        ArmRoute(
+            "GET",
+            f"{group}/{identities}/{{name}}",
+            "arm-identity-get",
+            arm_compute.get_identity,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+            arm_compute.identity_scope,
+            provider="managedidentity",
+        ),
+    ]
+    for kind, kind_type in arm_keyvault.TYPES.items():
+        lister = partial(arm_keyvault.list_services, kind=kind)
+        found += [
+            ArmRoute(
+                "GET",
+                f"{where}/providers/Microsoft.KeyVault/{kind_type}",
+                f"arm-{kind}-list",
+                lister,
+                provider="keyvault",
+            )
+            for where in (sub, group)
+        ]
+        found.append(
+            ArmRoute(
+                "GET",
+                f"{group}/providers/Microsoft.KeyVault/{kind_type}/{{name}}",
+                f"arm-{kind}-get",
+                partial(arm_keyvault.get_service, kind=kind),
+                f"Microsoft.KeyVault/{kind_type}/read",
+                partial(arm_keyvault.service_scope, kind=kind),
+                provider="keyvault",
+            )
+        )
+    vault = f"{group}/providers/Microsoft.KeyVault/vaults/{{name}}"
+    vault_scope = partial(arm_keyvault.service_scope, kind="vault")
+    found += [
+        *(
+            ArmRoute(
+                method,
+                vault,
+                "arm-vault-update",
+                arm_keyvault.update_vault,
+                "Microsoft.KeyVault/vaults/write",
+                vault_scope,
+                provider="keyvault",
+            )
+            for method in ("PATCH", "PUT")
+        ),
+        ArmRoute(
+            "PUT",
+            vault + "/accessPolicies/{operation}",
+            "arm-vault-accesspolicy",
+            arm_keyvault.update_access_policy,
+            "Microsoft.KeyVault/vaults/accessPolicies/write",
+            vault_scope,
+            provider="keyvault",
+        ),
+    ]
+    definitions = "{scope*}/providers/Microsoft.Authorization/roleDefinitions"
+    assignments = "{scope*}/providers/Microsoft.Authorization/roleAssignments"
+    found += [
+        ArmRoute(method, pattern, operation, handler, provider="authorization")
+        for method, pattern, operation, handler in (
+            ("GET", definitions, "arm-roledefinition-list", arm_authorization.list_definitions),
+            ("GET", definitions + "/{ident}", "arm-roledefinition-get", arm_authorization.get_definition),
+            ("PUT", definitions + "/{ident}", "arm-roledefinition-set", arm_authorization.set_definition),
+            (
+                "DELETE",
+                definitions + "/{ident}",
+                "arm-roledefinition-delete",
+                arm_authorization.delete_definition,
+            ),
+            ("GET", assignments, "arm-roleassignment-list", arm_authorization.list_assignments),
+            ("GET", assignments + "/{ident}", "arm-roleassignment-get", arm_authorization.get_assignment),
+            (
+                "PUT",
+                assignments + "/{ident}",
+                "arm-roleassignment-create",
+                arm_authorization.create_assignment,
+            ),
+            (
+                "DELETE",
+                assignments + "/{ident}",
+                "arm-roleassignment-delete",
+                arm_authorization.delete_assignment,
+            ),
+        )
+    ]
+    return tuple(found)
+
+
+ARM = _arm_routes()
+ARM_ROUTER = Router(ARM)
+
+
+def dispatch_arm(emulator: Emulator, req: Request) -> Response:
+    """Answer a Resource Manager request: its route, api-version, subscription, the caller's permission."""
+    try:
+        route, req.params = ARM_ROUTER.match(req.method, req.path)
+    except NoRoute as missing:
+        raise arm.arm_error(
+            missing.status,
+            "NoRegisteredProviderFound" if missing.status == 404 else "MethodNotAllowed",
+            missing.message + " The emulator serves a subset of Azure Resource Manager (docs/emulator.md).",
+        ) from None
+    assert isinstance(route, ArmRoute)
+    arm.check_api_version(req, route.provider)
+    if req.params.get("subscription"):
+        emulator.arm.check_subscription(req.params["subscription"])
+    if req.body.strip():
+        try:
+            req.json()
+        except ApiError as exc:
+            raise arm.arm_error(
+                400,
+                "InvalidRequestContent",
+                f"The request content was invalid and could not be deserialized: {exc.message}",
+            ) from None
+    if route.action is not None:
+        emulator.arm_roles.require(req, route.action, route.scope(req))
+    return route.handler(emulator, req)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from hsmcert.emulator.api import ApiError, b64u, bad, unb64u
+from hsmcert.emulator.api import ApiError, Request, b64u, bad, unb64u
 from hsmcert.emulator.keys import KeyVersion
 from hsmcert.emulator.rbac import Rbac
 from hsmcert.emulator.store import Store
@@ -36,6 +37,9 @@ class Service:
         self.rbac = Rbac(self)
         self.certificates: Certificates | None = None
         """A vault's certificates (None on a Managed HSM)."""
+        self.guard: Callable[[Request, str], None] | None = None
+        """A vault's access check ``(request, operation)``: raises the 403 of a caller without the role or
+        access policy (:func:`hsmcert.emulator.arm_keyvault.authorize`); None: any valid token."""
         self.lock = threading.RLock()
         self.recovery_level = (
             "CustomizedRecoverable+Purgeable" if kind == "managedhsm" else "Recoverable+Purgeable"

@@ -194,7 +194,7 @@ def _sp_credential(emulator: Any, principal: str) -> Any:
     "scope",
     [
         "https://storage.azure.com/.default",
-        "https://management.azure.com/.default",
+        "https://graph.microsoft.com/.default",
         "https://0.0.1/.default",
     ],
 )
