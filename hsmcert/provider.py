@@ -199,6 +199,46 @@ def pem_ref(ref: object) -> bytes:
     return ("\n".join(lines) + "\n").encode("ascii")
 
 
+def _der_item(der: bytes, i: int) -> tuple[int, bytes, int]:
+    """(tag, value, index after it) of the DER item at ``i``; ValueError when it is cut short."""
+    if i + 2 > len(der):
+        raise ValueError("truncated")
+    tag, length, i = der[i], der[i + 1], i + 2
+    if length & 0x80:
+        octets = length & 0x7F
+        length, i = int.from_bytes(der[i : i + octets], "big"), i + octets
+    if i + length > len(der):
+        raise ValueError("truncated")
+    return tag, der[i : i + length], i + length
+
+
+def ref_of_pem(data: bytes) -> str | None:
+    """The key reference a :func:`pem_ref` file holds, or None when ``data`` is not one.
+
+    >>> ref_of_pem(pem_ref("managedhsm:local-hsm:tls?version=" + "ab" * 16))
+    'managedhsm:local-hsm:tls?version=abababababababababababababababab'
+    >>> ref_of_pem(b"-----BEGIN PRIVATE KEY-----") is None
+    True
+    """
+    begin, end = f"-----BEGIN {PEM_LABEL}-----".encode(), f"-----END {PEM_LABEL}-----".encode()
+    start, stop = data.find(begin), data.find(end)
+    if start < 0 or stop < start:
+        return None
+    try:
+        der = base64.b64decode(b"".join(data[start + len(begin) : stop].split()), validate=True)
+        tag, body, _ = _der_item(der, 0)
+        values = []
+        i = 0
+        while i < len(body):
+            item_tag, value, i = _der_item(body, i)
+            values.append((item_tag, value.decode("utf-8")))
+    except ValueError:
+        return None
+    if tag != 0x30 or len(values) != 2 or values[0] != (0x0C, DESCRIPTION) or values[1][0] != 0x0C:
+        return None
+    return values[1][1]
+
+
 __all__ = [
     "DEFAULT_TIMEOUT_MS",
     "MAX_TIMEOUT_MS",
@@ -210,4 +250,5 @@ __all__ = [
     "openssl_cnf",
     "pem_ref",
     "provider_path",
+    "ref_of_pem",
 ]
