@@ -163,16 +163,53 @@ def show(
 @key_app.command("rotate")
 def rotate(
     key: KeyOpt,
+    renew: Annotated[
+        bool,
+        typer.Option(
+            "--renew",
+            help="Also renew the managed certificates of the key for the new version (and reload their "
+            "hsmcert nginx sites).",
+        ),
+    ] = False,
     endpoint: EndpointOpt = None,
     ca_bundle: CaBundleOpt = None,
     credential: CredentialOpt = None,
 ) -> None:
-    """Make a new version of a key (same type, operations and tags); older versions keep working."""
+    """Make a new version of a key (same type, operations and tags); older versions keep working.
+
+    Managed certificates of the key still hold the old version: they are listed, and renewed for the new
+    version with --renew (exit 1 when one of those renewals fails; the new version stays).
+    """
+    from hsmcert.errors import HsmcertError
+    from hsmcert.lifecycle.rotation import bound_to
+    from hsmcert.lifecycle.state import Store
+
+    store = Store()
     with waiting(f"making a new version of {key} in the HSM"):
         details = session(endpoint, ca_bundle, credential).keys.rotate(key)
     data = times(details.to_json(), *_TIMES)
     log(f"new version {data['version']} of {data['service']}:{data['name']}")
+    bound = bound_to(store, key, str(data["version"]))
+    data["managed_certificates"] = [c.name for c in bound]
+    failed = 0
+    if bound and renew:
+        from hsmcert.lifecycle.renewal import Options, renew_many
+
+        with waiting(f"renewing {len(bound)} certificate(s) for the new version"):
+            outcomes = renew_many(bound, session(endpoint, ca_bundle, credential), store, Options(force=True))
+        data["renewals"] = [o.to_json() for o in outcomes]
+        for outcome in outcomes:
+            log(f"{outcome.status:<8} {outcome.name}: {outcome.reason}")
+        failed = sum(o.status == "failed" for o in outcomes)
+    elif bound:
+        names = " ".join(c.name for c in bound)
+        log(
+            f"warning: {len(bound)} managed certificate(s) still hold an older version of this key: {names}. "
+            f"Renew them for the new version: hsmcert renew {names}"
+        )
     emit(data, lambda: _details_text(data))
+    if failed:
+        raise HsmcertError(f"{failed} of {len(bound)} renewal(s) for the new version failed.", "See above.")
 
 
 @key_app.command("list")

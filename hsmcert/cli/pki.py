@@ -54,6 +54,45 @@ PathLenOpt = Annotated[
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output encoding.")]
 DerOpt = Annotated[bool, typer.Option("--der", help="Same as --format der.")]
+ManageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--manage",
+        metavar="NAME",
+        help="Also register the certificate as NAME for hsmcert renew and cert list (docs/lifecycle.md).",
+    ),
+]
+
+
+def _check_manage(name: str | None, out: str, force: bool) -> None:
+    """Refuse --manage before anything is signed when the result could not be managed."""
+    if name is None:
+        return
+    from hsmcert.cli._common import is_stdout
+    from hsmcert.errors import AlreadyExistsError, UsageError
+    from hsmcert.lifecycle.state import Store, check_name
+
+    check_name(name)
+    if is_stdout(out):
+        raise UsageError("--manage needs the certificate in a file.", "Pass -o FILE.")
+    if name in Store() and not force:
+        raise AlreadyExistsError(
+            f"A managed certificate is already named {name!r}.", "Choose another name, or pass --force."
+        )
+
+
+def _manage(
+    name: str | None, signed: Signed, *, out: str, key: str, issuer: dict[str, str], **fields: Any
+) -> None:
+    """Record what was written as the managed certificate ``name`` (--manage)."""
+    if name is None:
+        return
+    from hsmcert.lifecycle.register import record_for, register
+    from hsmcert.lifecycle.state import Store
+
+    record = record_for(name, signed.obj, key=key, issuer=issuer, files={"cert": out}, **fields)
+    register(Store(), record, replace=True)
+    log(f"managing {name}: hsmcert renew {name} renews it (issuer {record.issuer_kind})")
 
 
 def _load_key(key: str, endpoint: str | None, ca_bundle: str | None, credential: str | None) -> Any:
@@ -144,6 +183,7 @@ def selfsign(
     fmt: FormatOpt = Format.pem,
     der: DerOpt = False,
     force: ForceOpt = False,
+    manage: ManageOpt = None,
     endpoint: EndpointOpt = None,
     ca_bundle: CaBundleOpt = None,
     credential: CredentialOpt = None,
@@ -158,12 +198,15 @@ def selfsign(
 
     name, sans, prof = parse_subject(subj), parse_sans(san), _profile(profile)
     check_target(out, force=force)  # before the HSM is asked
+    _check_manage(manage, out, force)
     with waiting(f"signing the certificate with {key} in the HSM"):
         private_key = _load_key(key, endpoint, ca_bundle, credential)
         signed = build_selfsigned(
             private_key, name, profile=prof, sans=sans, days=days, path_length=path_length, alg=alg
         )
     _write(signed, out=out, fmt=fmt, der=der, force=force, key=private_key, profile=prof)
+    issuer = {"kind": "self-signed"}
+    _manage(manage, signed, out=out, key=str(private_key.ref), issuer=issuer, profile=prof.name, alg=alg)
 
 
 def issue(
@@ -184,6 +227,14 @@ def issue(
     fmt: FormatOpt = Format.pem,
     der: DerOpt = False,
     force: ForceOpt = False,
+    manage: ManageOpt = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="With --manage: the HSM key the CSR is for (renewals make new CSRs with it).",
+        ),
+    ] = None,
     endpoint: EndpointOpt = None,
     ca_bundle: CaBundleOpt = None,
     credential: CredentialOpt = None,
@@ -208,7 +259,11 @@ def issue(
     request = load_csr(csr_file)
     ca_certificate = load_certificates(ca_cert, "CA certificate")[0]
     check_target(out, force=force)  # before the HSM is asked
+    _check_manage(manage, out, force)
+    if manage and not key:
+        raise UsageError("--manage needs --key, the HSM key of the CSR.", "Pass --key REF.")
     with waiting(f"issuing the certificate with {ca_key} in the HSM"):
+        leaf_key = _csr_key(request, key, endpoint, ca_bundle, credential) if manage and key else None
         private_key = _load_key(ca_key, endpoint, ca_bundle, credential)
         signed = issue_certificate(
             private_key,
@@ -222,6 +277,17 @@ def issue(
             alg=alg,
         )
     _write(signed, out=out, fmt=fmt, der=der, force=force, key=private_key, profile=prof)
+    issuer = {"kind": "hsmcert-ca", "ca_key": str(private_key.ref), "ca_cert": ca_cert}
+    _manage(manage, signed, out=out, key=str(leaf_key), issuer=issuer, profile=prof.name, alg=alg)
+
+
+def _csr_key(
+    request: Any, key: str, endpoint: str | None, ca_bundle: str | None, credential: str | None
+) -> str:
+    """``key`` pinned to the version whose public key the CSR carries (exit 6 when none does)."""
+    from hsmcert.lifecycle.register import key_for
+
+    return key_for(request, key, session(endpoint, ca_bundle, credential))
 
 
 def _read_input(file: str) -> tuple[bytes, str]:
