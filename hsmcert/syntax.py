@@ -232,6 +232,30 @@ def systemd_path(value: object) -> str:
     return text.replace("%", "%%")
 
 
+_CALENDAR = re.compile(r"[A-Za-z0-9*:,./~ -]{1,100}")
+_TIMESPAN = re.compile(r"(?:\d+ ?(?:us|ms|s|sec|m|min|h|hr|d|w|M|y)? ?){1,6}")
+
+
+def systemd_calendar(value: str) -> str:
+    """An ``OnCalendar=`` value (``daily``, ``Mon *-*-* 03:00``): written as it is, so only the characters
+    of systemd's calendar syntax are accepted."""
+    text = value.strip()
+    if not _CALENDAR.fullmatch(text):
+        raise UsageError(
+            f"{_shown(value)} is not a systemd calendar event.",
+            "For example daily, weekly, or '*-*-* 03:00' (see systemd.time(7)).",
+        )
+    return text
+
+
+def systemd_timespan(value: str) -> str:
+    """A time span (``RandomizedDelaySec=``): ``1h``, ``30min``, ``1h 30min``, ``3600``."""
+    text = value.strip()
+    if not text or not _TIMESPAN.fullmatch(text):
+        raise UsageError(f"{_shown(value)} is not a systemd time span.", "For example 1h, 30min or 3600.")
+    return text
+
+
 def systemd_name(value: str) -> str:
     """A user or group name for ``SocketGroup=`` and the like."""
     return account_name(value, "The group")
@@ -271,9 +295,11 @@ __all__ = [
     "openssl_cnf_value",
     "port",
     "server_names",
+    "systemd_calendar",
     "systemd_command",
     "systemd_name",
     "systemd_path",
+    "systemd_timespan",
     "systemd_word",
     "upstream_url",
     "url_segment",

@@ -65,6 +65,8 @@ def environment(fmt: str = "nginx") -> jinja2.Environment:
         systemd_path=marked(syntax.systemd_path),
         systemd_name=marked(syntax.systemd_name),
         systemd_command=marked(syntax.systemd_command),
+        systemd_calendar=marked(syntax.systemd_calendar),
+        systemd_timespan=marked(syntax.systemd_timespan),
     )
     return env
 
