@@ -46,7 +46,7 @@ def _imported_distributions() -> set[str]:
                     parts = name.split(".")
                     found.add("-".join(parts[:3] if parts[1] == "keyvault" else parts[:2]))
                 else:
-                    found.update(d.lower() for d in by_module[top])
+                    found.update(d.lower().replace("_", "-") for d in by_module[top])
     return found
 
 
