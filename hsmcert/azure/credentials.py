@@ -11,7 +11,13 @@ env-token           ``HSMCERT_ACCESS_TOKEN``, or ``AZURE_CLI_ACCESS_TOKEN`` (com
 service-principal   ``AZURE_CLIENT_ID`` + ``AZURE_CLIENT_SECRET`` (or ``AZURE_CLIENT_CERTIFICATE_PATH``)
                     + ``AZURE_TENANT_ID``; or ``MHSM_CLIENT_ID`` + ``MHSM_CLIENT_SECRET`` (+
                     ``MHSM_TENANT_ID`` or ``AZURE_TENANT_ID``), the variables of Azure's PKCS#11 library
-workload-identity   ``AZURE_FEDERATED_TOKEN_FILE`` + ``AZURE_CLIENT_ID`` + ``AZURE_TENANT_ID`` (CI)
+workload-identity   ``AZURE_FEDERATED_TOKEN_FILE`` + ``AZURE_CLIENT_ID`` + ``AZURE_TENANT_ID`` (Kubernetes)
+github-actions      ``ACTIONS_ID_TOKEN_REQUEST_URL`` + ``ACTIONS_ID_TOKEN_REQUEST_TOKEN`` (a job with
+                    ``permissions: id-token: write``) + ``AZURE_CLIENT_ID`` + ``AZURE_TENANT_ID``: the job's
+                    OIDC token for ``api://AzureADTokenExchange`` is the federated client assertion
+azure-pipelines     ``SYSTEM_OIDCREQUESTURI`` + ``SYSTEM_ACCESSTOKEN`` + the service connection's
+                    ``AZURESUBSCRIPTION_SERVICE_CONNECTION_ID``, ``AZURESUBSCRIPTION_CLIENT_ID`` and
+                    ``AZURESUBSCRIPTION_TENANT_ID`` (or ``AZURE_CLIENT_ID``/``AZURE_TENANT_ID``)
 managed-identity    the machine's identity (IMDS, App Service ``IDENTITY_ENDPOINT``); a user-assigned
                     identity by ``HSMCERT_MANAGED_IDENTITY_CLIENT_ID`` (or ``AZURE_CLIENT_ID``)
 azure-cli           ``az login``
@@ -19,8 +25,8 @@ azure-cli           ``az login``
 
 ``--credential NAME`` or ``HSMCERT_CREDENTIAL=NAME`` picks one (``auto``, the default, walks the chain).
 ``AZURE_AUTHORITY_HOST`` may name another login host than Azure's (the emulator's login endpoint, see
-``hsmcert emulator credentials``): :func:`_authority_options` adapts the service-principal and
-workload-identity credentials to it.
+``hsmcert emulator credentials``): :func:`_authority_options` adapts the service-principal,
+workload-identity and CI credentials to it.
 Tokens are never printed or logged; :func:`describe` decodes only the claims that say who you are.
 """
 
@@ -39,7 +45,15 @@ from hsmcert.errors import PermissionDeniedError, UsageError
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-CREDENTIAL_NAMES = ("env-token", "service-principal", "workload-identity", "managed-identity", "azure-cli")
+CREDENTIAL_NAMES = (
+    "env-token",
+    "service-principal",
+    "workload-identity",
+    "github-actions",
+    "azure-pipelines",
+    "managed-identity",
+    "azure-cli",
+)
 AUTO = "auto"
 
 # The token audience of each service kind (a challenge from the service may name another, e.g. the emulator).
@@ -247,20 +261,86 @@ def _workload_identity(env: Mapping[str, str]) -> TokenCredential | None:
     token_file = _env(env, "AZURE_FEDERATED_TOKEN_FILE")
     client_id, tenant = _env(env, "AZURE_CLIENT_ID"), _env(env, "AZURE_TENANT_ID")
     if token_file and client_id and tenant:
-        # It posts the assertion to the authority's token endpoint directly (no MSAL discovery to disable).
-        options = _authority_options(env)
-        options.pop("disable_instance_discovery", None)
         return WorkloadIdentityCredential(
-            tenant_id=tenant, client_id=client_id, token_file_path=token_file, **options
+            tenant_id=tenant, client_id=client_id, token_file_path=token_file, **_assertion_options(env)
         )
     return None
+
+
+GITHUB_AUDIENCE = "api://AzureADTokenExchange"
+"""The audience of the GitHub Actions OIDC token Entra accepts as a federated client assertion."""
+
+
+def _assertion_options(env: Mapping[str, str]) -> dict[str, Any]:
+    # a client assertion is posted to the authority's token endpoint directly (no MSAL discovery to disable)
+    options = _authority_options(env)
+    options.pop("disable_instance_discovery", None)
+    return options
+
+
+def github_oidc_token(request_url: str, request_token: str, audience: str = GITHUB_AUDIENCE) -> str:
+    """The job's OIDC token from GitHub Actions' token endpoint (``$ACTIONS_ID_TOKEN_REQUEST_URL``, which
+    already carries a query, with ``$ACTIONS_ID_TOKEN_REQUEST_TOKEN``) for ``audience``."""
+    import requests
+    from azure.core.exceptions import ClientAuthenticationError
+
+    try:
+        answer = requests.get(
+            request_url,
+            params={"audience": audience},
+            headers={"Authorization": f"bearer {request_token}", "Accept": "application/json"},
+            timeout=30,
+        )
+        value = answer.json().get("value") if answer.status_code == 200 else None
+    except (requests.RequestException, ValueError, AttributeError) as exc:
+        raise ClientAuthenticationError(
+            message=f"cannot get the GitHub Actions OIDC token: {type(exc).__name__}"
+        ) from None
+    if not isinstance(value, str) or not value:
+        raise ClientAuthenticationError(
+            message=f"the GitHub Actions OIDC token endpoint answered {answer.status_code} without a token "
+            "(does the job have permissions: id-token: write?)"
+        )
+    return value
+
+
+def _github_actions(env: Mapping[str, str]) -> TokenCredential | None:
+    from azure.identity import ClientAssertionCredential
+
+    url, token = _env(env, "ACTIONS_ID_TOKEN_REQUEST_URL"), _env(env, "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+    client_id, tenant = _env(env, "AZURE_CLIENT_ID"), _env(env, "AZURE_TENANT_ID")
+    if not (url and token and client_id and tenant):
+        return None
+    return ClientAssertionCredential(
+        tenant, client_id, lambda: github_oidc_token(url, token), **_assertion_options(env)
+    )
+
+
+def _azure_pipelines(env: Mapping[str, str]) -> TokenCredential | None:
+    from azure.identity import AzurePipelinesCredential
+
+    connection = _env(env, "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID")
+    access_token = _env(env, "SYSTEM_ACCESSTOKEN")
+    client_id = _env(env, "AZURESUBSCRIPTION_CLIENT_ID", "AZURE_CLIENT_ID")
+    tenant = _env(env, "AZURESUBSCRIPTION_TENANT_ID", "AZURE_TENANT_ID")
+    if not (_env(env, "SYSTEM_OIDCREQUESTURI") and connection and access_token and client_id and tenant):
+        return None
+    return AzurePipelinesCredential(
+        tenant_id=tenant,
+        client_id=client_id,
+        service_connection_id=connection,
+        system_access_token=access_token,
+        **_assertion_options(env),
+    )
 
 
 def _managed_identity(client_id: str | None, in_chain: bool, env: Mapping[str, str]) -> TokenCredential:
     from azure.identity import ManagedIdentityCredential
 
     client_id = client_id or _env(env, "HSMCERT_MANAGED_IDENTITY_CLIENT_ID")
-    if client_id is None and not _env(env, "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
+    # AZURE_CLIENT_ID names an application, not a managed identity, next to a secret or a federated token
+    federated = ("AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+    if client_id is None and not _env(env, *federated):
         client_id = _env(env, "AZURE_CLIENT_ID")
     kwargs: dict[str, Any] = {"client_id": client_id} if client_id else {}
     if in_chain:
@@ -283,6 +363,10 @@ def _build(
         return _service_principal(env)
     if name == "workload-identity":
         return _workload_identity(env)
+    if name == "github-actions":
+        return _github_actions(env)
+    if name == "azure-pipelines":
+        return _azure_pipelines(env)
     if name == "managed-identity":
         return _managed_identity(client_id, in_chain, env)
     if name == "azure-cli":
@@ -301,6 +385,11 @@ _MISSING = {
     "service-principal": "set AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_TENANT_ID "
     "(or MHSM_CLIENT_ID, MHSM_CLIENT_SECRET and MHSM_TENANT_ID)",
     "workload-identity": "set AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID and AZURE_TENANT_ID",
+    "github-actions": "run in a GitHub Actions job with permissions: id-token: write, and set AZURE_CLIENT_ID "
+    "and AZURE_TENANT_ID (docs/ci.md)",
+    "azure-pipelines": "run in an Azure Pipelines job with SYSTEM_ACCESSTOKEN: $(System.AccessToken) and set "
+    "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID, AZURESUBSCRIPTION_CLIENT_ID and AZURESUBSCRIPTION_TENANT_ID "
+    "(docs/ci.md)",
     "azure-cli": "install the Azure CLI and run az login",
 }
 
@@ -317,6 +406,13 @@ ENV_KEYS = (
     "AZURE_CLIENT_CERTIFICATE_PASSWORD",
     "AZURE_TENANT_ID",
     "AZURE_FEDERATED_TOKEN_FILE",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "SYSTEM_OIDCREQUESTURI",
+    "SYSTEM_ACCESSTOKEN",
+    "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+    "AZURESUBSCRIPTION_CLIENT_ID",
+    "AZURESUBSCRIPTION_TENANT_ID",
     "AZURE_AUTHORITY_HOST",
     "HSMCERT_TRUST_AUTHORITY",
     "HSMCERT_EMULATOR",

@@ -294,7 +294,8 @@ CredentialOpt = Annotated[
     str | None,
     typer.Option(
         "--credential",
-        help="Which identity: auto, env-token, service-principal, workload-identity, managed-identity, azure-cli.",
+        help="Which identity: auto, env-token, service-principal, workload-identity, github-actions, "
+        "azure-pipelines, managed-identity, azure-cli.",
         envvar="HSMCERT_CREDENTIAL",
     ),
 ]

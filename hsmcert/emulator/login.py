@@ -16,15 +16,27 @@ Secrets are derived, not stored: a client's secret is an HMAC of its object id u
 (:func:`client_secret`), and a federated token (:func:`federated_token`) is an HS256 JWT for the audience
 ``api://AzureADTokenExchange`` whose subject is the client id, signed with a key derived from the same key.
 ``hsmcert emulator credentials`` prints both as shell exports.
+
+Federated identity credentials, as Entra keeps them on an application: :func:`add_federated_credential` tells
+the emulator (``federation.json`` in its data directory) to accept, as the client assertion of a principal,
+a JWT from an outside issuer (a CI system's OIDC provider: GitHub Actions, Azure Pipelines, or a test's
+stand-in) signed with a key of the issuer's JWKS (RS256 or ES256/384/512), for the audience
+``api://AzureADTokenExchange``, whose ``sub`` is the credential's subject
+(``repo:contoso/app:ref:refs/heads/main``, ``sc://org/project/connection``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import os
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -98,6 +110,136 @@ def check_assertion(token_secret: bytes, assertion: str, client_id: str) -> str 
     if claims.get("sub") != auth.principal_id(client_id):
         return "the assertion is for another client"
     return None
+
+
+FEDERATION_FILE = "federation.json"
+
+
+@dataclass(frozen=True)
+class FederatedCredential:
+    """A principal accepts tokens of ``issuer`` (signed with a key of ``jwks``) about ``subject``."""
+
+    principal: str
+    """The object id (client id) of the principal the assertion signs in."""
+    issuer: str
+    subject: str
+    jwks: dict[str, Any]
+    audience: str = FEDERATED_AUDIENCE
+
+
+def federated_credentials(data_dir: Path) -> list[FederatedCredential]:
+    """The federated credentials the emulator of ``data_dir`` trusts (none when the file is absent)."""
+    try:
+        entries = json.loads((Path(data_dir) / FEDERATION_FILE).read_text())
+        return [FederatedCredential(**entry) for entry in entries]
+    except FileNotFoundError:
+        return []
+    except (ValueError, TypeError):
+        return []
+
+
+def add_federated_credential(
+    data_dir: Path,
+    principal: str,
+    issuer: str,
+    subject: str,
+    jwks: dict[str, Any],
+    audience: str = FEDERATED_AUDIENCE,
+) -> FederatedCredential:
+    """Trust tokens of ``issuer`` about ``subject`` as client assertions of ``principal`` (a name or an object
+    id), as ``az ad app federated-credential create`` does in Entra; read by the running emulator at once."""
+    entry = FederatedCredential(auth.principal_id(principal), issuer, subject, jwks, audience)
+    current = [
+        c
+        for c in federated_credentials(data_dir)
+        if (c.principal, c.issuer, c.subject) != (entry.principal, issuer, subject)
+    ]
+    fd, tmp = tempfile.mkstemp(prefix=".federation.", dir=data_dir)
+    with os.fdopen(fd, "w") as fh:
+        json.dump([asdict(c) for c in [*current, entry]], fh)
+    os.replace(tmp, Path(data_dir) / FEDERATION_FILE)
+    return entry
+
+
+_JWS_HASHES = {
+    "RS256": "SHA256",
+    "RS384": "SHA384",
+    "RS512": "SHA512",
+    "ES256": "SHA256",
+    "ES384": "SHA384",
+    "ES512": "SHA512",
+}
+
+
+def _jws_valid(jwk: dict[str, Any], alg: str, signing_input: bytes, signature: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    from hsmcert import jwa
+    from hsmcert.azure.keyinfo import public_key_from_jwk
+    from hsmcert.errors import HsmcertError
+
+    try:
+        key = public_key_from_jwk(jwk)
+        hash_alg = jwa.hash_for(_JWS_HASHES[alg])
+        if alg.startswith("RS") and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, signing_input, padding.PKCS1v15(), hash_alg)
+            return True
+        if alg.startswith("ES") and isinstance(key, ec.EllipticCurvePublicKey):
+            size = (key.curve.key_size + 7) // 8
+            if len(signature) != 2 * size:
+                return False
+            der = jwa.raw_to_der(signature, size)
+            key.verify(der, signing_input, ec.ECDSA(hash_alg))
+            return True
+    except (InvalidSignature, ValueError, KeyError, TypeError, HsmcertError):
+        return False
+    return False
+
+
+def check_external_assertion(
+    assertion: str, client_id: str, trusted: Sequence[FederatedCredential]
+) -> str | None:
+    """Why ``assertion`` (a JWT of an outside issuer) is not a client assertion of ``client_id`` under one of
+    its federated credentials in ``trusted`` (None: it is)."""
+    parts = assertion.split(".")
+    try:
+        header = json.loads(auth._unb64(parts[0]))
+        claims = json.loads(auth._unb64(parts[1]))
+        signature = auth._unb64(parts[2])
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return "the assertion is not a JWT"
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        return "the assertion is not a JWT"
+    principal = auth.principal_id(client_id)
+    mine = [c for c in trusted if c.principal == principal]
+    if not mine:
+        return "the client has no federated credential"
+    issuer = claims.get("iss")
+    mine = [c for c in mine if c.issuer == issuer]
+    if not mine:
+        return f"no federated credential of the client trusts the issuer {str(issuer)[:200]!r}"
+    alg = str(header.get("alg"))
+    if alg not in _JWS_HASHES:
+        return f"the assertion's algorithm {alg[:20]!r} is not supported"
+    signing_input = f"{parts[0]}.{parts[1]}".encode()
+    kid = header.get("kid")
+    keys = [k for c in mine for k in c.jwks.get("keys", []) if kid is None or k.get("kid") == kid]
+    if not any(_jws_valid(k, alg, signing_input, signature) for k in keys):
+        return "the signature is invalid"
+    now = time.time()
+    exp, nbf = claims.get("exp"), claims.get("nbf", 0)
+    if not isinstance(exp, int) or not isinstance(nbf, int) or exp <= now or nbf > now + 300:
+        return "the assertion is expired or not yet valid"
+    audiences = claims.get("aud")
+    audiences = audiences if isinstance(audiences, list) else [audiences]
+    subject = claims.get("sub")
+    for credential in mine:
+        if credential.audience in audiences and credential.subject == subject:
+            return None
+    if not any(c.audience in audiences for c in mine):
+        return f"the audience must be {mine[0].audience}"
+    return f"the subject {str(subject)[:200]!r} matches no federated credential of the client"
 
 
 def openid_configuration(base_url: str, tenant: str) -> dict[str, Any]:
@@ -193,6 +335,7 @@ def token_response(
     body: bytes,
     serves: Callable[[str], bool] = lambda resource: True,
     lifetime: int = auth.TOKEN_LIFETIME,
+    federation: Sequence[FederatedCredential] = (),
 ) -> dict[str, Any]:
     """The answer to a token request (raises LoginError with Entra's error for a refused one): a token for
     a resource ``serves`` accepts, valid for ``lifetime`` seconds."""
@@ -240,7 +383,12 @@ def token_response(
             raise LoginError(
                 400, "invalid_request", 50027, f"The client_assertion_type must be {ASSERTION_TYPE}."
             )
-        problem = check_assertion(token_secret, form["client_assertion"], client_id)
+        assertion = form["client_assertion"]
+        problem = (
+            check_external_assertion(assertion, client_id, federation)
+            if _alg_of(assertion) not in (None, "HS256")
+            else check_assertion(token_secret, assertion, client_id)
+        )
         if problem is not None:
             raise LoginError(401, "invalid_client", 700211, f"The client assertion was refused: {problem}.")
     else:
@@ -257,6 +405,14 @@ def token_response(
         "ext_expires_in": lifetime,
         "access_token": access,
     }
+
+
+def _alg_of(token: str) -> str | None:
+    try:
+        header = json.loads(auth._unb64(token.split(".")[0]))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return str(header.get("alg")) if isinstance(header, dict) else None
 
 
 def check_tenant(tenant: str) -> None:
@@ -280,7 +436,13 @@ def configuration(emulator: Emulator, req: Request) -> Response:
 def token(emulator: Emulator, req: Request) -> Response:
     """A token request; each one answered is written to the audit log (operation ``login-token``, with the
     token's audience and ``exp``)."""
-    answer = token_response(emulator.token_secret, req.body, served, emulator.token_lifetime)
+    answer = token_response(
+        emulator.token_secret,
+        req.body,
+        served,
+        emulator.token_lifetime,
+        federated_credentials(emulator.data_dir),
+    )
     claims = auth.read_jwt(emulator.token_secret, answer["access_token"])
     emulator.audit.record(
         operation="login-token",

@@ -111,7 +111,8 @@ def test_an_unconfigured_explicit_choice_says_what_to_set() -> None:
     with pytest.raises(UsageError, match="Unknown credential"):
         _ = Session(credential="password").credential
     assert set(CREDENTIAL_NAMES) == {
-        "env-token", "service-principal", "workload-identity", "managed-identity", "azure-cli",
+        "env-token", "service-principal", "workload-identity", "github-actions", "azure-pipelines",
+        "managed-identity", "azure-cli",
     }  # fmt: skip
 
 
