@@ -13,6 +13,8 @@ Accepted spellings (scheme and service kind are case-insensitive):
 - ``akv:vault=<name>,name=<key>[,version=<v>][,type=managedhsm|vault]`` (type defaults to managedhsm)
 - ``engine:e_akv:<managedHsm|vault>:<name>:<key>``
 - ``azurekms:name=<key>;vault=<vault>[;version=<v>]`` (always Key Vault)
+- ``azurekms://<vault>.vault.azure.net/<key>[/<version>]`` (cosign's spelling; a ``managedhsm.azure.net``
+  host names a Managed HSM)
 - ``https://<hsm>.managedhsm.azure.net/keys/<key>[/<version>]`` and ``https://<vault>.vault.azure.net/...``
 
 The C provider never parses references: it hands the string to the agent, which calls :func:`parse_keyref`.
@@ -35,6 +37,7 @@ ACCEPTED_FORMS = (
     "akv:vault=<name>,name=<key>[,version=<v>][,type=managedhsm|vault]",
     "engine:e_akv:<managedHsm|vault>:<name>:<key>",
     "azurekms:name=<key>;vault=<vault>[;version=<v>]",
+    "azurekms://<vault>.vault.azure.net/<key>[/<version>]",
     "https://<hsm>.managedhsm.azure.net/keys/<key>[/<version>]",
     "https://<vault>.vault.azure.net/keys/<key>[/<version>]",
 )
@@ -240,6 +243,13 @@ def parse_keyref(text: str) -> KeyRef:
             if needed not in attrs:
                 raise _bad(f"the akv: reference has no {needed}=")
         return _check(attrs.get("type", "managedhsm"), attrs["vault"], attrs["name"], attrs.get("version"))
+
+    if scheme == "azurekms" and rest.startswith("//"):
+        # cosign: azurekms://NAME.vault.azure.net/KEY[/VERSION], the key identifier URL without /keys
+        host, _, path = rest[2:].partition("/")
+        if not host or not path:
+            raise _bad("expected azurekms://<vault>.vault.azure.net/<key>")
+        return _parse_url(f"https://{host}/keys/{path}")
 
     if scheme == "azurekms":
         body, version = _split_query(rest)
