@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.fixtures.agent",
     "tests.fixtures.native",
     "tests.fixtures.nginx",
+    "tests.fixtures.pebble",
     "tests.fixtures.processes",
 ]
 
