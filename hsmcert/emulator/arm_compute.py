@@ -74,7 +74,8 @@ def _identity_id(emulator: Emulator, given: str, group: str) -> tuple[str, str]:
             len(parts) != 8
             or parts[0].lower() != "subscriptions"
             or parts[2].lower() != "resourcegroups"
-            or "/".join(parts[4:7]).lower() != IDENTITY_TYPE.lower()
+            or parts[4].lower() != "providers"
+            or "/".join(parts[5:7]).lower() != IDENTITY_TYPE.lower()
         ):
             raise arm_error(
                 400, "InvalidIdentityId", f"'{given[:200]}' is not a user-assigned identity's id."

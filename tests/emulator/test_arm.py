@@ -47,6 +47,21 @@ class Arm:
         text = response.text()
         return response.status_code, json.loads(text) if text else None
 
+    def assign(self, scope: str, role: str, principal: str) -> dict[str, Any]:
+        """Give ``principal`` the role (a GUID) at ``scope``; the new assignment."""
+        status, answer = self.call(
+            "PUT",
+            f"{scope}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}?{AUTHZ}",
+            {
+                "properties": {
+                    "roleDefinitionId": f"/providers/Microsoft.Authorization/roleDefinitions/{role}",
+                    "principalId": principal,
+                }
+            },
+        )
+        assert status == 201, answer
+        return dict(answer)
+
     def get(self, path: str) -> Any:
         status, answer = self.call("GET", path)
         assert status == 200, answer
@@ -353,3 +368,18 @@ def test_bad_requests_get_resource_managers_error_shape(
     got, answer = arm.call(method, path.replace("{sub}", sub), raw=raw)
     assert got == status and answer["error"]["code"] == code, answer
     assert set(answer["error"]) == {"code", "message"}
+
+
+def test_machines_are_made_by_vm_add_not_through_resource_manager(arm: Arm, sub: str) -> None:
+    path = f"/subscriptions/{sub}/resourceGroups/rg-new/providers/Microsoft.Compute/virtualMachines/{unique('vm')}"
+    status, answer = arm.call("PUT", f"{path}?{COMPUTE}", {"location": "westeurope", "properties": {}})
+    assert status == 404 and answer["error"]["code"] == "ResourceNotFound"
+
+
+def test_lists_come_in_one_page(emulator: Any, arm: Arm, sub: str) -> None:
+    for _ in range(3):
+        add_vm(emulator, unique("many"), group="rg-many")
+    listed = arm.get(
+        f"/subscriptions/{sub}/resourceGroups/rg-many/providers/Microsoft.Compute/virtualMachines?{COMPUTE}"
+    )
+    assert len(listed["value"]) >= 3 and "nextLink" not in listed
