@@ -44,6 +44,7 @@ from hsmcert.lru import LruDict
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from hsmcert.agent.hotpath import HotPath
     from hsmcert.azure.clients import ServiceClients, TransportOptions
     from hsmcert.azure.hsm import HsmKey
     from hsmcert.session import Session
@@ -263,10 +264,44 @@ class Backend:
     def sign(self, uid: int | None, ref: KeyRef, alg: str, digest: bytes) -> tuple[HsmKey, bytes]:
         self.allow.check(uid, ref)
         key = self.key(ref)
-        key.check_algorithm(alg)
+        algorithm = key.check_algorithm(alg)
         # An ECDSA digest of another size than the algorithm's is brought to it by the ECDSA digest rule
-        # (hsmcert.jwa) inside sign_digest, so the signature verifies against the hash the client used.
-        return key, self._call(lambda: self._live(key).sign_digest(alg, digest))
+        # (hsmcert.jwa), so the signature verifies against the hash the client used.
+        signed = jwa.digest_to_sign(algorithm, digest)
+        end = time.monotonic() + self.deadline
+        return key, self._call(lambda: self._sign_once(key, algorithm, digest, signed, end))
+
+    def _sign_once(
+        self, key: HsmKey, algorithm: jwa.Algorithm, digest: bytes, signed: bytes, end: float
+    ) -> bytes:
+        """One attempt: through the hot path (:mod:`hsmcert.agent.hotpath`) when it can, else the SDK."""
+        live = self._live(key)
+        hot = self._hot_path(live)
+        if hot is not None:
+            signature = hot.sign(live, algorithm, signed, end)
+            if signature is not None:
+                return signature
+        return live.sign_digest(algorithm.name, digest)
+
+    def _hot_path(self, key: HsmKey) -> HotPath | None:
+        """The hot path of the endpoint ``key`` was opened through (None: not the agent's transport)."""
+        from hsmcert.agent.transport import PooledTransport
+
+        transport = key.service.transport
+        if not isinstance(transport, PooledTransport):
+            return None
+        hot: HotPath | None = transport.hot_path
+        if hot is None:
+            from hsmcert.agent.hotpath import HotPath
+
+            with self._lock:
+                if transport.hot_path is None:
+                    service = key.service
+                    transport.hot_path = HotPath(
+                        transport, service.credential, service.key_client.api_version
+                    )
+                hot = transport.hot_path
+        return hot
 
     def decrypt(self, uid: int | None, ref: KeyRef, alg: str, ciphertext: bytes) -> tuple[HsmKey, bytes]:
         self.allow.check(uid, ref)

@@ -35,6 +35,27 @@ def challenge_auth_policy(credential: TokenCredential) -> Any:
     return ChallengeAuthPolicy(credential)
 
 
+def bearer_token(policy: Any, url: str) -> tuple[str, float] | None:
+    """The ``Authorization`` value the SDK's challenge policy (:func:`challenge_auth_policy`) puts on a
+    request to ``url`` (its token cache, refresh and challenge checks), and until when (``time.time()``)
+    it may be reused without asking the policy again: the token's ``refresh_on``, else five minutes before
+    it expires, as the policy itself decides. None while the service's challenge is not known yet."""
+    from azure.core.pipeline import PipelineContext, PipelineRequest
+    from azure.core.rest import HttpRequest
+    from azure.keyvault.keys._shared import http_challenge_cache
+
+    if http_challenge_cache.get_challenge_for_url(url) is None:
+        return None
+    request = PipelineRequest(HttpRequest("POST", url), PipelineContext(None))
+    policy.on_request(request)
+    header = request.http_request.headers.get("Authorization")
+    token = policy._token
+    if not header or token is None:
+        return None
+    reuse_until = getattr(token, "refresh_on", None) or token.expires_on - 300
+    return header, float(min(reuse_until, token.expires_on - 300))
+
+
 _response_class: Any = None
 
 
@@ -154,4 +175,11 @@ def save_challenge(url: str, policy: CachePolicy) -> None:
         pass
 
 
-__all__ = ["challenge_auth_policy", "forget_challenge", "read_response", "save_challenge", "seed_challenge"]
+__all__ = [
+    "bearer_token",
+    "challenge_auth_policy",
+    "forget_challenge",
+    "read_response",
+    "save_challenge",
+    "seed_challenge",
+]

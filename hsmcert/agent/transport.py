@@ -8,9 +8,11 @@ are in :mod:`hsmcert.agent.sdkcompat`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from hsmcert.agent import sdkcompat
@@ -113,6 +115,9 @@ class PooledTransport:
         self._manager = manager
         self._pool_wait = float(connection_timeout) + float(read_timeout)
         self._url = url
+        self.url = url
+        self.hot_path: Any = None
+        """The :class:`~hsmcert.agent.hotpath.HotPath` of this endpoint (built by the backend on first use)."""
         self._cache = cache
         self._challenge_saved = False
         self._busy = 0  # requests in progress (waiting for a connection included)
@@ -148,14 +153,7 @@ class PooledTransport:
         time.sleep(duration)
 
     def send(self, request: Any, **kwargs: Any) -> Any:
-        import urllib3
-        from azure.core.exceptions import (
-            ServiceRequestError,
-            ServiceRequestTimeoutError,
-            ServiceResponseError,
-            ServiceResponseTimeoutError,
-        )
-        from urllib3 import exceptions as u3
+        from azure.core.exceptions import ServiceRequestError
 
         connect = kwargs.get("connection_timeout") or self.connection_config.timeout
         read = kwargs.get("read_timeout") or self.connection_config.read_timeout
@@ -168,10 +166,27 @@ class PooledTransport:
             raise ServiceRequestError(f"{url.split('?', 1)[0]} is not on {self._origin}.")
         slash = url.find("/", url.find("://") + 3)
         target = url[slash:] if slash >= 0 else "/"
-        with self._state:
-            self._busy += 1
+        with self.in_use():
+            raw = self._urlopen(request, target, body, connect, read)
+        response = sdkcompat.read_response(request, raw)
+        if response.status_code < 400 and not self._challenge_saved:
+            # the first success: the challenge the SDK elicited for this endpoint is known; remember it
+            sdkcompat.save_challenge(self._url, self._cache)
+            self._challenge_saved = True
+        return response
+
+    def _urlopen(self, request: Any, target: str, body: Any, connect: float, read: float) -> Any:
+        import urllib3
+        from azure.core.exceptions import (
+            ServiceRequestError,
+            ServiceRequestTimeoutError,
+            ServiceResponseError,
+            ServiceResponseTimeoutError,
+        )
+        from urllib3 import exceptions as u3
+
         try:
-            raw = self.pool.urlopen(
+            return self.pool.urlopen(
                 request.method,
                 target,
                 body=body,
@@ -197,18 +212,51 @@ class PooledTransport:
             raise ServiceResponseTimeoutError(exc, error=exc) from exc
         except (u3.ProtocolError, u3.HTTPError, OSError) as exc:
             raise ServiceResponseError(exc, error=exc) from exc
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Count a request in progress (waiting for a connection included): :meth:`close` shuts the pool
+        only once none is."""
+        with self._state:
+            self._busy += 1
+        try:
+            yield
         finally:
             with self._state:
                 self._busy -= 1
                 last = self._closing and self._busy == 0
             if last:
                 self._shut()
-        response = sdkcompat.read_response(request, raw)
-        if response.status_code < 400 and not self._challenge_saved:
-            # the first success: the challenge the SDK elicited for this endpoint is known; remember it
-            sdkcompat.save_challenge(self._url, self._cache)
-            self._challenge_saved = True
-        return response
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether a request through the SDK has succeeded here: the service's challenge is known and
+        checked, so a token can be put on a request made outside the SDK's pipeline."""
+        return self._challenge_saved
+
+    def borrow(self, timeout: float) -> Any:
+        """One of the pool's connections (urllib3's, connected or not yet) for a request written outside
+        urllib3 (:mod:`hsmcert.agent.hotpath`), within the pool's limit: waits up to ``timeout`` seconds for
+        a free one (urllib3's EmptyPoolError then; ClosedPoolError once the pool is closed). Every
+        connection borrowed goes back with :meth:`give_back`."""
+        return self.pool._get_conn(timeout=timeout)
+
+    def connect(self, conn: Any, timeout: float) -> None:
+        """Open a borrowed connection that is not open (``conn.sock`` is None) as urllib3 does for its own
+        requests: through the proxy's CONNECT tunnel when the environment names one, else directly; TLS
+        verified against the pool's CAs. urllib3's errors as it raises them."""
+        conn.timeout = timeout
+        if self.pool.proxy is not None:
+            self.pool._prepare_proxy(conn)  # the tunnel to the HSM, then TLS inside it
+        else:
+            conn.connect()
+
+    def give_back(self, conn: Any, *, reusable: bool) -> None:
+        """Return a borrowed connection; one that is not ``reusable`` (an answer not read to its end, an
+        error, ``Connection: close``) is closed first, and the pool opens a new one when it needs it."""
+        if not reusable:
+            conn.close()
+        self.pool._put_conn(conn)
 
 
 class PooledPipeline:

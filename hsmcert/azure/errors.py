@@ -211,7 +211,11 @@ def translate_azure_errors(
 def retry_after(exc: BaseException) -> float | None:
     """The seconds an HTTP error response asked to wait (``retry-after-ms``, ``x-ms-retry-after-ms`` or
     ``Retry-After`` in seconds or as an HTTP date), or None."""
-    headers = getattr(getattr(exc, "response", None), "headers", None)
+    return retry_after_header(getattr(getattr(exc, "response", None), "headers", None))
+
+
+def retry_after_header(headers: Any) -> float | None:
+    """The seconds a response's headers (a case-insensitive mapping, or None) ask to wait; see :func:`retry_after`."""
     if not headers:
         return None
     for name, scale in (("retry-after-ms", 1000.0), ("x-ms-retry-after-ms", 1000.0), ("retry-after", 1.0)):
@@ -314,4 +318,10 @@ def enable_remedy(kind: str, service: str, key: str | None) -> str:
     return f"Enable it if it should be used: az keyvault key set-attributes {flag} {service} --name {key} --enabled true"
 
 
-__all__ = ["enable_remedy", "permission_remedy", "retry_after", "translate_azure_errors"]
+__all__ = [
+    "enable_remedy",
+    "permission_remedy",
+    "retry_after",
+    "retry_after_header",
+    "translate_azure_errors",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from hsmcert import jwa
@@ -54,6 +55,7 @@ class HsmKey:
         self._service = service
         self._crypto: Any = None
         self._crypto_lock = threading.Lock()
+        self._verifiers: dict[str, Callable[[bytes, bytes], None]] = {}
 
     def __repr__(self) -> str:
         return f"HsmKey({str(self.ref)!r}, kty={self.kty!r})"
@@ -109,34 +111,59 @@ class HsmKey:
         signature = bytes(result.signature)
         if self.kty == "EC":
             signature = jwa.raw_to_der(signature, jwa.CURVE_BYTES[str(self.curve)])
-        self.verify_digest(algorithm.name, digest, signature)
+        self.verifier(algorithm)(digest, signature)
         return signature
 
     def verify_digest(self, alg: str, digest: bytes, signature: bytes) -> None:
         """Check a signature (DER for EC) over ``digest`` locally; raise VerificationError if wrong."""
+        algorithm = self.check_algorithm(alg)
+        self.verifier(algorithm)(jwa.digest_to_sign(algorithm, digest), signature)
+
+    def verifier(self, algorithm: jwa.Algorithm) -> Callable[[bytes, bytes], None]:
+        """``check(digest, signature)`` for ``algorithm`` (checked against this key), whose padding and hash
+        objects are built once per key version and algorithm; ``digest`` is what the HSM signed
+        (:func:`hsmcert.jwa.digest_to_sign`). Raises VerificationError when the signature is wrong."""
+        found = self._verifiers.get(algorithm.name)
+        if found is None:
+            found = self._verifiers[algorithm.name] = self._make_verifier(algorithm)
+        return found
+
+    def _make_verifier(self, algorithm: jwa.Algorithm) -> Callable[[bytes, bytes], None]:
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
         from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-        algorithm = self.check_algorithm(alg)
-        digest = jwa.digest_to_sign(algorithm, digest)
         hash_alg = jwa.hash_for(algorithm.hash)
-        try:
-            if isinstance(self.public_key, rsa.RSAPublicKey):
-                pad: padding.AsymmetricPadding = (
-                    padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
-                    if algorithm.pss
-                    else padding.PKCS1v15()
-                )
-                self.public_key.verify(signature, digest, pad, Prehashed(hash_alg))
-            else:
-                self.public_key.verify(signature, digest, ec.ECDSA(Prehashed(hash_alg)))
-        except (InvalidSignature, ValueError) as exc:
-            raise VerificationError(
-                f"The {algorithm.name} signature returned by {self.ref} does not verify with its public key.",
-                "Nothing was written. The HSM (or emulator) returned a wrong signature; retry, and report it "
-                "if it persists.",
-            ) from exc
+        public_key = self.public_key
+        ref = self.ref
+
+        if isinstance(public_key, rsa.RSAPublicKey):
+            pad: padding.AsymmetricPadding = (
+                padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
+                if algorithm.pss
+                else padding.PKCS1v15()
+            )
+            prehashed = Prehashed(hash_alg)
+
+            def verify(digest: bytes, signature: bytes) -> None:
+                public_key.verify(signature, digest, pad, prehashed)
+        else:
+            ecdsa = ec.ECDSA(Prehashed(hash_alg))
+
+            def verify(digest: bytes, signature: bytes) -> None:
+                public_key.verify(signature, digest, ecdsa)
+
+        def check(digest: bytes, signature: bytes) -> None:
+            try:
+                verify(digest, signature)
+            except (InvalidSignature, ValueError) as exc:
+                raise VerificationError(
+                    f"The {algorithm.name} signature returned by {ref} does not verify with its public key.",
+                    "Nothing was written. The HSM (or emulator) returned a wrong signature; retry, and report "
+                    "it if it persists.",
+                ) from exc
+
+        return check
 
     def decrypt(self, alg: str, ciphertext: bytes) -> bytes:
         """Decrypt ``ciphertext`` in the HSM (RSA-OAEP, RSA-OAEP-256 or RSA1_5)."""
