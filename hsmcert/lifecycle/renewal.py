@@ -187,6 +187,9 @@ def renew(record: ManagedCert, session: Session, store: Store, options: Options 
         key = _choose_key(record, session, key_current=key_current, rotate=options.rotate_key)
         pinned = replace(record, key=str(key.ref))
         issued = issuer.issue(pinned, session, key)
+        if issued.key is not None and issued.key != pinned.key:  # the issuer made the key version
+            key = session.private_key(issued.key)
+            pinned = replace(pinned, key=str(key.ref))
         verify_issued(issued, key.public_key(), lint_severity=issuers.lint_severity(issuer))
         saved, outcome.previous = files.install(_files(pinned, issued))
         if pinned.nginx:

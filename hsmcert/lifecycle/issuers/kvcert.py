@@ -5,8 +5,9 @@ by default the name of the record's key, which is the object's key: ``vault:<vau
 makes a new version of the object from its own policy (:meth:`hsmcert.azure.kvcert.VaultCertificates.renew`),
 so its subject, SANs, key type and validity are those of the vault's policy. With the issuer ``Self`` the
 vault signs it at once. With ``Unknown`` the new version's CSR is signed by a CA key held in the HSM, given
-as for the ``hsmcert-ca`` issuer (``ca_key``, ``ca_cert``, optional ``ca_chain``), and the chain is merged;
-without them the pending version is cancelled and the renewal fails, saying so.
+as for the ``hsmcert-ca`` issuer (``ca_key``, ``ca_cert``, optional ``ca_chain``), and the chain is merged
+(the chain returned leaves a root out, unless the root signed the leaf itself and is all there is); without
+a CA the pending version is cancelled and the renewal fails, saying so.
 
 Each version has a key version of its own: the new certificate's key is the version Key Vault made, and
 :attr:`~hsmcert.lifecycle.issuers.Issued.key` names it, so that the record follows it.
@@ -112,7 +113,8 @@ class KvCert:
         )
         above = [c for c in [ca_cert, *extra] if not self_signed(c)]
         root = [ca_cert] if self_signed(ca_cert) else []
-        return certs.merge(op.name, [signed.obj, *above, *root]), above
+        # the chain written beside the leaf: without the root, unless the root issued the leaf itself
+        return certs.merge(op.name, [signed.obj, *above, *root]), above or root
 
 
 register(KvCert())
