@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from hsmcert.emulator import auth
-from hsmcert.emulator.api import Request, Response
+from hsmcert.emulator.api import Request, Response, loads_json
 from hsmcert.emulator.arm import AUDIENCES as ARM_AUDIENCES
 from hsmcert.timestamps import rfc3339
 
@@ -204,8 +204,8 @@ def check_external_assertion(
     its federated credentials in ``trusted`` (None: it is)."""
     parts = assertion.split(".")
     try:
-        header = json.loads(auth._unb64(parts[0]))
-        claims = json.loads(auth._unb64(parts[1]))
+        header = loads_json(auth._unb64(parts[0]))
+        claims = loads_json(auth._unb64(parts[1]))
         signature = auth._unb64(parts[2])
     except (ValueError, IndexError, UnicodeDecodeError):
         return "the assertion is not a JWT"
@@ -409,7 +409,7 @@ def token_response(
 
 def _alg_of(token: str) -> str | None:
     try:
-        header = json.loads(auth._unb64(token.split(".")[0]))
+        header = loads_json(auth._unb64(token.split(".")[0]))
     except (ValueError, UnicodeDecodeError):
         return None
     return str(header.get("alg")) if isinstance(header, dict) else None
