@@ -222,6 +222,7 @@ def status(data: DataOpt = None) -> None:
                 f"arm:      {arm['url']}  (HSMCERT_ARM_URL; subscription {arm['subscription']}, propagation "
                 f"delay {arm['propagation_delay']:g} s)"
             )
+            lines.append(f"imds:     {arm['imds_url']}  (HSMCERT_IMDS_URL; self: {arm['self'] or 'none'})")
         lines += [f"{s['kind']:<11} {s['name']:<20} {s['url']}  ({s['keys']} keys)" for s in info["services"]]
         lines.append(f"faults:   {_faults_text(info['faults'])}")
         return "\n".join(lines)

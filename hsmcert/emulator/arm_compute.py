@@ -387,7 +387,9 @@ def list_machines(emulator: Emulator, req: Request, spec: MachineKind) -> Respon
     group = check_group(req.params["group"]) if req.params.get("group") else None
     items = [
         machine_json(emulator, m)
-        for m in sorted(emulator.arm.machines.values(), key=lambda m: (m["group"].lower(), m["name"].lower()))
+        for m in sorted(
+            list(emulator.arm.machines.values()), key=lambda m: (m["group"].lower(), m["name"].lower())
+        )
         if m["kind"] == spec.kind
         and (group is None or m["group"].lower() == group.lower())
         and _visible(emulator, req, m["id"], spec.resource_type)

@@ -335,7 +335,7 @@ def list_services(emulator: Emulator, req: Request, kind: str) -> Response:
     group = check_group(req.params["group"]) if req.params.get("group") else None
     items = [
         _render(emulator, service)
-        for (k, name), service in sorted(emulator.services.items())
+        for (k, name), service in sorted(list(emulator.services.items()))
         if k == kind
         and (group is None or group.lower() == SERVICE_GROUP)
         and emulator.arm_roles.allowed(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hsmcert.config import EMULATOR_ENDPOINTS, default_emulator_dir, emulator_start_command
-from hsmcert.errors import UnreachableError, UsageError
+from hsmcert.errors import NotFoundError, UnreachableError, UsageError
 
 DEFAULT_HSM = "local-hsm"
 DEFAULT_VAULT = "local-vault"
@@ -97,6 +97,8 @@ class Running:
                 message = json.loads(exc.read())["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = str(exc)
+            if exc.code == 404:
+                raise NotFoundError(f"The emulator found nothing: {message}") from None
             raise UsageError(f"The emulator refused: {message}") from None
         except (OSError, ValueError) as exc:
             raise UnreachableError(
@@ -353,7 +355,7 @@ def stop(data_dir: Path, timeout: float = 15.0) -> bool:
         return False
     try:
         found.control("POST", "/control/stop", timeout=5)
-    except (UnreachableError, UsageError):
+    except (UnreachableError, UsageError, NotFoundError):
         os.kill(found.pid, 15)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

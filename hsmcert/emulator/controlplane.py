@@ -112,11 +112,14 @@ def arm_settings(emulator: Emulator) -> dict[str, Any]:
         "propagation_delay": emulator.arm.propagation_delay,
         "vault_access_policies": emulator.options.vault_access_policies,
         "self": (emulator.arm.machines.get(emulator.arm.self_machine or "") or {}).get("id"),
+        "imds_url": f"http://127.0.0.1:{emulator.imds_port}",
     }
 
 
 def list_machines(emulator: Emulator, req: Request) -> Response:
-    machines = sorted(emulator.arm.machines.values(), key=lambda m: (m["name"].lower(), m["group"].lower()))
+    machines = sorted(
+        list(emulator.arm.machines.values()), key=lambda m: (m["name"].lower(), m["group"].lower())
+    )
     return Response(200, {"machines": [arm_compute.machine_summary(emulator, m) for m in machines]})
 
 

@@ -48,6 +48,8 @@ def test_vm_add_list_and_remove_from_the_command_line(emulator: Any) -> None:
     ambiguous = run_cli("emulator", "vm", "remove", name)
     assert ambiguous.code == 2 and "rg-a" in ambiguous.err and "rg-b" in ambiguous.err
     assert run_cli("emulator", "vm", "remove", name, "-g", "rg-b").code == 0
+    gone = run_cli("emulator", "vm", "remove", name, "-g", "rg-b")
+    assert gone.code == 3 and f"No machine {name} found in resource group rg-b" in gone.err
     listed = json.loads(run_cli("--output", "json", "emulator", "vm", "list").out)["machines"]
     assert [m["resourceGroup"] for m in listed if m["name"] == name] == ["rg-a"]
 
