@@ -109,6 +109,57 @@ def _identifier_failures(error: messages.Error) -> list[str]:
     return lines
 
 
+def server_error(error: messages.Error, what: str, response: requests.Response | None) -> HsmcertError:
+    """The HsmcertError for a problem document the server answered ``what`` with (``response``: its answer)."""
+    code = error.code or ""
+    detail = error.detail or error.description or error.typ
+    status = response.status_code if response is not None else None
+    if code == "rateLimited":
+        wait = _retry_after(response)
+        until = ""
+        if wait is not None:
+            stamp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=wait)
+            until = f" (the server asks to wait {wait:.0f} s, until {stamp:%Y-%m-%d %H:%M:%S} UTC)"
+        return ServiceError(
+            f"The ACME server's rate limit stops {what}: {detail}{until}.",
+            "Wait before trying again; renewals count against the same limits, so do not retry in a loop.",
+            status=status or 429,
+            code=code,
+            retry_after=wait,
+            transient=True,
+        )
+    if code in ("unauthorized", "externalAccountRequired", "userActionRequired", "accountDoesNotExist"):
+        remedy = {
+            "externalAccountRequired": "This CA needs External Account Binding: pass --eab-kid and --eab-hmac-key.",
+            "userActionRequired": "Read the server's terms (hsmcert acme register shows them) and register again.",
+            "accountDoesNotExist": "Register first: hsmcert acme register.",
+        }.get(code, "Check the account and that it may order these names.")
+        return PermissionDeniedError(f"The ACME server refused {what}: {detail}.", remedy)
+    failures = _identifier_failures(error)
+    if failures:
+        return HsmcertError(
+            f"The ACME server refused {what}: {'; '.join(failures)}.", "Fix the names and order again."
+        )
+    if code in (
+        "malformed",
+        "badCSR",
+        "rejectedIdentifier",
+        "unsupportedIdentifier",
+        "caa",
+        "badRevocationReason",
+        "alreadyRevoked",
+        "badPublicKey",
+        "badSignatureAlgorithm",
+    ):
+        return UsageError(f"The ACME server refused {what}: {code}: {detail}.")
+    return ServiceError(
+        f"The ACME server refused {what}: {code or error.typ}: {detail}.",
+        status=status,
+        code=code,
+        retry_after=_retry_after(response),
+    )
+
+
 @dataclass
 class Issued:
     """A certificate the ACME server issued: the leaf, its chain (issuer first), and what happened."""
@@ -151,7 +202,7 @@ class AcmeClient:
         except HsmcertError:
             raise
         except messages.Error as error:
-            raise self._server_error(error, what) from error
+            raise server_error(error, what, self.net.last_response) from error
         except acme_errors.ValidationError as error:
             lines = []
             for authzr in error.failed_authzrs:
@@ -192,55 +243,6 @@ class AcmeClient:
             ) from error
         except DeserializationError as error:
             raise HsmcertError(f"{what}: the ACME server sent something unexpected: {error}.") from error
-
-    def _server_error(self, error: messages.Error, what: str) -> HsmcertError:
-        code = error.code or ""
-        detail = error.detail or error.description or error.typ
-        status = self.net.last_response.status_code if self.net.last_response is not None else None
-        if code == "rateLimited":
-            wait = _retry_after(self.net.last_response)
-            until = ""
-            if wait is not None:
-                stamp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=wait)
-                until = f" (the server asks to wait {wait:.0f} s, until {stamp:%Y-%m-%d %H:%M:%S} UTC)"
-            return ServiceError(
-                f"The ACME server's rate limit stops {what}: {detail}{until}.",
-                "Wait before trying again; renewals count against the same limits, so do not retry in a loop.",
-                status=status or 429,
-                code=code,
-                retry_after=wait,
-                transient=True,
-            )
-        if code in ("unauthorized", "externalAccountRequired", "userActionRequired", "accountDoesNotExist"):
-            remedy = {
-                "externalAccountRequired": "This CA needs External Account Binding: pass --eab-kid and --eab-hmac-key.",
-                "userActionRequired": "Read the server's terms (hsmcert acme register shows them) and register again.",
-                "accountDoesNotExist": "Register first: hsmcert acme register.",
-            }.get(code, "Check the account and that it may order these names.")
-            return PermissionDeniedError(f"The ACME server refused {what}: {detail}.", remedy)
-        failures = _identifier_failures(error)
-        if failures:
-            return HsmcertError(
-                f"The ACME server refused {what}: {'; '.join(failures)}.", "Fix the names and order again."
-            )
-        if code in (
-            "malformed",
-            "badCSR",
-            "rejectedIdentifier",
-            "unsupportedIdentifier",
-            "caa",
-            "badRevocationReason",
-            "alreadyRevoked",
-            "badPublicKey",
-            "badSignatureAlgorithm",
-        ):
-            return UsageError(f"The ACME server refused {what}: {code}: {detail}.")
-        return ServiceError(
-            f"The ACME server refused {what}: {code or error.typ}: {detail}.",
-            status=status,
-            code=code,
-            retry_after=_retry_after(self.net.last_response),
-        )
 
     # -- accounts ---------------------------------------------------------------------------------
 
@@ -502,4 +504,4 @@ def _split_pem(text: str) -> list[str]:
     ]
 
 
-__all__ = ["DEFAULT_TIMEOUT", "NONCE_RETRIES", "REASONS", "AcmeClient", "Issued"]
+__all__ = ["DEFAULT_TIMEOUT", "NONCE_RETRIES", "REASONS", "AcmeClient", "Issued", "server_error"]

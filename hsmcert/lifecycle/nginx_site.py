@@ -38,6 +38,7 @@ def site_record(site: Site, *, nginx_conf: Path | None = None, nginx: str = "ngi
     }
     for name, value in (
         ("listen", site.listen),
+        ("http_listen", site.http_listen),
         ("upstream", site.upstream),
         ("ca", site.ca),
         ("timeout_ms", site.timeout_ms),
@@ -64,6 +65,7 @@ def site_of(table: dict[str, Any], key: str) -> Site:
             out_dir=path("out_dir") or lib.DEFAULT_OUT_DIR,
             mode=table.get("mode", "server"),
             listen=table.get("listen"),
+            http_listen=table.get("http_listen"),
             upstream=table.get("upstream"),
             ca=path("ca"),
             app_protocol=table.get("app_protocol", "grpc"),
