@@ -165,6 +165,13 @@ def issue(
             help="The managed certificate's name for hsmcert renew (default: the first -d; *. as wildcard.).",
         ),
     ] = None,
+    deploy_hook: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--deploy-hook",
+            help="A command hsmcert renew runs after each renewal (repeatable; see docs/lifecycle.md).",
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds the order may take before it is given up.")
     ] = 300.0,
@@ -198,7 +205,9 @@ def issue(
     for path in files.values():
         check_target(path, force=force)  # before anything is ordered
     store = Store()
-    record = _record(name or names[0].replace("*", "wildcard"), key, names, directory, method, files)
+    record = _record(
+        name or names[0].replace("*", "wildcard"), key, names, directory, method, files, deploy_hook or []
+    )
     store.put(record)  # refuses files managed under another name, before the order
     hsm = _session(endpoint, ca_bundle, credential)
     with waiting(f"ordering a certificate for {', '.join(names)}"):
@@ -223,7 +232,15 @@ def _files(cert: Path, chain: Path | None, fullchain: Path | None) -> dict[str, 
     }
 
 
-def _record(name: str, key: str, names: list[str], directory: str, method: Any, files: dict[str, str]) -> Any:
+def _record(
+    name: str,
+    key: str,
+    names: list[str],
+    directory: str,
+    method: Any,
+    files: dict[str, str],
+    deploy_hooks: list[str],
+) -> Any:
     from hsmcert.lifecycle.state import ManagedCert, check_name
 
     return ManagedCert(
@@ -236,7 +253,7 @@ def _record(name: str, key: str, names: list[str], directory: str, method: Any, 
         fullchain=files["fullchain"],
         profile="tls-server",
         sans=[f"DNS:{n}" for n in names],
-        renew_before="33%",
+        deploy_hooks=list(deploy_hooks),
     )
 
 

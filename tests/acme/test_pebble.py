@@ -210,3 +210,21 @@ def test_nonce_rejections_are_retried(tmp_path: Path, pebble_factory: Any, emula
     ok(hsmcert(config, "acme", "issue", "--key", new_key(), "--directory", pebble.url, "-d", "n1.example.test",
                "-d", "n2.example.test", "--standalone", str(pebble.http_port), "--cert", str(cert)))  # fmt: skip
     openssl_verify(pebble, tmp_path / "n-fullchain.pem", cert)
+
+
+def test_failing_dns_hook_is_named_and_cleaned_up(tmp_path: Path, pebble: Pebble, emulator: Any) -> None:
+    config = tmp_path / "config"
+    register(config, pebble)
+    journal = tmp_path / "hooks.log"
+    name = f"hook-{uuid4().hex[:6]}.example.test"
+    result = hsmcert(config, "acme", "issue", "--key", new_key(), "--directory", pebble.url, "-d", name,
+                     "--dns-hook-present", "echo 'zone is read-only' >&2; exit 3",
+                     "--dns-hook-cleanup", f'echo "cleanup $HSMCERT_ACME_RECORD_NAME" >> {journal}',
+                     "--dns-propagation-seconds", "0", "--cert", str(tmp_path / "h.pem"))  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert (
+        f"error: The DNS present hook for _acme-challenge.{name} failed with exit code 3: zone is read-only"
+        in result.stderr
+    )
+    assert journal.read_text() == f"cleanup _acme-challenge.{name}\n"
+    assert not (tmp_path / "h.pem").exists()
