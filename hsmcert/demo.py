@@ -1,9 +1,11 @@
 """``make demo``: keyless TLS with nginx, end to end, on one machine, in about a minute.
 
-It starts the local emulator (a Managed HSM) and the hsmcert agent, creates an RSA-3072 and an EC P-256 key
-in the HSM, makes their certificates (signed in the HSM), renders the nginx configuration with
-``hsmcert nginx``, starts Debian's nginx on 127.0.0.1 with its own prefix, fetches a page over TLS 1.3 and
-TLS 1.2 with each key, prints the HSM's audit lines that prove each handshake was signed there, stops
+It starts the local emulator (a Managed HSM, with a Resource Manager) and creates an RSA-3072 and an EC
+P-256 key in the HSM and their certificates (signed in the HSM). It adds a VM, ``myvm``, to the emulator's
+Resource Manager and lets its managed identity use the keys with ``hsmcert grant --vm myvm``; the hsmcert
+agent then signs as that VM's identity. It renders the nginx configuration with ``hsmcert nginx``, starts
+Debian's nginx on 127.0.0.1 with its own prefix, fetches a page over TLS 1.3 and TLS 1.2 with each key,
+prints the HSM's audit lines that prove each handshake was signed there by the VM's identity, stops
 everything and exits 0. Every command it runs is printed, so the demo doubles as a tutorial.
 
 :class:`Stack` (the processes, started and stopped in order) is shared with ``bench/nginx_handshake.py``.
@@ -12,6 +14,7 @@ everything and exits 0. Every command it runs is printed, so the demo doubles as
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -32,6 +35,7 @@ from hsmcert.audit import read_audit
 from hsmcert.errors import HsmcertError, NotFoundError
 
 HSM = "local-hsm"
+VM = "myvm"
 
 
 def free_port() -> int:
@@ -186,7 +190,8 @@ class Stack:
         )  # fmt: skip
         return path
 
-    def start_agent(self, *args: str) -> None:
+    def start_agent(self, *args: str, env: dict[str, str] | None = None) -> None:
+        """``hsmcert agent ARGS`` in the background (``env``: variables to set for it only)."""
         self.agent_socket.parent.mkdir(parents=True, exist_ok=True)
         command = [
             "agent", "--socket", str(self.agent_socket), "--audit", str(self.agent_audit), *args,
@@ -197,7 +202,10 @@ class Stack:
         self._stops.append(("the agent", self.stop_agent))
         with _signals_deferred():  # the agent is known to stop_agent as soon as it runs
             self.agent = subprocess.Popen(
-                [sys.executable, "-m", "hsmcert", *command], env=self.env, stdout=log, stderr=log
+                [sys.executable, "-m", "hsmcert", *command],
+                env={**self.env, **(env or {})},
+                stdout=log,
+                stderr=log,
             )
         agent = self.agent
         wait_for(lambda: self.agent_socket.exists() or agent.poll() is not None, 30, "the agent's socket")
@@ -326,11 +334,27 @@ def run(workdir: Path, echo: Callable[[str], None] = print) -> int:
             for kind, ref in keys.items()
         }
 
-        echo("\n== 3. The hsmcert agent: the only process that talks to the HSM ==")
-        user = "www-data" if os.geteuid() == 0 else None
-        stack.start_agent(*(["--group", "www-data"] if user else []))
+        echo("\n== 3. The machine that serves: a VM whose managed identity may use the keys ==")
+        machine = json.loads(stack.hsmcert("--output", "json", "emulator", "vm", "add", VM))
+        vm_principal = str(machine["principalId"])
+        echo(f"  {VM}: system-assigned identity {vm_principal}")
+        for granted in stack.hsmcert("grant", "--vm", VM).splitlines():
+            echo("  " + granted)
 
-        echo("\n== 4. nginx configuration, rendered and checked with nginx -t ==")
+        echo(
+            "\n== 4. The hsmcert agent, signed in as the VM's identity: the only process that talks to the HSM =="
+        )
+        token = stack.hsmcert("emulator", "token", "--principal", vm_principal, show=False).strip()
+        echo(f"$ export HSMCERT_ACCESS_TOKEN=$(hsmcert emulator token --principal {vm_principal})")
+        user = "www-data" if os.geteuid() == 0 else None
+        stack.start_agent(
+            *(["--group", "www-data"] if user else []),
+            "--credential",
+            "env-token",
+            env={"HSMCERT_ACCESS_TOKEN": token},
+        )
+
+        echo("\n== 5. nginx configuration, rendered and checked with nginx -t ==")
         ports = {kind: free_port() for kind in keys}
         out = workdir / "nginx-conf"
         for kind, ref in keys.items():
@@ -341,11 +365,11 @@ def run(workdir: Path, echo: Callable[[str], None] = print) -> int:
             )  # fmt: skip
         includes = [out / f"{kind}.hsmcert.test.conf" for kind in keys]
 
-        echo("\n== 5. nginx 1.22 on 127.0.0.1, its own prefix, keys in the HSM ==")
+        echo("\n== 6. nginx 1.22 on 127.0.0.1, its own prefix, keys in the HSM ==")
         started = time.time()
         stack.start_nginx(includes, list(ports.values()), openssl_cnf=out / "openssl.cnf", user=user)
 
-        echo("\n== 6. HTTPS requests: TLS 1.3 and TLS 1.2, with each key ==")
+        echo("\n== 7. HTTPS requests: TLS 1.3 and TLS 1.2, with each key ==")
         for kind in keys:
             host = f"{kind}.hsmcert.test"
             for tls in ("1.3", "1.2"):
@@ -353,7 +377,7 @@ def run(workdir: Path, echo: Callable[[str], None] = print) -> int:
                 echo(f"$ curl --tlsv{tls} --tls-max {tls} --cacert {certs[kind].name} {url}")
                 echo("  " + _curl(url, tls, certs[kind], f"{host}:{ports[kind]}:127.0.0.1"))
 
-        echo("\n== 7. The HSM's audit log: each handshake was signed inside the HSM ==")
+        echo("\n== 8. The HSM's audit log: each handshake was signed inside the HSM, by the VM's identity ==")
         names = {ref.rsplit(":", 1)[1] for ref in keys.values()}
         signed = [
             line
@@ -361,6 +385,7 @@ def run(workdir: Path, echo: Callable[[str], None] = print) -> int:
             if line.get("operation") == "sign"
             and line.get("key") in names
             and _epoch(line.get("time")) >= started
+            and line.get("principal") == vm_principal
         ]
         for line in signed:
             fields = ("time", "principal_name", "service", "key", "alg", "operation", "result")
@@ -379,11 +404,13 @@ def run(workdir: Path, echo: Callable[[str], None] = print) -> int:
                 )
             )
         if len(signed) < 4:
-            raise HsmcertError(f"Expected at least 4 signatures in the HSM's audit log, found {len(signed)}.")
+            raise HsmcertError(
+                f"Expected at least 4 signatures by {VM}'s identity in the HSM's audit log, found {len(signed)}."
+            )
         echo(
             f"\n{len(signed)} TLS handshakes signed in the HSM; no private key was ever on this machine's disk."
         )
-        echo("\n== 8. Stopping nginx, the agent and the emulator ==")
+        echo("\n== 9. Stopping nginx, the agent and the emulator ==")
     return len(signed)
 
 

@@ -1,4 +1,5 @@
-"""make demo: it runs end to end and proves each handshake was signed in the HSM; whatever happens,
+"""make demo: it runs end to end and proves each handshake was signed in the HSM (by the identity of the VM that
+`hsmcert grant --vm myvm` gave access); whatever happens,
 everything the demo started is stopped (on a failed step and on SIGTERM)."""
 
 from __future__ import annotations
@@ -80,8 +81,12 @@ def test_make_demo_runs_end_to_end_and_proves_each_handshake_was_signed_in_the_h
     out = demo.stdout
     assert out.count("HTTP 200: hsmcert keyless TLS: TLSv1.3") == 2
     assert out.count("HTTP 200: hsmcert keyless TLS: TLSv1.2") == 2
+    # `hsmcert grant --vm myvm` let the VM's identity use the keys; the agent signs as that identity
+    found = re.search(r"^  myvm: system-assigned identity (\S+)$", out, re.M)
+    assert found is not None and "assigned: Managed HSM Crypto User at /keys" in out, out
+    vm = re.escape(found.group(1))
     hsm_signs = re.findall(
-        r"^  \S+Z admin local-hsm demo-(rsa|ec)-\w+ (PS256|ES256|RS256) sign ok$", out, re.M
+        rf"^  \S+Z {vm} local-hsm demo-(rsa|ec)-\w+ (PS256|ES256|RS256) sign ok$", out, re.M
     )
     agent_signs = re.findall(
         r"^  \S+Z uid=\d+ pid=\d+ managedhsm:local-hsm:demo-(rsa|ec)-\w+ \w+ ok$", out, re.M
