@@ -89,9 +89,11 @@ def permission_remedy(
             "create."
         )
     if kind == "vault":
+        role = roles.role_for_operation(operation)
+        target = f"--key vault:{service}:{key}" if key else f"--vault {service}"
         return (
-            "Key Vault uses Azure RBAC: assign 'Key Vault Crypto User' (sign, decrypt) or 'Key Vault Crypto "
-            f"Officer' (create, rotate) on the vault {service} to {principal} with az role assignment create."
+            "A vault decides with Azure RBAC or an access policy, as it is set. Grant it (hsmcert does what the "
+            f"vault uses): hsmcert grant --principal {principal} {target} --role {role.slug}"
         )
     role = roles.role_for_operation(operation)
     scope = roles.key_scope(key)

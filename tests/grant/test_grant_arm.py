@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -296,3 +297,20 @@ def test_grant_waits_for_propagation_on_the_machine_itself(private_arm: Arm) -> 
     arm.ok("key", "create", "--key", ref3, "--kty", "EC")
     short = arm.run("grant", "--vm", "self", "--key", ref3, "--wait", "1")
     assert short.returncode == 0 and "not yet observed in effect" in short.stderr, short.stderr
+
+
+def test_the_remedy_of_a_refused_vault_sign_is_a_grant_that_works(arm: Arm) -> None:
+    vm = arm.vm(unique("app"))
+    ref = f"vault:local-vault:{unique('rk')}"
+    arm.ok("key", "create", "--key", ref, "--kty", "EC")
+    token = arm.token(vm["principalId"], "https://vault.azure.net")
+    refused = arm.run(
+        "csr", "--key", ref, "--subj", "/CN=app", "-o", str(arm.work / "refused.csr"), "--credential", "env-token",
+        env={"HSMCERT_ACCESS_TOKEN": token},
+    )  # fmt: skip
+    assert refused.returncode == 4, refused.stderr
+    remedy = refused.stderr[refused.stderr.index("hsmcert grant ") :].split("\n")[0]
+    argv = shlex.split(remedy)[1:]
+    assert argv[:3] == ["grant", "--principal", vm["principalId"]] and ref in argv, remedy
+    assert arm.ok(*argv)["done"][-1]["action"] == "assigned"
+    assert can_sign(arm, vm["principalId"], ref, "https://vault.azure.net") == 0
