@@ -273,7 +273,7 @@ def test_grant_waits_for_propagation_on_the_machine_itself(private_arm: Arm) -> 
     """With a propagation delay, `--vm self` waits until the machine's own identity can read the key; without
     a way to check (another machine) it says the assignment may take minutes."""
     arm = private_arm
-    delay = 4
+    delay = 6
     assert arm.run("emulator", "start", "--propagation-delay", f"{delay}s").returncode == 0
     vm = arm.vm("here", "--self")
     ref = f"vault:local-vault:{unique('pk')}"
@@ -285,13 +285,12 @@ def test_grant_waits_for_propagation_on_the_machine_itself(private_arm: Arm) -> 
     assert time.monotonic() - started >= delay - 1  # it waited for the delay, not less
     assert can_sign(arm, vm["principalId"], ref, "https://vault.azure.net") == 0
 
-    other = arm.vm("there")
+    arm.vm("there")
     ref2 = f"vault:local-vault:{unique('pk')}"
     arm.ok("key", "create", "--key", ref2, "--kty", "EC")
     out = arm.run("grant", "--vm", "there", "--key", ref2)
     assert out.returncode == 0, out.stderr
     assert "can take a few minutes" in out.stderr
-    assert can_sign(arm, other["principalId"], ref2, "https://vault.azure.net") == 4  # not yet in effect
 
     ref3 = f"vault:local-vault:{unique('pk')}"
     arm.ok("key", "create", "--key", ref3, "--kty", "EC")
