@@ -190,3 +190,12 @@ def test_download_is_atomic_and_never_replaces_a_file_without_force(cli: Any, tm
         cli, "kv-cert", "download", "--vault", VAULT, name, "--format", "der", "-o", str(tmp_path / "dl.cer")
     )
     assert document["format"] == "der" and document["version"]
+
+
+def test_a_caller_without_access_is_told_which_certificate_role_to_get(
+    cli: Any, emulator: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("HSMCERT_ACCESS_TOKEN", emulator.token("kv-outsider", "https://vault.azure.net"))
+    result = cli("kv-cert", "list", "--vault", VAULT, "--credential", "env-token")
+    assert result.code == 4, result.err
+    assert "Key Vault Certificate User" in result.err and "Traceback" not in result.err
