@@ -25,6 +25,7 @@ from hsmcert.emulator import (
     arm_authorization,
     arm_compute,
     arm_keyvault,
+    arm_resources,
     attestation,
     certificates,
     controlplane,
@@ -342,6 +343,30 @@ def _arm_routes() -> tuple[ArmRoute, ...]:
                 ("PUT", "update", arm_compute.update_machine, "write"),
             )
         ]
+    found += [
+        ArmRoute(
+            "GET", f"{sub}/resourcegroups", "arm-group-list", arm_resources.list_groups, provider="resources"
+        ),
+        ArmRoute(
+            "GET",
+            group,
+            "arm-group-get",
+            arm_resources.get_group,
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            arm_resources.group_scope,
+            provider="resources",
+        ),
+        *(
+            ArmRoute(
+                "GET",
+                f"{where}/resources",
+                "arm-resource-list",
+                arm_resources.list_resources,
+                provider="resources",
+            )
+            for where in (sub, group)
+        ),
+    ]
     identities = "providers/Microsoft.ManagedIdentity/userAssignedIdentities"
     found += [
         ArmRoute(

@@ -383,3 +383,28 @@ def test_lists_come_in_one_page(emulator: Any, arm: Arm, sub: str) -> None:
         f"/subscriptions/{sub}/resourceGroups/rg-many/providers/Microsoft.Compute/virtualMachines?{COMPUTE}"
     )
     assert len(listed["value"]) >= 3 and "nextLink" not in listed
+
+
+def test_resource_groups_and_the_generic_resource_list(emulator: Any, arm: Arm, sub: str) -> None:
+    name = unique("findme")
+    vm = add_vm(emulator, name, group="rg-found")
+    groups = [
+        g["name"] for g in arm.get(f"/subscriptions/{sub}/resourcegroups?api-version=2021-04-01")["value"]
+    ]
+    assert {"hsmcert-emulator", "rg-found"} <= set(groups)
+    assert (
+        arm.get(f"/subscriptions/{sub}/resourceGroups/rg-found?api-version=2021-04-01")["name"] == "rg-found"
+    )
+    status, missing = arm.call(
+        "GET", f"/subscriptions/{sub}/resourceGroups/{unique('rg')}?api-version=2021-04-01"
+    )
+    assert status == 404 and missing["error"]["code"] == "ResourceGroupNotFound"
+    found = arm.get(f"/subscriptions/{sub}/resources?$filter=name eq '{name}'&api-version=2021-04-01")[
+        "value"
+    ]
+    assert [(r["id"], r["type"]) for r in found] == [(vm["id"], "Microsoft.Compute/virtualMachines")]
+    assert found[0]["identity"]["principalId"] == vm["principalId"]
+    vaults = arm.get(
+        f"/subscriptions/{sub}/resources?$filter=resourceType eq 'Microsoft.KeyVault/vaults'&api-version=2021-04-01"
+    )["value"]
+    assert "local-vault" in [v["name"] for v in vaults]
