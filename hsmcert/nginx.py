@@ -422,6 +422,27 @@ def ensure_checkable(site: Site, nginx: str | os.PathLike[str] = "nginx") -> Non
         )
 
 
+def pin_version(site: Site) -> tuple[Site, str | None]:
+    """``site`` with its key reference pinned (``?version=``) to the version its certificate holds, asked of
+    the agent, so that a key rotation never pairs this certificate with another version. Unchanged when
+    the reference names a version already, for a local key, or when the certificate is another key's
+    (:func:`check_certificate` says so); the sentence returned says why it could not be pinned."""
+    from hsmcert import preflight
+    from hsmcert.pki.io import load_certificates
+    from hsmcert.pki.signing import spki_der
+
+    ref = parse_keyref(site.key)
+    if site.local_key is not None or ref.version:
+        return site, None
+    try:
+        spki, version = preflight.hsm_public_key(site.socket, site.key)
+    except VerificationError as exc:
+        return site, f"The key reference is not pinned to a version: {exc.message}"
+    if spki_der(load_certificates(site.cert)[0].public_key()) != spki:
+        return site, None
+    return replace(site, key=str(ref.with_version(version))), None
+
+
 def check_certificate(site: Site, *, required: bool = True) -> str | None:
     """Compare the certificate with the HSM key nginx will serve it with (the version the reference names,
     as the agent reports it); a VerificationError when it is another key's.
@@ -535,7 +556,10 @@ def reload(
         )
     before = _children(master)
     command = [binary, "-s", "reload"] + (["-c", str(conf)] if conf else [])
-    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    # nginx -s reads the whole configuration (keys included) before it signals the master
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=_env(site.openssl_cnf), timeout=30, check=False
+    )
     if result.returncode != 0:
         raise HsmcertError(
             f"nginx -s reload failed: {_nginx_messages(result.stderr)}", "See nginx's error log."

@@ -99,6 +99,15 @@ def nginx(
         typer.Option("--reload", help="Test nginx's configuration, then reload nginx if the test passes."),
     ] = False,
     force: ForceOpt = False,
+    manage: Annotated[
+        str | None,
+        typer.Option(
+            "--manage",
+            metavar="NAME",
+            help="Register the site with the managed certificate NAME: hsmcert renew then redeploys it and "
+            "reloads nginx (docs/lifecycle.md).",
+        ),
+    ] = None,
 ) -> None:
     """Write the nginx include, key reference, openssl.cnf and systemd units for keyless TLS.
 
@@ -132,6 +141,26 @@ def nginx(
             timeout_ms=timeout_ms,
         )
     )
+    record = None
+    if manage:  # the certificate's key version, pinned, and the record to save once the site is written
+        from dataclasses import replace
+
+        from hsmcert.cli._common import session
+        from hsmcert.lifecycle.inventory import read_leaf
+        from hsmcert.lifecycle.nginx_site import managed_site, site_record
+        from hsmcert.lifecycle.register import key_for
+        from hsmcert.lifecycle.state import Store, check_name
+
+        check_name(manage)
+        with waiting(f"reading {key} from the HSM"):
+            site = replace(site, key=key_for(read_leaf(site.cert), key, session()))
+        store = Store()
+        record = managed_site(store, manage, site, site_record(site, nginx_conf=nginx_conf, nginx=nginx_bin))
+    else:
+        with waiting("asking the agent which key version the certificate holds"):
+            site, unpinned = lib.pin_version(site)
+        if unpinned:
+            log(f"warning: {unpinned} A key rotation would pair the certificate with the new version.")
     planned = generated.plan(lib.generate(site), force=force)
     if check or reload:
         # Tested in a staging directory: a failure leaves every file of out_dir as it was.
@@ -176,6 +205,13 @@ def nginx(
                 f"warning: nginx's configuration does not include {site.site_conf}; add "
                 f"'include {nginx_string(site.site_conf)};'"
             )
+    if record is not None:
+        store.put(record)
+        store.save()
+        data["managed"] = record.name
+        log(
+            f"managing {record.name}: hsmcert renew {record.name} renews the certificate and reloads this site"
+        )
     emit(data, lambda: _next_steps(site, data))
 
 

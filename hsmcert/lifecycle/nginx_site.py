@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hsmcert.generated import Saved
+    from hsmcert.lifecycle.state import ManagedCert, Store
     from hsmcert.nginx import ReloadResult, Site
 
 _PATHS = ("cert", "out_dir", "ca", "socket", "nginx_conf")
@@ -42,11 +43,45 @@ def site_record(site: Site, *, nginx_conf: Path | None = None, nginx: str = "ngi
         ("upstream", site.upstream),
         ("ca", site.ca),
         ("timeout_ms", site.timeout_ms),
+        ("http_listen", site.http_listen),
         ("nginx_conf", nginx_conf),
     ):
         if value is not None:
             table[name] = value if isinstance(value, int) else str(value)
     return table
+
+
+def managed_site(store: Store, name: str, site: Site, table: dict[str, Any]) -> ManagedCert:
+    """The record of the managed certificate ``name`` served by ``site`` (``hsmcert nginx --manage``), to
+    save once the site is written: an existing record whose files include ``site.cert``, or a new one for
+    a self-signed certificate. ``site.key`` is pinned already."""
+    from dataclasses import replace
+
+    from hsmcert.errors import UsageError
+    from hsmcert.lifecycle.inventory import read_leaf
+    from hsmcert.lifecycle.register import is_self_signed, record_for
+
+    owner = store.by_file(site.cert)
+    if owner is not None and owner.name != name:
+        raise UsageError(f"{site.cert} is managed as {owner.name!r}.", f"Pass --manage {owner.name}.")
+    if name in store:
+        record = store.get(name)
+        if owner is None:
+            raise UsageError(
+                f"The managed certificate {name!r} is written to {', '.join(record.files().values())}, "
+                f"not {site.cert}.",
+                "Pass one of its files as --cert.",
+            )
+        return replace(record, key=site.key, nginx=table)
+    leaf = read_leaf(site.cert)
+    if not is_self_signed(leaf):
+        raise UsageError(
+            f"{site.cert} is not managed yet, and hsmcert cannot tell who issued it.",
+            f"Register it first: hsmcert cert adopt {site.cert} --key REF --name {name} --issuer KIND ... "
+            f"(or hsmcert issue --manage {name}), then run this again.",
+        )
+    issuer = {"kind": "self-signed"}
+    return record_for(name, leaf, key=site.key, issuer=issuer, files={"fullchain": site.cert}, nginx=table)
 
 
 def site_of(table: dict[str, Any], key: str) -> Site:
@@ -74,6 +109,7 @@ def site_of(table: dict[str, Any], key: str) -> Site:
             http2=bool(table.get("http2", False)),
             nginx_group=str(table.get("nginx_group", "www-data")),
             timeout_ms=table.get("timeout_ms"),
+            http_listen=table.get("http_listen"),
         )
     )
 
@@ -97,4 +133,4 @@ def redeploy(table: dict[str, Any], key: str) -> tuple[Saved, ReloadResult]:
     return saved, result
 
 
-__all__ = ["redeploy", "site_of", "site_record"]
+__all__ = ["managed_site", "redeploy", "site_of", "site_record"]

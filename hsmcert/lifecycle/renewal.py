@@ -103,8 +103,7 @@ def verify_issued(issued: Issued, public_key: Any, *, lint_severity: str = "WARN
             "The issuer returned a certificate for another public key than the HSM key's; nothing was written.",
             "Check the issuer's configuration (a Key Vault certificate object or ACME account of another key?).",
         )
-    signer = issued.chain[0] if issued.chain else leaf
-    if not signature_is_valid(signer.public_key(), leaf):
+    if not signature_is_valid(issued.issuer_certificate.public_key(), leaf):
         raise VerificationError(
             "The new certificate's signature does not verify with its issuer's public key; nothing was written.",
             "Check the CA certificate and key the issuer uses.",

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from uuid import uuid4
 import pytest
 
 from tests.fixtures.nginx import (
+    Load,
     LocalCa,
     Nginx,
     NginxFactory,
@@ -29,6 +29,7 @@ from tests.fixtures.nginx import (
     curl,
     free_port,
     unix_http_app,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -170,41 +171,6 @@ def test_ec_tls12_and_tls13_signed_in_the_hsm(
         assert f"TLSv{tls}" in result.stdout
     new = signs(emulator.audit(), ec_key)[before:]
     assert [_alg(line) for line in new] == ["ES256", "ES256"]
-
-
-class Load:
-    """Full handshakes in a background thread; counts successes and failures."""
-
-    def __init__(self, port: int, ca: Path) -> None:
-        self.port, self.ca = port, ca
-        self.ok = 0
-        self.failed = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            result = curl(f"https://localhost:{self.port}/", ca=self.ca, timeout=15)
-            if result.returncode == 0:
-                self.ok += 1
-            else:
-                self.failed += 1
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_reload_keeps_serving_and_a_killed_worker_is_replaced(

@@ -20,7 +20,8 @@ object with this interface (:class:`Issuer`)::
 ``key`` is the HSM key the certificate is for, opened through ``session`` with its version pinned (a
 pyca/cryptography private key whose ``sign`` runs in the HSM; ``key.ref`` is its reference). ``session``
 (:class:`hsmcert.session.Session`) opens any other key the issuer needs (a CA key) and reaches the
-services. :class:`Issued` is the new leaf and its chain (issuer first; no self-signed root needed).
+services. :class:`Issued` is the new leaf and its chain (issuer first; no self-signed root needed), plus
+``signer``, the certificate whose key signed the leaf when that is not the chain's first (a root left out).
 Expected failures are :class:`hsmcert.errors.HsmcertError`.
 
 The renewal engine (:mod:`hsmcert.lifecycle.renewal`), not the issuer, checks every new certificate
@@ -54,11 +55,21 @@ if TYPE_CHECKING:
 
 @dataclass
 class Issued:
-    """What an issuer returns: the new leaf, its chain (issuer first) and notes for the user."""
+    """What an issuer returns: the new leaf, its chain (issuer first) and notes for the user.
+
+    ``signer``: the certificate of the key that signed the leaf, when it is not ``chain[0]`` (a root CA
+    that the chain leaves out); None means ``chain[0]``, or the leaf itself when the chain is empty."""
 
     leaf: x509.Certificate
     chain: list[x509.Certificate] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    signer: x509.Certificate | None = None
+
+    @property
+    def issuer_certificate(self) -> x509.Certificate:
+        """The certificate whose public key must verify the leaf's signature."""
+        return self.signer or (self.chain[0] if self.chain else self.leaf)
+
     key: str | None = None
     """The leaf's key reference (version pinned) when the issuer made that key version itself (a Key Vault
     certificate object makes one per version); None: the key it was given."""

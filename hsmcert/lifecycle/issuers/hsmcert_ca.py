@@ -71,7 +71,7 @@ class HsmcertCa:
             alg=record.alg,
         )
         chain = [c for c in [ca_cert, *extra] if not _self_signed(c)]
-        return Issued(signed.obj, chain, signed.notes)
+        return Issued(signed.obj, chain, signed.notes, signer=ca_cert)
 
 
 register(HsmcertCa())
