@@ -34,6 +34,7 @@ PAGES = [
             "openssl-provider.md",
             "cli.md",
             "kv-certificates.md",
+            "lifecycle.md",
         )
     ),
 ]
