@@ -43,7 +43,6 @@ def site_record(site: Site, *, nginx_conf: Path | None = None, nginx: str = "ngi
         ("upstream", site.upstream),
         ("ca", site.ca),
         ("timeout_ms", site.timeout_ms),
-        ("http_listen", site.http_listen),
         ("nginx_conf", nginx_conf),
     ):
         if value is not None:
@@ -109,7 +108,6 @@ def site_of(table: dict[str, Any], key: str) -> Site:
             http2=bool(table.get("http2", False)),
             nginx_group=str(table.get("nginx_group", "www-data")),
             timeout_ms=table.get("timeout_ms"),
-            http_listen=table.get("http_listen"),
         )
     )
 

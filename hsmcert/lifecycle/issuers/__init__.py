@@ -65,14 +65,14 @@ class Issued:
     notes: list[str] = field(default_factory=list)
     signer: x509.Certificate | None = None
 
+    key: str | None = None
+    """The leaf's key reference (version pinned) when the issuer made that key version itself (a Key Vault
+    certificate object makes one per version); None: the key it was given."""
+
     @property
     def issuer_certificate(self) -> x509.Certificate:
         """The certificate whose public key must verify the leaf's signature."""
         return self.signer or (self.chain[0] if self.chain else self.leaf)
-
-    key: str | None = None
-    """The leaf's key reference (version pinned) when the issuer made that key version itself (a Key Vault
-    certificate object makes one per version); None: the key it was given."""
 
 
 class Issuer(Protocol):
