@@ -33,6 +33,7 @@ PAGES = [
             "agent.md",
             "openssl-provider.md",
             "cli.md",
+            "ci.md",
             "kv-certificates.md",
             "lifecycle.md",
         )
