@@ -119,8 +119,13 @@ def sign(
 
     Example: hsmcert sign --key managedhsm:contoso:release dist/*.tar.gz --format checksums
     """
-    from hsmcert.agent.run import AgentOptions
     from hsmcert.signing import Signer, SignOptions, sign_files
+
+    agent = None
+    if fmt is SignFormat.authenticode:  # osslsigncode signs through a private agent of this process
+        from hsmcert.agent.run import AgentOptions
+
+        agent = AgentOptions(endpoint=endpoint, ca_bundle=ca_bundle, credential=credential)
 
     certificate = _certificates(cert, "signer certificate")
     options = SignOptions(
@@ -132,7 +137,7 @@ def sign(
         predicate=_predicate(predicate),
         predicate_type=predicate_type,
         timestamp_url=timestamp_url,
-        agent=AgentOptions(endpoint=endpoint, ca_bundle=ca_bundle, credential=credential),
+        agent=agent,
     )
     extra = _certificates(chain, "chain")
     with waiting(f"signing {len(files)} file(s) with {key} in the HSM"):

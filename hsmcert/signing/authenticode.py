@@ -50,14 +50,17 @@ def run_tool(args: Sequence[str], env: Mapping[str, str] | None = None) -> subpr
 
 
 def problem(output: str) -> str:
-    """The line of osslsigncode's output that says what is wrong."""
+    """The line of osslsigncode's output that says what is wrong (not OpenSSL's error stack)."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    for marker in ("Verify error:", "MISMATCH", "error:", "Failed", "failed"):
-        for line in lines:
+    for line in lines:
+        if "Verify error:" in line:
+            return line.split("Verify error:", 1)[1].strip()[:200]
+    plain = [line for line in lines if ":error:" not in line and line not in ("Failed", "Succeeded")]
+    for marker in ("MISMATCH", "failure", "failed", "error", "Error"):
+        for line in plain:
             if marker in line:
-                text = line.split("Verify error:", 1)[-1].strip() if "Verify error:" in line else line
-                return text[:200]
-    return lines[-1][:200] if lines else "osslsigncode failed"
+                return line[:200]
+    return (plain or lines or ["osslsigncode failed"])[0][:200]
 
 
 def verify(path: Path, ca_file: Path) -> tuple[bool, str]:
@@ -151,9 +154,18 @@ def sign_files(signer: Signer, paths: Sequence[Path], options: SignOptions, fmt:
                             args += ["-ts", options.timestamp_url]
                         signed = run_tool([*args, "-in", str(path), "-out", staged], env)
                         if signed.returncode != 0 or not os.path.isfile(staged):
+                            output = signed.stdout + signed.stderr
+                            if "Unrecognized file type" in output:
+                                raise UsageError(
+                                    f"{path} is not a file Authenticode signs.",
+                                    "Sign Windows PE files (.exe, .dll, .sys), .msi or .cab files.",
+                                )
+                            stamp = options.timestamp_url and "timestamp" in output.lower()
                             raise HsmcertError(
-                                f"osslsigncode could not sign {path}: {problem(signed.stdout + signed.stderr)}.",
-                                "Check that it is a PE file (.exe, .dll, .sys) and run with --verbose.",
+                                f"osslsigncode could not sign {path}: {problem(output)}.",
+                                "Check --timestamp-url (an RFC 3161 server) and the network."
+                                if stamp
+                                else "Check that it is a PE file (.exe, .dll, .msi, .cab) and run with --verbose.",
                             )
                         ok, detail = verify(Path(staged), work / "certs.pem")
                         if not ok:

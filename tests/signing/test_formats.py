@@ -260,3 +260,101 @@ def test_authenticode_refuses_pss(keys: dict[str, Key], tmp_path: Path) -> None:
     refused = sign(key, "--format", "authenticode", "--cert", key.cert, exe)
     assert refused.code == 2 and "PSS" in refused.err
     assert exe.read_bytes() == minimal_pe(b"pss")
+
+
+TSA_CONF = """[ tsa ]
+default_tsa = tsa_config1
+[ tsa_config1 ]
+serial = {serial}
+crypto_device = builtin
+signer_digest = sha256
+default_policy = 1.2.3.4.1
+other_policies = 1.2.3.4.5
+certs = {cert}
+digests = sha256, sha384, sha512
+accuracy = secs:1
+ordering = yes
+tsa_name = no
+ess_cert_id_chain = no
+ess_cert_id_alg = sha256
+"""
+
+
+@pytest.fixture
+def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """An RFC 3161 timestamp server on loopback (openssl ts -reply behind a small HTTP handler): (URL, its
+    certificate)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    work = tmp_path_factory.mktemp("tsa")
+    key, cert = work / "tsa.key", work / "tsa.crt"
+    made = run(
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", key, "-out", cert, "-subj", "/CN=Test TSA", "-days", "2",
+        "-addext", "extendedKeyUsage=critical,timeStamping", "-addext", "keyUsage=critical,digitalSignature",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (work / "serial").write_text("01\n")
+    conf = work / "tsa.cnf"
+    conf.write_text(TSA_CONF.format(serial=work / "serial", cert=cert))
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            query = self.rfile.read(int(self.headers["Content-Length"]))
+            with lock:
+                (work / "q.tsq").write_bytes(query)
+                answered = run(
+                    "openssl", "ts", "-reply", "-config", conf, "-queryfile", work / "q.tsq",
+                    "-signer", cert, "-inkey", key, "-out", work / "r.tsr",
+                )  # fmt: skip
+                reply = (work / "r.tsr").read_bytes() if answered.returncode == 0 else b""
+            self.send_response(200 if reply else 500)
+            self.send_header("Content-Type", "application/timestamp-reply")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", cert
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_authenticode_with_an_rfc3161_timestamp(
+    keys: dict[str, Key], tsa: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, tsa_cert = tsa
+    monkeypatch.chdir(tmp_path)
+    exe = Path("stamped.exe")
+    exe.write_bytes(minimal_pe(b"stamped"))
+    key = keys["rsa-pkcs1"]
+    ok(sign(key, "--format", "authenticode", "--cert", key.cert, "--timestamp-url", url, exe))
+    checked = run("osslsigncode", "verify", "-in", exe, "-CAfile", key.cert, "-TSA-CAfile", tsa_cert)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Timestamp Server Signature verification: ok" in checked.stdout
+
+
+def test_authenticode_failures_leave_the_file_alone(keys: dict[str, Key], tmp_path: Path) -> None:
+    key = keys["rsa-pkcs1"]
+    text = tmp_path / "notes.exe"
+    text.write_text("not a program")
+    refused = sign(key, "--format", "authenticode", "--cert", key.cert, text)
+    assert refused.code == 2 and "not a file Authenticode signs" in refused.err
+    exe = tmp_path / "tool.exe"
+    exe.write_bytes(minimal_pe(b"unstamped"))
+    failed = sign(
+        key, "--format", "authenticode", "--cert", key.cert, "--timestamp-url", "http://127.0.0.1:9", exe
+    )
+    assert failed.code == 1 and "--timestamp-url" in failed.err and "Traceback" not in failed.err
+    assert exe.read_bytes() == minimal_pe(b"unstamped") and text.read_text() == "not a program"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.exe", "tool.exe"]
