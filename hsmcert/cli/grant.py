@@ -169,10 +169,20 @@ def grant(
     from hsmcert.azure import grant as access
 
     target = _target(key, hsm, vault, scope, endpoint, ca_bundle, credential)
-    if list_:
+    if list_ and not (vm or vmss or arc):
         _list(target, principal, subscription, endpoint, ca_bundle, credential)
         return
     ref = _machine_ref(principal, vm, vmss, arc, resource_group, subscription, identity)
+    if list_:  # only the machine's identity
+        found = access.plan_grant(target, principal_id=None, machine=ref)
+        with waiting(
+            f"looking up the managed identity of {'this machine' if ref and ref.is_self else vm or vmss or arc}"
+        ):
+            access.resolve_principal(
+                session(endpoint, ca_bundle, credential), found, subscription=subscription
+            )
+        _list(target, found.principal_id, found.subscription or subscription, endpoint, ca_bundle, credential)
+        return
     plan = access.plan_grant(target, principal_id=principal, machine=ref, role=role, granular=granular)
     if dry_run:
         plan.subscription = subscription

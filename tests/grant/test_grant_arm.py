@@ -116,6 +116,10 @@ def test_grant_vm_myvm_as_written_then_revoke(arm: Arm) -> None:
         "role": "Managed HSM Crypto User",
         "scope": "/keys",
     }.items() <= next(r for r in listed["assignments"] if r["principal_id"] == vm["principalId"]).items()
+    mine = arm.ok("grant", "--list", "--vm", "myvm")["assignments"]
+    assert [(r["principal_id"], r["role"], r["scope"]) for r in mine] == [
+        (vm["principalId"], "Managed HSM Crypto User", "/keys")
+    ]
     text = arm.run("grant", "--list")
     assert text.stdout.splitlines()[0].split() == ["PRINCIPAL", "ROLE", "SCOPE", "KIND"]
 
