@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hsmcert.emulator import auth, control
 from hsmcert.emulator.login import add_federated_credential
 from tests.hsm.conftest import HSM, run_cli, unique
+
+from .loopback import QuietHandler, serving
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 GITHUB_SUBJECT = "repo:contoso/app:ref:refs/heads/main"
@@ -85,14 +85,9 @@ def ci_endpoints() -> Iterator[tuple[str, Issuer, list[str]]]:
     issuer = Issuer()
     log: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def _answer(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.answer(status, json.dumps(body).encode(), "application/json")
 
         def do_GET(self) -> None:  # GitHub Actions: GET $ACTIONS_ID_TOKEN_REQUEST_URL&audience=...
             url = urlsplit(self.path)
@@ -115,18 +110,8 @@ def ci_endpoints() -> Iterator[tuple[str, Issuer, list[str]]]:
             log.append("pipelines")
             self._answer(200, {"oidcToken": issuer.token(PIPELINES_ISSUER, "api://AzureADTokenExchange")})
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", issuer, log
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serving(Handler) as url:
+        yield url, issuer, log
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.hsm.conftest import CliResult, run_cli
 
+from .loopback import QuietHandler, serving
 from .pe import minimal_pe
 
 HSM = "local-hsm"
@@ -284,9 +285,6 @@ ess_cert_id_alg = sha256
 def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """An RFC 3161 timestamp server on loopback (openssl ts -reply behind a small HTTP handler): (URL, its
     certificate)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     work = tmp_path_factory.mktemp("tsa")
     key, cert = work / "tsa.key", work / "tsa.crt"
     made = run(
@@ -298,9 +296,11 @@ def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     (work / "serial").write_text("01\n")
     conf = work / "tsa.cnf"
     conf.write_text(TSA_CONF.format(serial=work / "serial", cert=cert))
+    import threading
+
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             query = self.rfile.read(int(self.headers["Content-Length"]))
             with lock:
@@ -310,24 +310,10 @@ def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
                     "-signer", cert, "-inkey", key, "-out", work / "r.tsr",
                 )  # fmt: skip
                 reply = (work / "r.tsr").read_bytes() if answered.returncode == 0 else b""
-            self.send_response(200 if reply else 500)
-            self.send_header("Content-Type", "application/timestamp-reply")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+            self.answer(200 if reply else 500, reply, "application/timestamp-reply")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", cert
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serving(Handler) as url:
+        yield url, cert
 
 
 def test_authenticode_with_an_rfc3161_timestamp(
