@@ -63,7 +63,9 @@ GrantKeyOpt = Annotated[
 ]
 HsmOpt = Annotated[
     str | None,
-    typer.Option("--hsm", help="Managed HSM name [default: the config file's].", envvar="HSMCERT_HSM"),
+    typer.Option(
+        "--hsm", help="Managed HSM name [default: $HSMCERT_HSM, the config file's, the emulator's]."
+    ),
 ]
 VaultOpt = Annotated[
     str | None, typer.Option("--vault", help="Key Vault name (Azure RBAC or access policies).")

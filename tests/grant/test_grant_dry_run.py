@@ -161,3 +161,14 @@ def test_bad_input_is_one_line_and_exit_2() -> None:
         assert out.stdout == ""
         assert "Traceback" not in out.stderr
         assert out.stderr.startswith("error: "), out.stderr
+
+
+def test_hsmcert_hsm_is_a_default_that_a_key_reference_overrides(tmp_path: Path) -> None:
+    env = {**offline_env(tmp_path), "HSMCERT_HSM": "from-env"}
+    out = hsmcert("--output", "json", "grant", "--principal", PRINCIPAL, "--dry-run", env=env)
+    assert out.returncode == 0 and json.loads(out.stdout)["hsm"] == "from-env", out.stderr
+    out = hsmcert(
+        "--output", "json", "grant", "--principal", PRINCIPAL, "--key", "vault:kv1:k", "--dry-run", env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["vault"] == "kv1" and json.loads(out.stdout)["hsm"] is None
