@@ -22,6 +22,7 @@ from hsmcert.cli._common import (
     waiting,
     write_result,
 )
+from hsmcert.cli.pki import ManageOpt
 
 if TYPE_CHECKING:
     from hsmcert.azure.kvcert import KvCertificate, PendingOperation, VaultCertificates
@@ -353,21 +354,58 @@ def download(
     fmt: FormatOpt = Format.pem,
     version: VersionOpt = None,
     force: ForceOpt = False,
+    manage: ManageOpt = None,
+    ca_key: Annotated[
+        str | None,
+        typer.Option("--ca-key", help="With --manage, issuer Unknown: the HSM CA key of renewals."),
+    ] = None,
+    ca_cert: Annotated[
+        str | None, typer.Option("--ca-cert", help="With --manage, issuer Unknown: that CA's certificate.")
+    ] = None,
     endpoint: EndpointOpt = None,
     ca_bundle: CaBundleOpt = None,
     credential: CredentialOpt = None,
 ) -> None:
-    """Write a certificate version (the latest by default) to a file, atomically: PEM, or DER (.cer)."""
+    """Write a certificate version (the latest by default) to a file, atomically: PEM, or DER (.cer).
+    With --manage NAME, hsmcert renew NAME then renews it as a new version of the object (docs/lifecycle.md).
+
+    Example: hsmcert kv-cert download --vault contoso www -o /etc/ssl/www.pem --manage www
+    """
+    from hsmcert.cli.pki import _check_manage
+    from hsmcert.errors import UsageError
     from hsmcert.output_files import check_target
 
     check_target(out, force=force)
-    certs = _vault(vault, endpoint, ca_bundle, credential)
+    _check_manage(manage, out, force)
     der = fmt is Format.der
+    if manage and der:
+        raise UsageError("--manage keeps the certificate as PEM.", "Leave out --format der.")
+    if bool(ca_key) != bool(ca_cert) or (ca_key and not manage):
+        raise UsageError("--ca-key and --ca-cert go together, with --manage.")
+    certs = _vault(vault, endpoint, ca_bundle, credential)
     with waiting(f"reading {name} from vault:{certs.vault}"):
         found = certs.get(name, version)
+    issuer: dict[str, str] = {"kind": "kv-cert", "vault": certs.vault}
+    if ca_key and ca_cert:
+        issuer.update(ca_key=ca_key, ca_cert=ca_cert)
+    elif manage and found.policy is not None and found.policy.issuer != "Self":
+        raise UsageError(
+            f"The policy of vault:{certs.vault}:{name} has the issuer {found.policy.issuer}: its renewals need a CA.",
+            "Pass --ca-key REF --ca-cert FILE (an HSM CA signs each new version's CSR).",
+        )
     blob = found.encoded(der=der)
     data = {"vault": certs.vault, "name": name, "version": found.version, "format": fmt.value}
     _write(out, blob, data, force, f"the certificate vault:{certs.vault}:{name}")
+    if manage:
+        from hsmcert.lifecycle.register import record_for
+        from hsmcert.lifecycle.register import register as register_record
+        from hsmcert.lifecycle.state import Store
+
+        leaf = found.certificate()
+        assert leaf is not None  # encoded() refused a version without one
+        record = record_for(manage, leaf, key=str(found.key_ref), issuer=issuer, files={"cert": out})
+        register_record(Store(), record, replace=True)
+        log(f"managing {manage}: hsmcert renew {manage} makes a new version of vault:{certs.vault}:{name}")
 
 
 def _write(out: str, blob: bytes, data: dict[str, Any], force: bool, what: str) -> None:

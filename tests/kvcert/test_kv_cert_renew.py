@@ -93,3 +93,49 @@ def test_renew_merges_a_chain_from_an_hsm_ca_into_an_unknown_issuer_object(
     assert_chain_verifies(leaf_file, Path(hsm_ca["cert"]))
     leaf = x509.load_pem_x509_certificate(leaf_file.read_bytes())
     assert format(leaf.serial_number, "x") == shown["serial"]
+
+
+def test_download_manage_registers_the_object_for_renew(
+    cli: Any, config_dir: Path, hsm_ca: dict[str, Any], tmp_path: Path
+) -> None:
+    name = unique("managed")
+    ok(cli("kv-cert", "create", "--vault", VAULT, name, "--subj", f"/CN={name}.test", "--kty", "EC-HSM"))
+    cert = tmp_path / "managed.pem"
+    ok(cli("kv-cert", "download", "--vault", VAULT, name, "-o", str(cert), "--manage", name))
+    listed = [c for c in _json(cli, "cert", "list")["certificates"] if c["name"] == name]
+    assert listed and listed[0]["key"].startswith(f"vault:{VAULT}:{name}?version=")
+    before = cert.read_bytes()
+    _renew(cli, name)
+    assert cert.read_bytes() != before
+
+    # an object whose renewals wait for a CA is managed only with one
+    pending = unique("managed-ca")
+    ok(
+        cli(
+            "kv-cert",
+            "create",
+            "--vault",
+            VAULT,
+            pending,
+            "--subj",
+            f"/CN={pending}.test",
+            "--issuer",
+            "Unknown",
+        )
+    )
+    csr = tmp_path / "p.csr"
+    ok(cli("kv-cert", "pending", "--vault", VAULT, pending, "-o", str(csr)))
+    chain = issue_for(csr, hsm_ca, tmp_path / "p-chain.pem")
+    ok(cli("kv-cert", "merge", "--vault", VAULT, pending, "--chain", str(chain)))
+    refused = cli(
+        "kv-cert", "download", "--vault", VAULT, pending, "-o", str(tmp_path / "p.pem"), "--manage", pending
+    )
+    assert refused.code == 2 and "--ca-key" in refused.err and not (tmp_path / "p.pem").exists()
+    ok(
+        cli(
+            "kv-cert", "download", "--vault", VAULT, pending, "-o", str(tmp_path / "p.pem"), "--manage", pending,
+            "--ca-key", hsm_ca["key"], "--ca-cert", str(hsm_ca["cert"]),
+        )
+    )  # fmt: skip
+    _renew(cli, pending)
+    assert_chain_verifies(tmp_path / "p.pem", Path(hsm_ca["cert"]))
