@@ -84,9 +84,10 @@ def permission_remedy(
         )
     if kind == "vault" and operation.startswith("certificates/"):
         return (
-            "Key Vault uses Azure RBAC: assign 'Key Vault Certificate User' (read) or 'Key Vault Certificates "
-            f"Officer' (create, merge, renew) on the vault {service} to {principal} with az role assignment "
-            "create."
+            "A vault decides with Azure RBAC or an access policy, as it is set: assign 'Key Vault Certificate "
+            f"User' (read) or 'Key Vault Certificates Officer' (create, merge, renew) on the vault {service} to "
+            f"{principal} (az role assignment create), or give it the certificate permissions get, list, create "
+            f"and update (az keyvault set-policy --name {service} --certificate-permissions ...)."
         )
     if kind == "vault":
         role = roles.role_for_operation(operation)

@@ -62,4 +62,4 @@ def test_a_refused_certificate_operation_names_the_certificate_roles() -> None:
 
     remedy = permission_remedy("vault", "contoso", None, "certificates/create")
     assert "Key Vault Certificates Officer" in remedy and "contoso" in remedy
-    assert "Crypto" in permission_remedy("vault", "contoso", "k", "sign")
+    assert "Certificate" not in permission_remedy("vault", "contoso", "k", "sign")
