@@ -96,8 +96,14 @@ def _retry_after(response: requests.Response | None) -> float | None:
     return max(0.0, (when - datetime.datetime.now()).total_seconds())
 
 
+def _name(authzr: messages.AuthorizationResource) -> str:
+    """The identifier as ordered: ``*.example.com`` for a wildcard's authorization (which says ``example.com``)."""
+    value = str(authzr.body.identifier.value)
+    return f"*.{value}" if authzr.body.wildcard else value
+
+
 def _problem(error: messages.Error) -> str:
-    text = error.detail or error.description or error.typ
+    text = str(error.detail or error.description or error.typ).rstrip(".")
     return f"{error.code or error.typ}: {text}" if error.code else str(text)
 
 
@@ -112,7 +118,7 @@ def _identifier_failures(error: messages.Error) -> list[str]:
 def server_error(error: messages.Error, what: str, response: requests.Response | None) -> HsmcertError:
     """The HsmcertError for a problem document the server answered ``what`` with (``response``: its answer)."""
     code = error.code or ""
-    detail = error.detail or error.description or error.typ
+    detail = str(error.detail or error.description or error.typ).rstrip(".")
     status = response.status_code if response is not None else None
     if code == "rateLimited":
         wait = _retry_after(response)
@@ -208,9 +214,7 @@ class AcmeClient:
             for authzr in error.failed_authzrs:
                 for chall in authzr.body.challenges:
                     if chall.error is not None:
-                        lines.append(
-                            f"{authzr.body.identifier.value} ({chall.chall.typ}): {_problem(chall.error)}"
-                        )
+                        lines.append(f"{_name(authzr)} ({chall.chall.typ}): {_problem(chall.error)}")
             raise VerificationError(
                 "The ACME server could not validate " + "; ".join(lines) + ".",
                 "Check that the name points at this responder (DNS, firewall, port 80) and try again.",
@@ -384,7 +388,7 @@ class AcmeClient:
         reused: list[str] = []
         try:
             for authzr in order.authorizations:
-                name = authzr.body.identifier.value
+                name = _name(authzr)
                 if authzr.body.status == messages.STATUS_VALID:
                     reused.append(name)
                     continue
@@ -403,7 +407,7 @@ class AcmeClient:
                 responder.ready()
             for authzr, challb in answered:
                 response = challb.chall.response(self.key.jwk)
-                with self.translating(f"answering the challenge for {authzr.body.identifier.value}"):
+                with self.translating(f"answering the challenge for {_name(authzr)}"):
                     self.client.answer_challenge(challb, response)
             self._wait_for_authorizations([a for a, _ in answered], deadline)
         finally:
@@ -425,7 +429,7 @@ class AcmeClient:
             fullchain_pem=done.fullchain_pem,
             order_url=str(done.uri),
             reused=reused,
-            validated=[a.body.identifier.value for a, _ in answered],
+            validated=[_name(a) for a, _ in answered],
         )
 
     @staticmethod
@@ -433,7 +437,7 @@ class AcmeClient:
         for challb in authzr.body.challenges:
             if challb.chall.typ == typ:
                 return challb
-        name = authzr.body.identifier.value
+        name = _name(authzr)
         offered = ", ".join(c.chall.typ for c in authzr.body.challenges) or "none"
         hint = (
             "Use DNS-01 (--dns-hook-present) for a wildcard name."
@@ -447,7 +451,7 @@ class AcmeClient:
     ) -> None:
         failed: list[messages.AuthorizationResource] = []
         for authzr in pending:
-            name = authzr.body.identifier.value
+            name = _name(authzr)
             while True:
                 with self.translating(f"polling the authorization for {name}"):
                     authzr, response = self.client.poll(authzr)
