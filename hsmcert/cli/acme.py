@@ -169,7 +169,7 @@ def issue(
         list[str] | None,
         typer.Option(
             "--deploy-hook",
-            help="A command hsmcert renew runs after each renewal (repeatable; see docs/lifecycle.md).",
+            help="A command hsmcert renew runs after each renewal of this certificate (repeatable).",
         ),
     ] = None,
     timeout: Annotated[

@@ -36,6 +36,7 @@ PAGES = [
             "ci.md",
             "kv-certificates.md",
             "lifecycle.md",
+            "acme.md",
         )
     ),
 ]
