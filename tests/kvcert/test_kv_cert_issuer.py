@@ -39,13 +39,14 @@ def _record(name: str, key: str, tmp_path: Path, **issuer: str) -> ManagedCert:
 
 
 def _check_like_the_engine(issued: issuers.Issued) -> None:
-    """The leaf is for the key version named, signed by the chain's first (else itself), pkilint-clean."""
+    """The leaf is for the key version named, signed by its signer (else the chain's first, else itself),
+    pkilint-clean."""
     from hsmcert.session import default_session
 
     assert issued.key is not None
     key = default_session().open_key(issued.key)
     assert same_public_key(issued.leaf.public_key(), key.public_key)
-    signer = issued.chain[0] if issued.chain else issued.leaf
+    signer = issued.issuer_certificate
     assert signature_is_valid(signer.public_key(), issued.leaf)
     assert lint_certificate(issued.leaf.public_bytes(Encoding.DER)) == []
 
@@ -91,7 +92,7 @@ def test_unknown_issuer_object_renews_through_an_hsm_ca(
     issued = issuer.issue(record, session, session.private_key(record.key))
     root = load_certificates(hsm_ca["cert"])[0]
     _check_like_the_engine(issued)
-    assert issued.chain == [root]  # the root signed the leaf: it is the whole chain
+    assert issued.chain == [] and issued.signer == root  # the root signed the leaf; it is not sent
     assert issued.leaf.issuer.rfc4514_string() == "CN=Vault Test Root,O=hsmcert tests"
     assert_chain_verifies(write_pem(tmp_path / "leaf.pem", issued.leaf), Path(hsm_ca["cert"]))
 

@@ -6,8 +6,8 @@ makes a new version of the object from its own policy (:meth:`hsmcert.azure.kvce
 so its subject, SANs, key type and validity are those of the vault's policy. With the issuer ``Self`` the
 vault signs it at once. With ``Unknown`` the new version's CSR is signed by a CA key held in the HSM, given
 as for the ``hsmcert-ca`` issuer (``ca_key``, ``ca_cert``, optional ``ca_chain``), and the chain is merged
-(the chain returned leaves a root out, unless the root signed the leaf itself and is all there is); without
-a CA the pending version is cancelled and the renewal fails, saying so.
+(the chain returned leaves the root out; when the root signed the leaf itself it is the ``signer``);
+without a CA the pending version is cancelled and the renewal fails, saying so.
 
 Each version has a key version of its own: the new certificate's key is the version Key Vault made, and
 :attr:`~hsmcert.lifecycle.issuers.Issued.key` names it, so that the record follows it.
@@ -70,13 +70,14 @@ class KvCert:
         name = params.get("certificate") or parse_keyref(record.key).key
         made = certs.renew(name)
         chain: list[x509.Certificate] = []
+        signer = None
         if not isinstance(made, KvCertificate):
-            made, chain = self._merge(certs, made, record, session, params)
+            made, chain, signer = self._merge(certs, made, record, session, params)
         leaf = made.certificate()
         if leaf is None:  # pragma: no cover - a completed version always has its certificate
             raise UsageError(f"vault:{certs.vault} returned no certificate for {name}.")
         notes = [f"made version {made.version} of vault:{certs.vault}:{name}"]
-        return Issued(leaf, chain, notes, key=str(made.key_ref))
+        return Issued(leaf, chain, notes, signer=signer, key=str(made.key_ref))
 
     def _merge(
         self,
@@ -85,8 +86,9 @@ class KvCert:
         record: ManagedCert,
         session: Session,
         params: dict[str, Any],
-    ) -> tuple[KvCertificate, list[x509.Certificate]]:
-        """Sign the pending version's CSR with the HSM CA of ``params`` and merge the chain."""
+    ) -> tuple[KvCertificate, list[x509.Certificate], x509.Certificate | None]:
+        """Sign the pending version's CSR with the HSM CA of ``params`` and merge the chain: the merged version,
+        the chain above the leaf without the root, and the root when it signed the leaf itself."""
         from hsmcert.pki.io import load_certificates
         from hsmcert.pki.issue import issue_certificate
         from hsmcert.pki.signing import signature_is_valid
@@ -113,8 +115,8 @@ class KvCert:
         )
         above = [c for c in [ca_cert, *extra] if not self_signed(c)]
         root = [ca_cert] if self_signed(ca_cert) else []
-        # the chain written beside the leaf: without the root, unless the root issued the leaf itself
-        return certs.merge(op.name, [signed.obj, *above, *root]), above or root
+        merged = certs.merge(op.name, [signed.obj, *above, *root])
+        return merged, above, ca_cert if root and not above else None
 
 
 register(KvCert())
