@@ -214,7 +214,7 @@ def issue(
         client, _ = flow.connect(directory, hsm, server_ca=server_ca)
         private_key = hsm.private_key(key)
         issued = flow.order(client, private_key, names, method, timeout=timeout, progress=log)
-    _write(issued, files, force=force)
+    _write(issued, files)
     record = record.with_key(str(private_key.ref))
     store.put(record)
     store.save()
@@ -257,16 +257,16 @@ def _record(
     )
 
 
-def _write(issued: Issued, files: dict[str, str], *, force: bool) -> None:
+def _write(issued: Issued, files: dict[str, str]) -> None:
+    """Leaf, chain and fullchain, each atomically and all or none (a file replaced with --force is kept as
+    FILE.previous)."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from hsmcert.output_files import write_output
+    from hsmcert.lifecycle.files import install
 
     leaf = issued.leaf.public_bytes(Encoding.PEM)
     chain = b"".join(c.public_bytes(Encoding.PEM) for c in issued.chain)
-    write_output(files["chain"], chain, force=force)
-    write_output(files["fullchain"], leaf + chain, force=force)
-    write_output(files["cert"], leaf, force=force)
+    install({files["chain"]: chain, files["fullchain"]: leaf + chain, files["cert"]: leaf})
 
 
 def _issued_data(issued: Issued, files: dict[str, str], name: str, key: str) -> dict[str, Any]:

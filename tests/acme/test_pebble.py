@@ -80,6 +80,12 @@ def test_standalone_issue_for_several_names(tmp_path: Path, pebble: Pebble, emul
         "www.example.test", "api.example.test", "example.test"
     }  # fmt: skip
     assert "?version=" in issued["key"]
+    first = cert.read_bytes()
+    again = ok(hsmcert(config, "--output", "json", "acme", "issue", "--key", key, "--directory", pebble.url,
+                       "-d", "www.example.test", "--standalone", str(pebble.http_port), "--cert", str(cert),
+                       "--force"))  # fmt: skip
+    assert again["serial"] != issued["serial"] and (tmp_path / "www.pem.previous").read_bytes() == first
+    openssl_verify(pebble, fullchain, cert)
 
 
 def signs(emulator: Any, key_ref: str) -> int:
@@ -182,6 +188,11 @@ def test_invalid_challenge_is_one_line_and_leaves_nothing(
     ), error
     assert "Traceback" not in result.stderr
     assert list(tmp_path.glob("bad*")) == []
+    cert.write_text("mine\n")  # an existing file is refused before anything is ordered
+    exists = hsmcert(config, "acme", "issue", "--key", "managedhsm:local-hsm:no-such-key", "--directory", pebble.url,
+                     "-d", "x.example.test", "--standalone", "1", "--cert", str(cert))  # fmt: skip
+    assert exists.returncode == 7 and f"{cert} already exists" in exists.stderr, exists.stderr
+    assert cert.read_text() == "mine\n"
 
 
 def test_rollover_to_an_hsm_key_then_issue(tmp_path: Path, pebble: Pebble, emulator: Any) -> None:
