@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -263,9 +262,6 @@ class Arm:
 
     def new_principal(self) -> str:
         return str(uuid.uuid4())
-
-    def now(self) -> float:
-        return time.time()
 
 
 def caller_denied(req: Request, action: str, scope: str) -> ApiError:

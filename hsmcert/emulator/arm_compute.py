@@ -53,7 +53,6 @@ KINDS = {
     "vmss": MachineKind("vmss", "Microsoft.Compute", "virtualMachineScaleSets", "virtual machine scale set"),
     "arc": MachineKind("arc", "Microsoft.HybridCompute", "machines", "Arc-enabled machine"),
 }
-KIND_BY_TYPE = {k.type.lower(): k for k in KINDS.values()}
 IDENTITY_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
 _IDENTITY_TYPES = {
     "none": "None",

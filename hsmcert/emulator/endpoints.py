@@ -51,7 +51,7 @@ def challenge_resource(host: str, kind: str) -> str:
 
 def service_endpoint(emulator: Emulator, service: Service) -> Answer:
     def answer(incoming: Incoming) -> Response:
-        faulty = _fault(emulator, service)
+        faulty = _fault(emulator, service.name)
         if faulty is not None:
             return faulty
         host = incoming.headers.get("host", "")
@@ -108,10 +108,11 @@ def _request(incoming: Incoming, host: str, caller: auth.Caller) -> Request:
     )
 
 
-def _fault(emulator: Emulator, service: Service) -> Response | None:
-    """The answer a fault on purpose gives instead of the real one (None: no fault this time)."""
+def _fault(emulator: Emulator, name: str) -> Response | None:
+    """The answer a fault on purpose gives instead of the real one (None: no fault this time); ``name``: the
+    service's, or ``arm`` for Resource Manager."""
     faults = emulator.faults
-    if not faults.active() or not faults.applies_to(service.name):
+    if not faults.active() or not faults.applies_to(name):
         return None
     if faults.latency_ms:
         time.sleep(faults.latency_ms / 1000)
@@ -178,6 +179,9 @@ def arm_endpoint(emulator: Emulator) -> Answer:
     def answer(incoming: Incoming) -> Response:
         from hsmcert.emulator.arm import AUDIENCES
 
+        faulty = _fault(emulator, "arm")
+        if faulty is not None:
+            return faulty
         authorization = incoming.headers.get("authorization", "")
         if authorization[:7].lower() != "bearer ":
             return _arm_refusal(

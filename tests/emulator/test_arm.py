@@ -408,3 +408,21 @@ def test_resource_groups_and_the_generic_resource_list(emulator: Any, arm: Arm, 
         f"/subscriptions/{sub}/resources?$filter=resourceType eq 'Microsoft.KeyVault/vaults'&api-version=2021-04-01"
     )["value"]
     assert "local-vault" in [v["name"] for v in vaults]
+
+
+def test_faults_reach_resource_manager(emulator: Any, arm: Arm) -> None:
+    emulator.set_faults(throttle=1.0, retry_after=0, services=["arm"])
+    try:
+        status, answer = arm.call("GET", "/subscriptions?api-version=2022-12-01")
+        assert status == 429, answer
+        from azure.keyvault.keys import KeyClient
+
+        client = KeyClient(
+            emulator.url("vault"),
+            Token(emulator.token(audience="https://vault.azure.net")),
+            connection_verify=str(emulator.ca),
+        )
+        assert list(client.list_properties_of_keys()) is not None  # other services answer
+    finally:
+        emulator.set_faults()
+    assert arm.call("GET", "/subscriptions?api-version=2022-12-01")[0] == 200
