@@ -60,7 +60,7 @@ class _Answer:
     def __init__(self) -> None:
         import httptools
 
-        self.headers: dict[str, str] = {}
+        self.headers: list[tuple[bytes, bytes]] = []
         self.body = bytearray()
         self.complete = False
         self.keep_alive = False
@@ -71,7 +71,10 @@ class _Answer:
         self.keep_alive = self.parser.should_keep_alive()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self.headers.append((name, value))  # decoded only for an answer that is not a success
+
+    def header_map(self) -> dict[str, str]:
+        return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.headers}
 
     def on_body(self, body: bytes) -> None:
         self.body += body
@@ -189,13 +192,13 @@ class HotPath:
             answer = self._exchange(request, prepared.ref, end)
         if answer is None:
             return None
-        status, headers, content = answer
+        status, parsed, content = answer
         if status != 200:
             if status in ServiceError.TRANSIENT_STATUS:
                 raise ServiceError(
                     f"The HSM answered {status} to a signature with {prepared.ref}.",
                     status=status,
-                    retry_after=retry_after_header(headers),
+                    retry_after=retry_after_header(parsed.header_map()),
                 )
             if status == 401:
                 self.forget_token()
@@ -208,7 +211,7 @@ class HotPath:
         prepared.check(digest, signature)
         return signature
 
-    def _exchange(self, request: bytes, ref: str, end: float) -> tuple[int, dict[str, str], bytes] | None:
+    def _exchange(self, request: bytes, ref: str, end: float) -> tuple[int, _Answer, bytes] | None:
         """Send ``request`` on a pooled connection and read the answer (status, headers, body); None when no
         connection could be opened. A kept-alive connection the service had closed is replaced once."""
         from urllib3 import exceptions as u3
@@ -258,7 +261,7 @@ class HotPath:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _send_and_read(sock: Any, request: bytes) -> tuple[tuple[int, dict[str, str], bytes], bool]:
+def _send_and_read(sock: Any, request: bytes) -> tuple[tuple[int, _Answer, bytes], bool]:
     """Write ``request``, read one whole answer; (status, headers, body) and whether the connection may be
     used again."""
     import httptools
@@ -274,7 +277,7 @@ def _send_and_read(sock: Any, request: bytes) -> tuple[tuple[int, dict[str, str]
             parser.feed_data(data)
         except httptools.HttpParserError as exc:
             raise _Dropped(f"an answer that is not HTTP ({exc})") from None
-    return (parser.get_status_code(), answer.headers, bytes(answer.body)), answer.keep_alive
+    return (parser.get_status_code(), answer, bytes(answer.body)), answer.keep_alive
 
 
 __all__ = ["HotPath"]

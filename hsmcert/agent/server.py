@@ -123,6 +123,7 @@ class _Connection:
         "client",
         "drained",
         "draining",
+        "events",
         "frame_started",
         "last_active",
         "out",
@@ -148,6 +149,8 @@ class _Connection:
         self.draining: float | None = None
         """When set: the connection ends; what the client sends is dropped until this time."""
         self.drained = 0
+        self.events = 0
+        """The selector events the connection is registered for (0: not registered)."""
 
 
 class _Result:
@@ -194,6 +197,9 @@ class AgentServer:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._wake_lock = threading.RLock()  # RLock: stop() may run in a signal handler of this thread
+        self._state = threading.RLock()
+        """Held by the selector thread while it handles events, and by a worker sending its answer: the
+        connection sets and the selector's registrations change under it only."""
         self._selector: selectors.BaseSelector | None = None
         self._connections: set[_Connection] = set()
         self._idle: collections.OrderedDict[_Connection, None] = collections.OrderedDict()
@@ -202,7 +208,7 @@ class AgentServer:
         """Connections in the middle of a frame (checked against the frame deadline)."""
         self._writing: set[_Connection] = set()
         self._draining: set[_Connection] = set()
-        self._requests: queue.Queue[tuple[_Connection, bytes] | None] = queue.Queue()
+        self._requests: queue.SimpleQueue[tuple[_Connection, bytes] | None] = queue.SimpleQueue()
         self._results: collections.deque[_Result] = collections.deque()
         self._threads: list[threading.Thread] = []
         self._accept_paused_until = 0.0
@@ -310,18 +316,20 @@ class AgentServer:
                 if self._accept_paused_until and now >= self._accept_paused_until:
                     self._accept_paused_until = 0.0
                     selector.register(self._listener, selectors.EVENT_READ)
-                for key, mask in selector.select(timeout):
-                    if key.fileobj is self._listener:
-                        self._accept()
-                    elif key.fileobj == self._wake_r:
-                        with contextlib.suppress(OSError):
-                            os.read(self._wake_r, 4096)
-                    else:
-                        self._guarded(key.data, self._on_event, mask)
-                self._deliver_results()
-                if time.monotonic() >= next_sweep:
-                    self._sweep(time.monotonic())
-                    next_sweep = time.monotonic() + SWEEP_INTERVAL
+                ready = selector.select(timeout)
+                with self._state:  # workers answer on their own connections meanwhile (_answer_directly)
+                    for key, mask in ready:
+                        if key.fileobj is self._listener:
+                            self._accept()
+                        elif key.fileobj == self._wake_r:
+                            with contextlib.suppress(OSError):
+                                os.read(self._wake_r, 4096)
+                        else:
+                            self._guarded(key.data, self._on_event, mask)
+                    self._deliver_results()
+                    if time.monotonic() >= next_sweep:
+                        self._sweep(time.monotonic())
+                        next_sweep = time.monotonic() + SWEEP_INTERVAL
             clean = True
         finally:
             self._shutdown(remove_socket=clean)
@@ -388,7 +396,7 @@ class AgentServer:
         conn = _Connection(sock, time.monotonic())
         self._connections.add(conn)
         self._idle[conn] = None
-        self._selector.register(sock, selectors.EVENT_READ, conn)
+        self._watch(conn, selectors.EVENT_READ)
 
     def _make_room(self) -> bool:
         """Close one connection for a new one: the one whose frame has been arriving for longest if that is
@@ -424,50 +432,54 @@ class AgentServer:
             self._read(conn)
 
     def _read(self, conn: _Connection) -> None:
-        try:
-            data = conn.sock.recv(conn.wanted - len(conn.buffer))
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(conn)
-            return
-        now = time.monotonic()
-        if not data:
-            if conn.buffer:
-                size = len(conn.buffer)
-                if conn.wanted == HEADER_SIZE:
-                    error = ProtocolError("short", f"The frame ended after {size} of the 4 length bytes.")
-                else:
-                    body = conn.wanted - HEADER_SIZE
-                    error = ProtocolError(
-                        "short", f"The connection closed {size - HEADER_SIZE} bytes into a {body}-byte frame."
-                    )
-                self._refuse_now(conn, error, conn.frame_started or now)
-            else:
-                self._close(conn)
-            return
-        if not conn.buffer:
-            conn.frame_started = now
-            self._idle.pop(conn, None)
-            self._reading.add(conn)
-        conn.buffer += data
-        conn.last_active = now
-        if len(conn.buffer) < conn.wanted:
-            return
-        if conn.wanted == HEADER_SIZE:
+        while True:  # the header, then the body, which has usually arrived with it: one event, one frame
             try:
-                conn.wanted = HEADER_SIZE + protocol.frame_length(bytes(conn.buffer))
-            except ProtocolError as exc:
-                self._refuse_now(conn, exc, conn.frame_started or now)
+                data = conn.sock.recv(conn.wanted - len(conn.buffer))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._close(conn)
+                return
+            now = time.monotonic()
+            if not data:
+                if conn.buffer:
+                    size = len(conn.buffer)
+                    if conn.wanted == HEADER_SIZE:
+                        error = ProtocolError("short", f"The frame ended after {size} of the 4 length bytes.")
+                    else:
+                        body = conn.wanted - HEADER_SIZE
+                        error = ProtocolError(
+                            "short",
+                            f"The connection closed {size - HEADER_SIZE} bytes into a {body}-byte frame.",
+                        )
+                    self._refuse_now(conn, error, conn.frame_started or now)
+                else:
+                    self._close(conn)
+                return
+            if not conn.buffer:
+                conn.frame_started = now
+                self._idle.pop(conn, None)
+                self._reading.add(conn)
+            conn.buffer += data
+            conn.last_active = now
+            if len(conn.buffer) < conn.wanted:
+                return
+            if conn.wanted == HEADER_SIZE:
+                try:
+                    conn.wanted = HEADER_SIZE + protocol.frame_length(bytes(conn.buffer))
+                except ProtocolError as exc:
+                    self._refuse_now(conn, exc, conn.frame_started or now)
+                    return
+                continue
+            frame = bytes(conn.buffer)
+            conn.buffer = bytearray()
+            conn.wanted = HEADER_SIZE
+            conn.frame_started = None
+            self._reading.discard(conn)
+            conn.busy = True
+            self._watch(conn, 0)  # one request in flight: the next frame is read after the answer is sent
+            self._requests.put((conn, frame))
             return
-        frame = bytes(conn.buffer)
-        conn.buffer = bytearray()
-        conn.wanted = HEADER_SIZE
-        conn.frame_started = None
-        self._reading.discard(conn)
-        conn.busy = True
-        self._watch(conn, 0)  # one request in flight: the next frame is read after the answer is sent
-        self._requests.put((conn, frame))
 
     def _refuse_now(self, conn: _Connection, exc: ProtocolError, started: float) -> None:
         """Answer a frame that cannot be read with BAD_REQUEST from the selector thread, and end the
@@ -477,16 +489,15 @@ class AgentServer:
     def _watch(self, conn: _Connection, events: int) -> None:
         """Wait for ``events`` on the connection (0: for none)."""
         assert self._selector is not None
-        try:
-            self._selector.get_key(conn.sock)
-        except KeyError:
-            if events:
-                self._selector.register(conn.sock, events, conn)
+        if events == conn.events:
             return
-        if events:
+        if not conn.events:
+            self._selector.register(conn.sock, events, conn)
+        elif events:
             self._selector.modify(conn.sock, events, conn)
         else:
             self._selector.unregister(conn.sock)
+        conn.events = events
 
     def _send(self, conn: _Connection, data: bytes, *, close: bool) -> None:
         """Start sending ``data``; then either read the next frame or (``close``) end the connection."""
@@ -546,7 +557,8 @@ class AgentServer:
         self._reading.discard(conn)
         self._writing.discard(conn)
         self._draining.discard(conn)
-        if self._selector is not None:
+        if self._selector is not None and conn.events:
+            conn.events = 0
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(conn.sock)
         with contextlib.suppress(OSError):
@@ -596,8 +608,37 @@ class AgentServer:
                 log.exception("internal error answering uid %s pid %s", conn.uid, conn.pid)
                 response = _error_frame(Status.INTERNAL, "The agent failed unexpectedly; see its log.")
                 close = True
-            self._results.append(_Result(conn, response, close))
-            self._wake()
+            try:
+                answered = not close and self._answer_directly(conn, response)
+            except Exception:  # the connection's trouble, never the worker's end
+                log.exception("error answering uid %s pid %s; closing the connection", conn.uid, conn.pid)
+                with self._state:
+                    self._close(conn)
+                continue
+            if not answered:
+                self._results.append(_Result(conn, response, close))
+                self._wake()
+
+    def _answer_directly(self, conn: _Connection, data: bytes) -> bool:
+        """Send the answer from the worker and watch the connection for its next frame again, sparing the
+        selector thread a wake-up per request; False when the answer does not go out at once (the client
+        does not read), or the server stops: the selector thread sends it then."""
+        with self._state:
+            if self._stopping.is_set() or conn not in self._connections:
+                return False
+            try:
+                sent = conn.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError:
+                self._close(conn)
+                return True
+            if sent < len(data):
+                self._results.append(_Result(conn, data[sent:], False))
+                self._wake()
+                return True
+            self._send(conn, b"", close=False)  # nothing left to send: back to reading, as after a flush
+            return True
 
     def _shutdown(self, *, remove_socket: bool) -> None:
         if self._listener is not None:
@@ -618,8 +659,9 @@ class AgentServer:
                 result.conn.sock.setblocking(True)
                 result.conn.sock.settimeout(1.0)
                 result.conn.sock.sendall(result.data)
-        for conn in list(self._connections):
-            self._close(conn)
+        with self._state:
+            for conn in list(self._connections):
+                self._close(conn)
         if self._selector is not None:
             self._selector.close()
         with self._wake_lock:
