@@ -105,9 +105,14 @@ class HotPath:
     pipeline. Thread-safe; built by the backend once per transport."""
 
     def __init__(self, transport: PooledTransport, credential: TokenCredential, api_version: str) -> None:
+        import logging
+
         from azure.core.pipeline.policies import UserAgentPolicy
 
         self._transport = transport
+        self.enabled = not logging.getLogger("azure").isEnabledFor(logging.INFO)
+        """False when the ``azure`` loggers log requests (``--verbose``): every request then goes through the
+        SDK's pipeline, whose HTTP logging policy shows it (the Authorization header redacted)."""
         self._url = transport.url
         self._policy = sdkcompat.challenge_auth_policy(credential)
         self._api_version = api_version
@@ -169,7 +174,7 @@ class HotPath:
         ``time.monotonic()`` deadline). None: send it through the SDK instead (not authenticated on this
         endpoint yet, an answer other than 200/408/429/5xx, a connection that could not be opened).
         Raises ServiceError (transient) or UnreachableError for the backend to retry."""
-        if not self._transport.authenticated:
+        if not (self.enabled and self._transport.authenticated):
             return None
         prepared = self._prepare(key, algorithm)
         authorization = self._token() if prepared is not None else None

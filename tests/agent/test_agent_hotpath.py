@@ -156,3 +156,27 @@ def test_a_disabled_then_deleted_key_is_refused_with_the_services_reason(
         assert caught.value.status is Status.NOT_FOUND, caught.value
     results = [r["result"] for r in agent.audit() if r["op"] == "sign"]
     assert results == ["ok", "denied", "not_found"]
+
+
+def test_with_verbose_every_signature_request_is_logged_and_its_token_redacted(
+    agent_keys: dict[str, str], agent_dir: Any
+) -> None:
+    from tests.fixtures.agent import AgentProcess
+
+    class VerboseAgent(AgentProcess):
+        def command(self) -> list[str]:
+            base = super().command()
+            return [*base[:3], "--verbose", *base[3:]]
+
+    agent = VerboseAgent(agent_dir).start()
+    try:
+        ref = agent_keys["p256"]
+        with agent.client() as client:
+            spki = client.pubkey(ref).spki
+            for _ in range(3):
+                _verify(spki, client.sign(ref, "ES256", DIGEST))
+    finally:
+        agent.stop()
+    log = agent.log()
+    assert log.count("/sign?api-version=") >= 3, log[-2000:]
+    assert "Authorization': 'REDACTED" in log and "eyJ" not in log  # no token (a JWT) in the clear
