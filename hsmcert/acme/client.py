@@ -490,15 +490,34 @@ class AcmeClient:
         with self.translating("the revocation"):
             self.client.revoke(cert, REASONS[reason])
 
-    def renewal_time(self, cert_pem: bytes) -> datetime.datetime | None:
-        """When the server suggests renewing (ACME Renewal Information), or None when it offers none."""
-        try:
-            when, _ = self.client.renewal_time(cert_pem)
-        except acme_errors.ARIError:
-            return None
-        if when is not None and when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.timezone.utc)
-        return when
+
+def ari_renewal_time(
+    directory: str, cert_pem: bytes, *, server_ca: str | None = None
+) -> datetime.datetime | None:
+    """When the CA suggests renewing ``cert_pem`` (ACME Renewal Information: a time drawn from its window),
+    or None when the server offers no ARI or cannot be asked now (the lifetime rule then applies).
+    Unauthenticated: no account key is needed."""
+    import requests
+
+    net = acme_client.ClientNetwork(None, verify_ssl=server_ca or True, user_agent=USER_AGENT, timeout=30)  # type: ignore[arg-type]
+    try:
+        client = acme_client.ClientV2(
+            acme_client.ClientV2.get_directory(check_directory_url(directory), net), net
+        )
+        when, _ = client.renewal_time(cert_pem)
+    except (
+        acme_errors.Error,
+        messages.Error,
+        requests.exceptions.RequestException,
+        DeserializationError,
+        ValueError,
+    ):
+        return None
+    finally:
+        net.session.close()
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when
 
 
 def _split_pem(text: str) -> list[str]:
@@ -508,4 +527,12 @@ def _split_pem(text: str) -> list[str]:
     ]
 
 
-__all__ = ["DEFAULT_TIMEOUT", "NONCE_RETRIES", "REASONS", "AcmeClient", "Issued", "server_error"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "NONCE_RETRIES",
+    "REASONS",
+    "AcmeClient",
+    "Issued",
+    "ari_renewal_time",
+    "server_error",
+]

@@ -144,7 +144,24 @@ def current_state(
         policy=policy or parse_before(record.renew_before),
         key_current=key_current,
     )
+    if state == "ok" and policy is None and _issuer_suggests_renewal(record, leaf, session, now):
+        state = "renew-due"
     return state, key_current
+
+
+def _issuer_suggests_renewal(
+    record: ManagedCert, leaf: x509.Certificate, session: Session, now: dt.datetime
+) -> bool:
+    """Whether the record's issuer suggests renewing by ``now`` (its optional ``renewal_time``: ACME
+    Renewal Information); an explicit --before policy is not second-guessed."""
+    from hsmcert.lifecycle import issuers
+
+    try:
+        suggest = getattr(issuers.get(record.issuer_kind), "renewal_time", None)
+    except HsmcertError:
+        return False
+    when = suggest(record, leaf, session) if suggest is not None else None
+    return when is not None and when <= now
 
 
 def _choose_key(record: ManagedCert, session: Session, *, key_current: bool, rotate: bool) -> HsmPrivateKey:

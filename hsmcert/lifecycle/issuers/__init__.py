@@ -15,6 +15,9 @@ object with this interface (:class:`Issuer`)::
             '''A new certificate for ``key``'s public key with the record's subject, SANs, profile,
             days and alg (``record.issuer_params`` holds this kind's parameters), and its chain.'''
 
+        # optional: when the issuer suggests renewing (ACME Renewal Information), or None
+        def renewal_time(self, record: ManagedCert, leaf: x509.Certificate, session: Session) -> datetime | None: ...
+
     register(MyIssuer())
 
 ``key`` is the HSM key the certificate is for, opened through ``session`` with its version pinned (a

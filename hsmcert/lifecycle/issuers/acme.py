@@ -6,17 +6,22 @@ is recorded by ``hsmcert acme register``) and the challenge method, one of ``web
 ``dns_propagation_seconds``). The names are the record's DNS SANs; the CSR is signed in the HSM by the key
 version the renewal chose. The CA decides the certificate's content and answers for it (pebble, for one,
 puts keyEncipherment on EC certificates), so only a certificate pkilint cannot read (FATAL) is refused; the
-renewal still checks that it certifies the HSM key and that its signature verifies with the chain.
+renewal still checks that it certifies the HSM key and that its signature verifies with the chain. Where the
+CA publishes ACME Renewal Information, :meth:`Acme.renewal_time` lets ``hsmcert renew`` renew when the CA
+suggests (before the lifetime rule would, e.g. ahead of a mass revocation).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from hsmcert.errors import UsageError
 from hsmcert.lifecycle.issuers import Issued, register
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from hsmcert.lifecycle.state import ManagedCert
     from hsmcert.session import Session
     from hsmcert.signer import HsmPrivateKey
@@ -59,6 +64,23 @@ class Acme:
         if issued.reused:
             notes.append(f"authorizations reused: {', '.join(issued.reused)}")
         return Issued(issued.leaf, issued.chain, notes)
+
+    def renewal_time(
+        self, record: ManagedCert, leaf: x509.Certificate, session: Session
+    ) -> dt.datetime | None:
+        """When the CA suggests renewing ``leaf`` (ACME Renewal Information), or None where it offers none."""
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from hsmcert.acme.account import Account
+        from hsmcert.acme.client import ari_renewal_time
+        from hsmcert.errors import HsmcertError
+
+        directory = str(record.issuer_params.get("directory", ""))
+        try:
+            server_ca = Account.load(directory).server_ca
+        except HsmcertError:
+            return None
+        return ari_renewal_time(directory, leaf.public_bytes(Encoding.PEM), server_ca=server_ca)
 
 
 register(Acme())
