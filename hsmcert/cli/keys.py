@@ -194,8 +194,11 @@ def rotate(
     failed = 0
     if bound and renew:
         from hsmcert.lifecycle.renewal import Options, renew_many
+        from hsmcert.lifecycle.state import state_path_lock
 
-        with waiting(f"renewing {len(bound)} certificate(s) for the new version"):
+        with state_path_lock(), waiting(f"renewing {len(bound)} certificate(s) for the new version"):
+            store = Store()  # as it is now that no renewal runs
+            bound = [store.get(c.name) for c in bound if c.name in store]
             outcomes = renew_many(bound, session(endpoint, ca_bundle, credential), store, Options(force=True))
         data["renewals"] = [o.to_json() for o in outcomes]
         for outcome in outcomes:

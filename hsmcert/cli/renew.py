@@ -44,24 +44,25 @@ def renew(
     from hsmcert.errors import HsmcertError, UsageError
     from hsmcert.lifecycle.expiry import parse_before
     from hsmcert.lifecycle.renewal import Options, renew_many
-    from hsmcert.lifecycle.state import Store
+    from hsmcert.lifecycle.state import Store, state_path_lock
 
     if bool(targets) == all_:
         raise UsageError(
             "Name the certificates to renew, or pass --all (not both).", "See hsmcert cert list."
         )
-    store = Store()
-    records = list(store) if all_ else [store.find(t) for t in targets or []]
     options = Options(
         force=force,
         rotate_key=rotate_key,
         deploy_hooks=deploy_hook or [],
         policy=parse_before(before) if before else None,
     )
-    if not records:
-        log(f"no managed certificates in {store.path}")
-    with waiting(f"renewing {len(records)} certificate(s)"):
-        outcomes = renew_many(records, session(endpoint, ca_bundle, credential), store, options)
+    with state_path_lock():
+        store = Store()  # read once the lock is held: what another run wrote is seen
+        records = list(store) if all_ else [store.find(t) for t in targets or []]
+        if not records:
+            log(f"no managed certificates in {store.path}")
+        with waiting(f"renewing {len(records)} certificate(s)"):
+            outcomes = renew_many(records, session(endpoint, ca_bundle, credential), store, options)
     counts = {
         status: sum(o.status == status for o in outcomes) for status in ("renewed", "skipped", "failed")
     }

@@ -32,6 +32,7 @@ At least one of ``cert`` and ``fullchain`` is set. Where the file is: next to th
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -79,6 +80,30 @@ def check_name(name: str) -> str:
             "Use letters, digits, '.', '_' and '-' (not first), e.g. www.example.com.",
         )
     return name
+
+
+@contextlib.contextmanager
+def state_path_lock(path: Path | None = None) -> Iterator[Path]:
+    """Hold ``certificates.toml.lock`` (an advisory lock) for a run that renews, so that a second run at
+    the same time (the timer and a person) is refused instead of renewing the same certificates twice.
+    Read the state once the lock is held."""
+    import fcntl
+
+    from hsmcert.errors import UnreachableError
+
+    path = Path(path) if path is not None else state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UnreachableError(
+                f"Another hsmcert renew is running on {path}.", "Try again when it has finished."
+            ) from None
+        try:
+            yield path
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -302,4 +327,4 @@ class Store:
         write_output(self.path, self.render().encode(), force=True, mode=0o644)
 
 
-__all__ = ["STATE_FILE", "ManagedCert", "Store", "check_name", "state_path"]
+__all__ = ["STATE_FILE", "ManagedCert", "Store", "check_name", "state_path", "state_path_lock"]

@@ -105,3 +105,13 @@ def test_bad_names_are_refused() -> None:
 def test_the_state_sits_next_to_the_config_file(tmp_path: Path) -> None:
     env = {"HSMCERT_CONFIG": str(tmp_path / "etc" / "config.toml")}
     assert state_path(env) == tmp_path / "etc" / "certificates.toml"
+
+
+def test_a_second_renewal_run_is_refused_while_one_runs(config_dir: Path) -> None:
+    from hsmcert.lifecycle.state import state_path_lock
+    from tests.hsm.conftest import run_cli
+
+    with state_path_lock():
+        busy = run_cli("renew", "--all")
+    assert busy.code == 5 and "Another hsmcert renew is running" in busy.err
+    assert run_cli("renew", "--all").code == 0  # nothing managed: nothing to do
