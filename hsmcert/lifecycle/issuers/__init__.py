@@ -24,12 +24,14 @@ object with this interface (:class:`Issuer`)::
 pyca/cryptography private key whose ``sign`` runs in the HSM; ``key.ref`` is its reference). ``session``
 (:class:`hsmcert.session.Session`) opens any other key the issuer needs (a CA key) and reaches the
 services. :class:`Issued` is the new leaf and its chain (issuer first; no self-signed root needed), plus
-``signer``, the certificate whose key signed the leaf when that is not the chain's first (a root left out).
-Expected failures are :class:`hsmcert.errors.HsmcertError`.
+``signer``, the certificate whose key signed the leaf when that is not the chain's first (a root left
+out), and ``key``, the leaf's key reference when the issuer made that key version itself (a Key Vault
+certificate object). Expected failures are :class:`hsmcert.errors.HsmcertError`.
 
 The renewal engine (:mod:`hsmcert.lifecycle.renewal`), not the issuer, checks every new certificate
-before anything is written: its public key is the HSM key's, its signature verifies with the chain's first
-certificate (or itself when there is no chain), and pkilint finds nothing at ``lint_severity`` or worse.
+before anything is written: its public key is the HSM key's (``Issued.key``'s when set), its signature
+verifies with :attr:`Issued.issuer_certificate`'s public key, and pkilint finds nothing at
+``lint_severity`` or worse.
 
 A kind is registered by its own module in this package (``hsmcert/lifecycle/issuers/<module>.py`` calling
 :func:`register` when imported): :func:`get` and :func:`kinds` import every module here first, so adding
