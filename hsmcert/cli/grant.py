@@ -252,26 +252,47 @@ def _list(
     emit({"target": target.label, "scope": target.scope, "assignments": rows}, lambda: _table(rows))
 
 
+def _short_scope(scope: str) -> str:
+    """A Resource Manager scope for a table: from the resource provider on (the full id is in the JSON).
+
+    >>> _short_scope("/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/v/keys/k")
+    '.../Microsoft.KeyVault/vaults/v/keys/k'
+    """
+    return (
+        "..." + scope[scope.index("/providers/") + len("/providers") :] if "/providers/" in scope else scope
+    )
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
-    """The rows as a table: rich's on a terminal, plain aligned columns otherwise."""
-    columns = ("principal_id", "role", "scope", "kind")
-    headers = ("PRINCIPAL", "ROLE", "SCOPE", "KIND")
+    """The rows as a table: rich's on a terminal, plain aligned columns otherwise (KIND only when the rows
+    mix role assignments and access policies)."""
     if not rows:
         return "no role assignments or access policies"
+    columns = ["principal_id", "role", "scope"]
+    headers = ["PRINCIPAL", "ROLE", "SCOPE"]
+    if len({row.get("kind") for row in rows}) > 1:
+        columns.append("kind")
+        headers.append("KIND")
+    cells = [
+        [_short_scope(str(row.get(c) or "")) if c == "scope" else str(row.get(c) or "") for c in columns]
+        for row in rows
+    ]
     if sys.stdout.isatty() and state.output is OutputFormat.text:
         from rich.console import Console
         from rich.table import Table
 
         from hsmcert.cli._common import _console_kwargs
 
-        table = Table(*headers, box=None, header_style="bold")
-        for row in rows:
-            table.add_row(*(str(row.get(c) or "") for c in columns))
+        table = Table(box=None, header_style="bold")
+        for header in headers:  # an object id and a role name are read (and copied) whole
+            table.add_column(header, no_wrap=header != "SCOPE", overflow="fold")
+        for line in cells:
+            table.add_row(*line)
         console = Console(**_console_kwargs(stderr=False), force_terminal=True)
         with console.capture() as captured:
             console.print(table)
         return captured.get().rstrip("\n")
-    matrix = [list(headers), *([str(row.get(c) or "") for c in columns] for row in rows)]
+    matrix = [headers, *cells]
     widths = [max(len(r[i]) for r in matrix) for i in range(len(columns))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in matrix)
 

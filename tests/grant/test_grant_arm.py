@@ -121,7 +121,7 @@ def test_grant_vm_myvm_as_written_then_revoke(arm: Arm) -> None:
         (vm["principalId"], "Managed HSM Crypto User", "/keys")
     ]
     text = arm.run("grant", "--list")
-    assert text.stdout.splitlines()[0].split() == ["PRINCIPAL", "ROLE", "SCOPE", "KIND"]
+    assert text.stdout.splitlines()[0].split() == ["PRINCIPAL", "ROLE", "SCOPE"]
 
     removed = arm.ok("revoke", "--vm", "myvm")
     assert removed["removed"] == [{"action": "removed", "scope": "/keys", "role": "Managed HSM Crypto User"}]
