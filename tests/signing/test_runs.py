@@ -92,3 +92,20 @@ def test_bad_input_is_refused_before_any_signature(
         assert words in done.err and "Traceback" not in done.err
     assert operations(emulator, key).count("sign") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)
+
+
+def test_signing_many_files_rides_out_throttling(emulator: Any, key: str, files: list[str]) -> None:
+    """The HSM's limits: throttled (429) and failing (503) requests are retried, each file signed once."""
+    before = len(emulator.audit())
+    try:
+        active = emulator.set_faults(throttle=0.15, unavailable=0.1, retry_after=0)
+        assert active["throttle"] == 0.15
+        done = run_cli("--output", "json", "sign", "--key", key, "--concurrency", "8", *files)
+    finally:
+        emulator.set_faults()
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["signed"] == 20
+    name = key.rsplit(":", 1)[1]
+    made = [e for e in emulator.audit()[before:] if e.get("operation") == "sign" and e.get("key") == name]
+    assert len(made) == 20  # a refused attempt signs nothing; no file was signed twice
+    assert run_cli("verify-signature", *files, "--key", key).code == 0
