@@ -195,10 +195,10 @@ def test_invalid_challenge_is_one_line_and_leaves_nothing(
     assert cert.read_text() == "mine\n"
 
 
-def test_rollover_to_an_hsm_key_then_issue(tmp_path: Path, pebble: Pebble, emulator: Any) -> None:
+def test_rollover_to_an_hsm_rsa_key_then_issue(tmp_path: Path, pebble: Pebble, emulator: Any) -> None:
     config = tmp_path / "config"
     account = register(config, pebble)
-    new_account_key = new_key("EC")
+    new_account_key = new_key("RSA")  # RS256 JWS from the HSM (the register test covers ES256)
     rolled = ok(hsmcert(config, "--output", "json", "acme", "rollover", "--directory", pebble.url,
                         "--new-account-key", new_account_key))  # fmt: skip
     assert rolled["account"] == account["account"] and rolled["account_key"] == new_account_key
