@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from acme import client as acme_client
 from acme import errors as acme_errors
 from acme import messages
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from josepy.b64 import b64decode
 from josepy.errors import DeserializationError
 from josepy.json_util import JSONObjectWithFields
@@ -52,6 +53,7 @@ NONCE_RETRIES = 15
 DEFAULT_TIMEOUT = 300.0
 """Seconds an order may take, from the first authorization to the certificate."""
 USER_AGENT = "hsmcert-acme"
+_SPKI = (Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
 REASONS = {
     "unspecified": 0,
     "keyCompromise": 1,
@@ -482,13 +484,25 @@ class AcmeClient:
     # -- certificates -----------------------------------------------------------------------------
 
     def revoke(self, cert: x509.Certificate, reason: str = "unspecified") -> None:
+        """Revoke ``cert``, signed by the account, or, on a client built with the certificate's own key and
+        no account (RFC 8555 7.6), by that key."""
         if reason not in REASONS:
             raise UsageError(
                 f"--reason {reason!r} is not a revocation reason.", f"Use one of: {', '.join(REASONS)}."
             )
-        self._require_account()
+        if self.account is None and self.key.thumbprint() != _thumbprint_of(cert):
+            raise UsageError(
+                "The certificate is not for this key; without the account only its own key may revoke it.",
+                "Give the certificate's key, or revoke through the account (no --key).",
+            )
         with self.translating("the revocation"):
             self.client.revoke(cert, REASONS[reason])
+
+
+def _thumbprint_of(cert: x509.Certificate) -> str:
+    from josepy.b64 import b64encode
+
+    return b64encode(JWK.load(cert.public_key().public_bytes(*_SPKI)).thumbprint()).decode()
 
 
 def ari_renewal_time(

@@ -21,7 +21,7 @@ from hsmcert.acme.keys import (
     hsm_account_key,
     is_hsm_reference,
 )
-from hsmcert.errors import UsageError, VerificationError
+from hsmcert.errors import HsmcertError, UsageError, VerificationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -90,6 +90,22 @@ def connect(directory: str, session: Session, *, server_ca: str | None = None) -
     client = AcmeClient(directory, key, server_ca=_server_ca(server_ca) or account.server_ca)
     client.load_account(account)
     return client, account
+
+
+def certificate_key_client(
+    directory: str, session: Session, key: str, *, server_ca: str | None = None
+) -> AcmeClient:
+    """A client that signs with a certificate's own HSM key and no account: it can revoke that certificate
+    (RFC 8555 7.6) even when the account is lost."""
+    from hsmcert.acme.client import AcmeClient
+
+    check_directory_url(directory)
+    if server_ca is None:
+        try:
+            server_ca = Account.load(directory).server_ca
+        except HsmcertError:
+            server_ca = None
+    return AcmeClient(directory, hsm_account_key(key, session), server_ca=_server_ca(server_ca))
 
 
 def rollover(directory: str, session: Session, new_key: str) -> Account:
@@ -252,6 +268,7 @@ def order(
 __all__ = [
     "Method",
     "build_csr_pem",
+    "certificate_key_client",
     "check_names",
     "connect",
     "open_account_key",

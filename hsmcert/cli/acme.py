@@ -300,12 +300,20 @@ def revoke(
             help="unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation.",
         ),
     ] = "unspecified",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Sign the revocation with the certificate's own HSM key instead of the account (works "
+            "without the account, e.g. after a key compromise).",
+        ),
+    ] = None,
     server_ca: ServerCaOpt = None,
     endpoint: EndpointOpt = None,
     ca_bundle: CaBundleOpt = None,
     credential: CredentialOpt = None,
 ) -> None:
-    """Revoke a certificate this account ordered.
+    """Revoke a certificate this account ordered (or, with --key, any certificate of that HSM key).
 
     Example: hsmcert acme revoke --cert /etc/ssl/www.pem --directory URL --reason superseded
     """
@@ -314,7 +322,11 @@ def revoke(
 
     leaf = load_certificates(str(cert), "certificate")[0]
     with waiting("revoking"):
-        client, _ = flow.connect(directory, _session(endpoint, ca_bundle, credential), server_ca=server_ca)
+        hsm = _session(endpoint, ca_bundle, credential)
+        if key is None:
+            client, _ = flow.connect(directory, hsm, server_ca=server_ca)
+        else:
+            client = flow.certificate_key_client(directory, hsm, key, server_ca=server_ca)
         client.revoke(leaf, reason)
     serial = format(leaf.serial_number, "x")
     emit({"revoked": True, "serial": serial, "reason": reason}, f"revoked {cert} (serial {serial}, {reason})")

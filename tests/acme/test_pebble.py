@@ -146,6 +146,13 @@ def test_account_key_in_the_hsm_and_dns01_with_a_wildcard(
     leaf = x509.load_pem_x509_certificate(cert.read_bytes())
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert set(sans.get_values_for_type(x509.DNSName)) == {"*.dns.example.test", "dns.example.test"}
+    # The certificate's own HSM key revokes it, without the account (another key may not).
+    wrong = hsmcert(
+        config, "acme", "revoke", "--cert", str(cert), "--directory", pebble.url, "--key", account_key
+    )
+    assert wrong.returncode == 2 and "not for this key" in wrong.stderr, wrong.stderr
+    ok(hsmcert(config, "acme", "revoke", "--cert", str(cert), "--directory", pebble.url, "--key", key,
+               "--reason", "keyCompromise"))  # fmt: skip
 
 
 def test_webroot_then_revoke(tmp_path: Path, pebble: Pebble, emulator: Any, nginx_factory: Any) -> None:
