@@ -47,6 +47,7 @@ def local_cert(tmp_path: Path, name: str, *, self_signed: bool = True) -> Path:
     return path
 
 
+@pytest.mark.process  # hsmcert nginx needs the built provider, which make test builds
 def test_cert_list_reads_the_sites_hsmcert_nginx_wrote(tmp_path: Path, config_dir: Path) -> None:
     cert = local_cert(tmp_path, "site.example.com")
     out = tmp_path / "nginx"
