@@ -193,6 +193,7 @@ def rotate(
     data["managed_certificates"] = [c.name for c in bound]
     failed = 0
     if bound and renew:
+        from hsmcert.cli.renew import log_outcomes
         from hsmcert.lifecycle.renewal import Options, renew_many
         from hsmcert.lifecycle.state import state_path_lock
 
@@ -201,8 +202,7 @@ def rotate(
             bound = [store.get(c.name) for c in bound if c.name in store]
             outcomes = renew_many(bound, session(endpoint, ca_bundle, credential), store, Options(force=True))
         data["renewals"] = [o.to_json() for o in outcomes]
-        for outcome in outcomes:
-            log(f"{outcome.status:<8} {outcome.name}: {outcome.reason}")
+        log_outcomes(outcomes)
         failed = sum(o.status == "failed" for o in outcomes)
     elif bound:
         names = " ".join(c.name for c in bound)

@@ -74,7 +74,7 @@ def _check_manage(name: str | None, out: str, force: bool) -> None:
 
     check_name(name)
     if is_stdout(out):
-        raise UsageError("--manage needs the certificate in a file.", "Pass -o FILE.")
+        raise UsageError("--manage needs the result in a file.", "Pass -o FILE.")
     if name in Store() and not force:
         raise AlreadyExistsError(
             f"A managed certificate is already named {name!r}.", "Choose another name, or pass --force."
@@ -149,6 +149,18 @@ def csr(
     fmt: FormatOpt = Format.pem,
     der: DerOpt = False,
     force: ForceOpt = False,
+    manage: Annotated[
+        str | None,
+        typer.Option(
+            "--manage",
+            metavar="NAME",
+            help="Register NAME, a certificate a CA outside hsmcert signs from this CSR (with --cert): "
+            "cert list shows it, renew writes the next CSR (docs/lifecycle.md).",
+        ),
+    ] = None,
+    cert: Annotated[
+        str | None, typer.Option("--cert", help="With --manage: where the CA's certificate will be.")
+    ] = None,
     endpoint: EndpointOpt = None,
     ca_bundle: CaBundleOpt = None,
     credential: CredentialOpt = None,
@@ -163,10 +175,34 @@ def csr(
 
     name, sans, prof = parse_subject(subj), parse_sans(san), _profile(profile)
     check_target(out, force=force)  # before the HSM is asked
+    _check_manage(manage, out, force)
+    if manage and not cert:
+        from hsmcert.errors import UsageError
+
+        raise UsageError(
+            "--manage on a CSR needs --cert, where the CA's certificate will be.", "Pass --cert FILE."
+        )
     with waiting(f"signing the CSR with {key} in the HSM"):
         private_key = _load_key(key, endpoint, ca_bundle, credential)
         signed = build_csr(private_key, name, sans=sans, profile=prof, alg=alg)
     _write(signed, out=out, fmt=fmt, der=der, force=force, key=private_key, profile=prof)
+    if manage and cert:
+        from hsmcert.lifecycle.register import record_for_csr, register
+        from hsmcert.lifecycle.state import Store
+
+        record = record_for_csr(
+            manage,
+            signed.obj,
+            key=str(private_key.ref),
+            csr_path=out,
+            cert_path=cert,
+            profile=prof.name if prof else None,
+            alg=alg,
+        )
+        register(Store(), record, replace=True)
+        log(
+            f"managing {manage}: put the CA's certificate in {record.cert}; hsmcert renew {manage} writes the next CSR"
+        )
 
 
 def selfsign(

@@ -66,13 +66,7 @@ def renew(
     counts = {
         status: sum(o.status == status for o in outcomes) for status in ("renewed", "skipped", "failed")
     }
-    for outcome in outcomes:
-        log(f"{outcome.status:<8} {outcome.name}: {outcome.reason}")
-        for note in outcome.notes:
-            log(f"         note: {note}")
-        for hook in outcome.hooks:
-            said = "" if hook["ok"] else f"\n{hook['output'].rstrip()}"
-            log(f"         deploy hook {'ok' if hook['ok'] else 'FAILED'}: {hook['command']}{said}")
+    log_outcomes(outcomes)
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
     data: dict[str, Any] = {**counts, "results": [o.to_json() for o in outcomes]}
     emit(data, summary)
@@ -80,6 +74,19 @@ def renew(
         raise HsmcertError(
             f"{counts['failed']} of {len(outcomes)} renewal(s) failed.", "See the lines above."
         )
+
+
+def log_outcomes(outcomes: list[Any]) -> None:
+    """One line per renewal on stderr (the journal, under the timer), with its remedy, notes and hooks."""
+    for outcome in outcomes:
+        log(f"{outcome.status:<8} {outcome.name}: {outcome.reason}")
+        if outcome.remedy:
+            log(f"         {outcome.remedy}")
+        for note in outcome.notes:
+            log(f"         note: {note}")
+        for hook in outcome.hooks:
+            said = "" if hook["ok"] else f"\n{hook['output'].rstrip()}"
+            log(f"         deploy hook {'ok' if hook['ok'] else 'FAILED'}: {hook['command']}{said}")
 
 
 def register(app: typer.Typer) -> None:

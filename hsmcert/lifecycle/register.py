@@ -45,7 +45,7 @@ def guess_profile(cert: x509.Certificate) -> str:
     return "tls-server"
 
 
-def _sans(cert: x509.Certificate) -> list[str]:
+def _sans(cert: x509.Certificate | x509.CertificateSigningRequest) -> list[str]:
     from cryptography import x509
 
     from hsmcert.pki.san import format_san
@@ -113,6 +113,36 @@ def record_for(
     )
 
 
+def record_for_csr(
+    name: str,
+    csr: x509.CertificateSigningRequest,
+    *,
+    key: str,
+    csr_path: str | Path,
+    cert_path: str | Path,
+    profile: str | None = None,
+    alg: str | None = None,
+) -> ManagedCert:
+    """The record of a certificate an outside CA will sign from ``csr`` (the ``manual`` issuer): its
+    certificate is expected in ``cert_path``; renewals write new CSRs to ``csr_path``."""
+    from hsmcert.lifecycle import issuers
+    from hsmcert.pki.profiles import get_profile
+    from hsmcert.pki.subject import openssl_form
+
+    check_name(name)
+    params = issuers.get("manual").check({"csr": str(csr_path)})
+    return ManagedCert(
+        name=name,
+        key=key,
+        issuer={"kind": "manual", **params},
+        subject=openssl_form(csr.subject) if len(csr.subject) else "",
+        cert=str(Path(cert_path).absolute()),
+        profile=get_profile(profile).name if profile else "tls-server",
+        sans=_sans(csr),
+        alg=alg,
+    )
+
+
 def key_for(cert: x509.Certificate | x509.CertificateSigningRequest, ref: str, session: Session) -> str:
     """``ref`` with the version pinned whose public key ``cert`` carries (VerificationError, exit 6, when
     the key given, or its current version when none is given, has another public key)."""
@@ -142,4 +172,4 @@ def register(store: Store, record: ManagedCert, *, replace: bool = False) -> Man
     return record
 
 
-__all__ = ["guess_profile", "is_self_signed", "key_for", "record_for", "register"]
+__all__ = ["guess_profile", "is_self_signed", "key_for", "record_for", "record_for_csr", "register"]

@@ -70,6 +70,8 @@ class Outcome:
     files: dict[str, str] = field(default_factory=dict)
     previous: dict[str, str] = field(default_factory=dict)
     nginx_reloaded: bool = False
+    remedy: str | None = None
+    """What to do about a failure."""
     hooks: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -78,6 +80,7 @@ class Outcome:
             "name": self.name,
             "status": self.status,
             "reason": self.reason,
+            "remedy": self.remedy,
             "state_before": self.state,
             "key": self.key,
             "serial": self.serial,
@@ -221,7 +224,7 @@ def renew(record: ManagedCert, session: Session, store: Store, options: Options 
         store.put(pinned)
         store.save()
     except HsmcertError as exc:
-        outcome.reason = exc.message
+        outcome.reason, outcome.remedy = exc.message, exc.remedy
         return outcome
     outcome.status, outcome.key, outcome.notes = "renewed", pinned.key, list(issued.notes)
     outcome.serial = format(issued.leaf.serial_number, "x")

@@ -107,3 +107,38 @@ def test_key_rotate_warns_and_renews(hsm_session: Any, config_dir: Path, tmp_pat
     assert {c.key for c in store} == {f"{ref}?version={data['version']}"}
     listed = json.loads(run_cli("--output", "json", "cert", "list").out)["certificates"]
     assert {c["state"] for c in listed} == {"ok"}
+
+
+def test_csr_manage_tracks_a_certificate_an_outside_ca_signs(
+    hsm_session: Any, config_dir: Path, ca: Ca, tmp_path: Path
+) -> None:
+    from cryptography import x509
+
+    ref = make_key(hsm_session)
+    csr, cert = tmp_path / "ext.csr", tmp_path / "ext.pem"
+    no_cert = run_cli("csr", "--key", ref, "--subj", "/CN=ext.example.com", "-o", str(csr), "--manage", "ext")
+    assert no_cert.code == 2 and not csr.exists()
+    made = run_cli(
+        "csr", "--key", ref, "--subj", "/CN=ext.example.com", "--san", "DNS:ext.example.com",
+        "-o", str(csr), "--manage", "ext", "--cert", str(cert),
+    )  # fmt: skip
+    assert made.code == 0, made.err
+    record = Store(config_dir / "certificates.toml").get("ext")
+    assert record.issuer == {"kind": "manual", "csr": str(csr)} and record.cert == str(cert)
+    waiting = json.loads(run_cli("--output", "json", "cert", "list").out)["certificates"]
+    assert [c["state"] for c in waiting] == ["unreadable"]
+
+    # the outside CA answers
+    signed = run_cli(
+        "issue", "--ca-key", ca.key, "--ca-cert", str(ca.cert), "--csr", str(csr), "-o", str(cert)
+    )
+    assert signed.code == 0, signed.err
+    listed = json.loads(run_cli("--output", "json", "cert", "list").out)["certificates"]
+    assert [(c["name"], c["state"]) for c in listed] == [("ext", "ok")]
+
+    first = csr.read_bytes()
+    renewal = run_cli("renew", "ext", "--force")
+    assert renewal.code == 1 and "a new CSR" in renewal.err and str(cert) in renewal.err
+    again = x509.load_pem_x509_csr(csr.read_bytes())
+    assert csr.read_bytes() != first and again.is_signature_valid
+    assert again.subject == x509.load_pem_x509_csr(first).subject
