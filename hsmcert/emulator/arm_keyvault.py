@@ -12,6 +12,7 @@ are the 403s Azure answers (inner code ``ForbiddenByRbac`` or ``AccessDenied``).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from hsmcert.emulator import auth
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from hsmcert.emulator.service import Service
 
 TYPES = {"vault": "vaults", "managedhsm": "managedHSMs"}
+_VAULT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]")
 KEY_PERMISSIONS = (
     "all",
     "backup",
@@ -351,20 +353,55 @@ def get_service(emulator: Emulator, req: Request, kind: str) -> Response:
 
 
 def update_vault(emulator: Emulator, req: Request) -> Response:
-    """``PATCH`` (or ``PUT``) of an existing vault: ``enableRbacAuthorization`` and ``accessPolicies``."""
-    service = _service(emulator, "vault", req.params["group"], req.params["name"])
+    """``PATCH`` (or ``PUT``) of a vault: ``enableRbacAuthorization`` and ``accessPolicies``; a ``PUT`` of a
+    new name in :data:`SERVICE_GROUP` makes a vault (what ``az keyvault create`` sends)."""
     props = req.json().get("properties") or {}
     if not isinstance(props, dict):
         raise arm_error(400, "BadRequest", "The 'properties' must be an object.")
+    name, group = req.params["name"], req.params["group"]
+    if req.method == "PUT" and emulator.services.get(("vault", name)) is None:
+        return _create_vault(emulator, group, name, props)
+    service = _service(emulator, "vault", group, name)
     record = dict(settings(emulator, service.name))
+    record.update(_vault_settings(props))
+    _save(emulator, service.name, record)
+    return Response(200, vault_json(emulator, service))
+
+
+def _vault_settings(props: dict[str, Any]) -> dict[str, Any]:
+    """The settings a vault's ``properties`` change (checked)."""
+    changed: dict[str, Any] = {}
     if "enableRbacAuthorization" in props:
         if not isinstance(props["enableRbacAuthorization"], bool):
             raise arm_error(400, "BadRequest", "'enableRbacAuthorization' must be true or false.")
-        record["enableRbacAuthorization"] = props["enableRbacAuthorization"]
+        changed["enableRbacAuthorization"] = props["enableRbacAuthorization"]
     if "accessPolicies" in props:
-        record["accessPolicies"] = _policies(props["accessPolicies"])
-    _save(emulator, service.name, record)
-    return Response(200, vault_json(emulator, service))
+        changed["accessPolicies"] = _policies(props["accessPolicies"])
+    return changed
+
+
+def _create_vault(emulator: Emulator, group: str, name: str, props: dict[str, Any]) -> Response:
+    if group.lower() != SERVICE_GROUP:
+        raise arm_error(
+            400,
+            "InvalidResourceGroup",
+            f"The emulator's vaults are in the resource group {SERVICE_GROUP}; '{group[:90]}' holds none.",
+        )
+    if not _VAULT_NAME.fullmatch(name) or "--" in name:
+        raise arm_error(
+            400,
+            "VaultNameNotValid",
+            f"The vault name '{name[:40]}' is invalid: use 3-24 letters, digits and single dashes, starting "
+            "with a letter and ending with a letter or digit.",
+        )
+    if str(props.get("tenantId", "")).lower() != auth.TENANT_ID:
+        raise arm_error(
+            400, "BadRequest", f"properties.tenantId must be the emulator's tenant, {auth.TENANT_ID}."
+        )
+    record = {"enableRbacAuthorization": False, "accessPolicies": [], **_vault_settings(props)}
+    service = emulator.service("vault", name)
+    _save(emulator, name, record)
+    return Response(201, vault_json(emulator, service))
 
 
 def _policies(value: Any) -> list[dict[str, Any]]:

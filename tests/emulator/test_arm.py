@@ -426,3 +426,71 @@ def test_faults_reach_resource_manager(emulator: Any, arm: Arm) -> None:
     finally:
         emulator.set_faults()
     assert arm.call("GET", "/subscriptions?api-version=2022-12-01")[0] == 200
+
+
+def test_a_vault_made_through_resource_manager(emulator: Any, arm: Arm, sub: str) -> None:
+    from hsmcert.emulator.auth import TENANT_ID
+
+    name = f"made{uuid.uuid4().hex[:10]}"
+    vault_id = (
+        f"/subscriptions/{sub}/resourceGroups/hsmcert-emulator/providers/Microsoft.KeyVault/vaults/{name}"
+    )
+    vm = add_vm(emulator, unique("vm"))
+    admin = emulator.principal_id("admin")
+    body = {
+        "location": "westeurope",
+        "properties": {
+            "tenantId": TENANT_ID,
+            "sku": {"family": "A", "name": "standard"},
+            "enableRbacAuthorization": False,
+            "accessPolicies": [
+                {"tenantId": TENANT_ID, "objectId": admin, "permissions": {"keys": ["all"]}},
+                {
+                    "tenantId": TENANT_ID,
+                    "objectId": vm["principalId"],
+                    "permissions": {"keys": ["get", "sign"]},
+                },
+            ],
+        },
+    }
+    status, made = arm.call("PUT", f"{vault_id}?{KV}", body)
+    assert status == 201, made
+    assert made["properties"]["vaultUri"] == emulator.url("vault", name) + "/"
+    assert made["properties"]["enableRbacAuthorization"] is False
+    from azure.keyvault.keys import KeyClient
+
+    def client(principal: str) -> Any:
+        return KeyClient(
+            emulator.url("vault", name),
+            Token(emulator.token(principal, "https://vault.azure.net")),
+            connection_verify=str(emulator.ca),
+        )
+
+    key = client("admin").create_ec_key("k", curve="P-256")
+    assert client(vm["principalId"]).get_key("k").id == key.id
+    with pytest.raises(HttpResponseError) as refused:
+        client(str(uuid.uuid4())).get_key("k")
+    assert refused.value.status_code == 403 and "AccessDenied" in str(refused.value)
+    status, again = arm.call("PUT", f"{vault_id}?{KV}", {"properties": {"enableRbacAuthorization": True}})
+    assert status == 200 and again["properties"]["enableRbacAuthorization"] is True
+
+
+@pytest.mark.parametrize(
+    ("group", "name", "tenant", "code"),
+    [
+        ("rg-other", "goodname1", True, "InvalidResourceGroup"),
+        ("hsmcert-emulator", "a--b", True, "VaultNameNotValid"),
+        ("hsmcert-emulator", "9starts", True, "VaultNameNotValid"),
+        ("hsmcert-emulator", "goodname2", False, "BadRequest"),
+    ],
+)
+def test_a_vault_resource_manager_cannot_make(
+    arm: Arm, sub: str, group: str, name: str, tenant: bool, code: str
+) -> None:
+    from hsmcert.emulator.auth import TENANT_ID
+
+    path = f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.KeyVault/vaults/{name}?{KV}"
+    status, answer = arm.call(
+        "PUT", path, {"properties": {"tenantId": TENANT_ID if tenant else str(uuid.uuid4())}}
+    )
+    assert status == 400 and answer["error"]["code"] == code, answer
