@@ -37,6 +37,7 @@ from hsmcert.errors import (
     HsmcertError,
     PermissionDeniedError,
     ServiceError,
+    TlsTrustError,
     UnreachableError,
     UsageError,
     VerificationError,
@@ -234,8 +235,8 @@ class AcmeClient:
         except acme_errors.ConflictError as error:
             raise AlreadyExistsError(f"{what}: the server says it exists already ({error}).") from error
         except requests.exceptions.SSLError as error:
-            raise UnreachableError(
-                f"The TLS certificate of {server} is not trusted: {error}.",
+            raise TlsTrustError(
+                f"The TLS certificate of the ACME server {server} is not trusted.",
                 "Pass --server-ca with the CA bundle that issued it (for a test CA such as pebble).",
             ) from error
         except requests.exceptions.RequestException as error:

@@ -115,3 +115,22 @@ def test_nginx_site_record_keeps_http_listen(tmp_path: Path) -> None:
     )
     again = site_of(site_record(site), "managedhsm:contoso:k")
     assert again.http_listen == "8080" and again.acme_challenge_dir == tmp_path / "acme-challenge"
+
+
+def test_an_unreachable_server_is_one_sentence(tmp_path: Path) -> None:
+    from hsmcert.acme.client import AcmeClient
+    from hsmcert.acme.keys import create_key_file, file_account_key
+    from hsmcert.errors import UnreachableError
+    from tests.fixtures.nginx import free_port
+
+    create_key_file(tmp_path / "k.pem")
+    url = f"http://127.0.0.1:{free_port()}/dir"
+    with pytest.raises(UnreachableError) as down:
+        AcmeClient(url, file_account_key(tmp_path / "k.pem"))
+    assert (
+        down.value.message == f"Cannot reach the ACME server {url} (reading the directory): ConnectionError."
+    )
+    assert down.value.exit_code == EXIT_UNREACHABLE
+    (tmp_path / "k.pem").chmod(0o644)
+    with pytest.raises(Exception, match="may be read by others"):
+        file_account_key(tmp_path / "k.pem")

@@ -107,6 +107,9 @@ def test_external_account_binding(tmp_path: Path, pebble_factory: Any, emulator:
                       "--agree-tos")  # fmt: skip
     assert refused.returncode == 2, refused.stderr
     assert "requires External Account Binding" in refused.stderr and "--eab-kid" in refused.stderr
+    untrusted = hsmcert(config, "acme", "register", "--directory", pebble.url, "--agree-tos")
+    assert untrusted.returncode == 5 and "The TLS certificate of the ACME server" in untrusted.stderr
+    assert "--server-ca" in untrusted.stderr and "Traceback" not in untrusted.stderr
     half = hsmcert(config, "acme", "register", "--directory", pebble.url, "--server-ca", str(pebble.server_ca),
                    "--agree-tos", "--eab-kid", EAB_KID)  # fmt: skip
     assert half.returncode == 2 and "go together" in half.stderr
