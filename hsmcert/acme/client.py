@@ -383,7 +383,6 @@ class AcmeClient:
         from cryptography import x509
 
         self._require_account()
-        deadline = time.monotonic() + timeout
         with self.translating("the new order"):
             order = self.client.new_order(csr_pem)
         used: list[Responder] = []
@@ -408,6 +407,7 @@ class AcmeClient:
                 answered.append((authzr, challb))
             for responder in used:
                 responder.ready()
+            deadline = time.monotonic() + timeout  # from when the answers are up (DNS waits not counted)
             for authzr, challb in answered:
                 response = challb.chall.response(self.key.jwk)
                 with self.translating(f"answering the challenge for {_name(authzr)}"):
