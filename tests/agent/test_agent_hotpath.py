@@ -180,3 +180,50 @@ def test_with_verbose_every_signature_request_is_logged_and_its_token_redacted(
     log = agent.log()
     assert log.count("/sign?api-version=") >= 3, log[-2000:]
     assert "Authorization': 'REDACTED" in log and "eyJ" not in log  # no token (a JWT) in the clear
+
+
+@pytest.fixture
+def faults(emulator: Any) -> Iterator[Any]:
+    yield emulator.set_faults
+    emulator.set_faults()
+
+
+def test_after_a_first_signature_retry_after_is_still_waited_for(
+    agent_factory: Any, emulator: Any, own_key: str, faults: Any
+) -> None:
+    import time
+
+    agent = agent_factory("--deadline", "20")
+    key = own_key.rsplit(":", 1)[1]
+    with agent.client() as client:
+        spki = client.pubkey(own_key).spki
+        _verify(spki, client.sign(own_key, "ES256", DIGEST))  # the endpoint's next signatures: the hot path
+        before = len(emulator.audit())
+        faults(throttle=1.0, retry_after=3)
+        threading.Timer(1.5, faults).start()
+        began = time.monotonic()
+        _verify(spki, client.sign(own_key, "ES256", DIGEST))
+        waited = time.monotonic() - began
+    assert waited >= 2.9, f"retried after {waited:.2f} s although the HSM said Retry-After: 3"
+    signs = [e for e in emulator.audit()[before:] if e.get("operation") == "sign" and e.get("key") == key]
+    assert len(signs) == 1
+
+
+def test_after_a_first_signature_a_hung_hsm_is_unavailable_within_the_deadline(
+    agent_factory: Any, own_key: str, faults: Any
+) -> None:
+    import time
+
+    agent = agent_factory("--deadline", "1.5")
+    with agent.client() as client:
+        spki = client.pubkey(own_key).spki
+        _verify(spki, client.sign(own_key, "ES256", DIGEST))
+        faults(latency_ms=4000)
+        began = time.monotonic()
+        with pytest.raises(AgentError) as caught:
+            client.sign(own_key, "ES256", DIGEST)
+        waited = time.monotonic() - began
+        assert caught.value.status is Status.UNAVAILABLE, caught.value
+        assert 1.0 <= waited < 3.0, f"answered after {waited:.2f} s with a 1.5 s deadline"
+        faults()
+        _verify(spki, client.sign(own_key, "ES256", DIGEST))  # the same agent recovers
