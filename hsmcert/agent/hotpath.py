@@ -155,7 +155,10 @@ class HotPath:
             held = self._authorization
             if held is not None and time.time() < held[1]:
                 return held[0]
-            got = sdkcompat.bearer_token(self._policy, self._url)
+            try:
+                got = sdkcompat.bearer_token(self._policy, self._url)
+            except Exception:  # the credential failed, or the challenge does not fit the URL: the SDK's
+                return None  # request for this signature meets the same failure and reports it clearly
             if got is None:
                 return None
             header = f"Authorization: {got[0]}\r\n".encode("latin-1")
