@@ -37,8 +37,10 @@ native:
 native-asan:
 	$(MAKE) -C native asan codec-test
 
+# Two workers (pytest-xdist): most tests wait on processes they start, so two share the 2-core CI machine
+# well; worksteal evens out the long docs pages.
 test: setup native-asan
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist worksteal
 
 # Only the tests that start no process (no emulator, agent, nginx, openssl, make...): see
 # tests/fixtures/process_marks.py. --forbid-processes fails any selected test that starts one anyway.

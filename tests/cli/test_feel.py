@@ -30,6 +30,8 @@ def run_in_pty(args: list[str], env: dict[str, str], timeout: float = 120) -> tu
     import struct
     import termios
 
+    # the terminal's size is the window's, as on a real terminal: not COLUMNS/LINES a test runner may set
+    env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES")}
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 250, 0, 0))  # room for a whole line
     proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
