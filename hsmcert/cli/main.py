@@ -12,7 +12,7 @@ import typer
 
 import hsmcert
 from hsmcert.cli._common import OutputFormat, fail, run, state
-from hsmcert.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, HsmcertError
+from hsmcert.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, HsmcertError, UsageError
 
 app = typer.Typer(
     name="hsmcert",
@@ -241,8 +241,20 @@ def _never_fail_to_print() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def _refuse_nul(args: list[str]) -> None:
+    """No option takes a NUL byte (no path, file or URL can hold one): an argument with one, which only an
+    in-process caller can pass, is refused before any option is read."""
+    for position, arg in enumerate(args, 1):
+        if "\x00" in arg:
+            shown = arg.split("\x00", 1)[0][:40]
+            raise UsageError(
+                f"Argument {position} ({shown!r}...) contains a NUL byte.", "No option takes one."
+            )
+
+
 def _main(root: Any, args: list[str]) -> None:
     try:
+        _refuse_nul(args)
         code = root.main(args=args, prog_name="hsmcert", standalone_mode=False)
     except HsmcertError as exc:
         if state.verbose:
