@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 
+if len(sys.argv) not in (4, 5):
+    raise SystemExit("usage: sign_loop.py KEY-URI COUNT RUNS [THREADS]")
 uri, count, runs = sys.argv[1].encode(), int(sys.argv[2]), int(sys.argv[3])
 threads = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 c = ctypes.CDLL("libcrypto.so.3")
@@ -39,9 +41,16 @@ c.EVP_PKEY_sign.argtypes = [
 ]
 c.EVP_PKEY_CTX_free.argtypes = [P]
 store = c.OSSL_STORE_open(uri, None, None, None, None)
+if not store:
+    raise SystemExit(
+        f"cannot open {uri.decode()}: is the provider loaded (OPENSSL_CONF) and the agent running?"
+    )
 info = c.OSSL_STORE_load(store)
+if not info:
+    raise SystemExit(f"{uri.decode()} holds no key the provider could load (see the agent's log)")
 pkey = c.OSSL_STORE_INFO_get1_PKEY(info)
-assert pkey, "the key did not load"
+if not pkey:
+    raise SystemExit(f"{uri.decode()} is not a private key")
 digest = bytes(range(32))
 
 
