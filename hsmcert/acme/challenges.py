@@ -202,11 +202,15 @@ class DnsHooks(Responder):
             raise UsageError("--dns-propagation-seconds must be 0 or more.")
 
     def _run(self, command: str, env: dict[str, str], what: str) -> None:
+        from hsmcert.agent.run import child_environment
+
         shell = shutil.which("sh") or "/bin/sh"
         try:
             result = subprocess.run(
                 [shell, "-c", command],
-                env={**os.environ, **env},
+                # the hook gets the record, not hsmcert's credentials (as deploy hooks)
+                env=child_environment(os.environ, env),
+                stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 timeout=HOOK_TIMEOUT,

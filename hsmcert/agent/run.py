@@ -70,7 +70,7 @@ CREDENTIAL_PREFIXES = ("AZURE_", "ARM_", "MSI_", "IDENTITY_", "MHSM_", "HSMCERT_
 """Prefixes of the variables of Azure tools, Terraform's azurerm, managed identity, Azure's PKCS#11 library
 and hsmcert."""
 
-CREDENTIAL_WORDS = frozenset({"SECRET", "TOKEN", "PASSWORD", "ASSERTION"})
+CREDENTIAL_WORDS = frozenset({"SECRET", "TOKEN", "PASSWORD", "ASSERTION", "HMAC"})
 """A variable under :data:`CREDENTIAL_PREFIXES` with one of these words (between underscores) in its name
 carries a credential or leads to one (``ARM_OIDC_TOKEN``, ``AZURE_CLIENT_ASSERTION``)."""
 

@@ -65,7 +65,9 @@ def problem(output: str) -> str:
 
 def verify(path: Path, ca_file: Path) -> tuple[bool, str]:
     """(ok, one-line detail) of ``osslsigncode verify`` on ``path`` against the CA certificates in ``ca_file``."""
-    done = run_tool(["verify", "-in", str(path), "-CAfile", str(ca_file)])
+    from hsmcert.agent.run import child_environment
+
+    done = run_tool(["verify", "-in", str(path), "-CAfile", str(ca_file)], child_environment(os.environ))
     out = done.stdout + done.stderr
     if done.returncode == 0 and "Signature verification: ok" in out:
         subject = next(

@@ -12,7 +12,14 @@ from acme import messages
 from hsmcert.acme.account import check_directory_url, server_slug
 from hsmcert.acme.client import server_error
 from hsmcert.acme.flow import Method, check_names
-from hsmcert.errors import EXIT_UNREACHABLE, EXIT_USAGE, PermissionDeniedError, ServiceError, UsageError
+from hsmcert.errors import (
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    HsmcertError,
+    PermissionDeniedError,
+    ServiceError,
+    UsageError,
+)
 
 
 def answer(status: int, **headers: str) -> requests.Response:
@@ -134,3 +141,25 @@ def test_an_unreachable_server_is_one_sentence(tmp_path: Path) -> None:
     (tmp_path / "k.pem").chmod(0o644)
     with pytest.raises(Exception, match="may be read by others"):
         file_account_key(tmp_path / "k.pem")
+
+
+@pytest.mark.process  # runs sh
+def test_dns_hooks_get_the_record_but_not_hsmcerts_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hsmcert.acme.challenges import DnsHooks
+
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "client-secret-4f1")
+    monkeypatch.setenv("HSMCERT_ACCESS_TOKEN", "access-token-9c2")
+    monkeypatch.setenv("HSMCERT_ACME_REGISTER_EAB_HMAC_KEY", "hmac-key-77d")
+    seen = tmp_path / "env.txt"
+    hooks = DnsHooks(present_command=f"env > {seen}", propagation_seconds=0)
+    record = {"HSMCERT_ACME_RECORD_NAME": "_acme-challenge.example.test", "HSMCERT_ACME_TXT_VALUE": "v1"}
+    hooks._run(hooks.present_command, record, "present")
+    text = seen.read_text()
+    assert "HSMCERT_ACME_TXT_VALUE=v1" in text
+    assert not any(s in text for s in ("client-secret-4f1", "access-token-9c2", "hmac-key-77d")), text
+    # a failing hook that prints its environment cannot echo a credential into hsmcert's message
+    with pytest.raises(HsmcertError) as failed:
+        hooks._run('echo "secret=$AZURE_CLIENT_SECRET" >&2; exit 3', record, "present")
+    assert "client-secret-4f1" not in str(failed.value.message)
