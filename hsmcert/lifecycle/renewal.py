@@ -226,6 +226,14 @@ def renew(record: ManagedCert, session: Session, store: Store, options: Options 
     except HsmcertError as exc:
         outcome.reason, outcome.remedy = exc.message, exc.remedy
         return outcome
+    except (
+        Exception
+    ) as exc:  # e.g. a hand-edited value of the wrong type: this certificate fails, not the run
+        outcome.reason = f"unexpected {type(exc).__name__}: {str(exc)[:200]}"
+        outcome.remedy = (
+            "Check its record in certificates.toml (docs/lifecycle.md); this may be a bug in hsmcert."
+        )
+        return outcome
     outcome.status, outcome.key, outcome.notes = "renewed", pinned.key, list(issued.notes)
     outcome.serial = format(issued.leaf.serial_number, "x")
     outcome.not_after = rfc3339(issued.leaf.not_valid_after_utc.timestamp())

@@ -215,6 +215,27 @@ def test_one_failure_does_not_stop_the_others(hsm_session: Any, config_dir: Path
     assert failing_hook.code == 1 and "exited 3" in failing_hook.err
 
 
+def test_a_hand_edited_record_of_the_wrong_type_fails_alone(
+    hsm_session: Any, config_dir: Path, tmp_path: Path
+) -> None:
+    refs = [make_key(hsm_session, p) for p in ("x", "y")]
+    for name, ref in zip("xy", refs, strict=True):
+        dated_selfsigned(
+            hsm_session.private_key(ref), tmp_path / f"{name}.pem", start_days_ago=80, lifetime_days=90
+        )
+        assert run_cli("cert", "adopt", str(tmp_path / f"{name}.pem"), "--key", ref).code == 0
+    before_x = (tmp_path / "x.pem").read_bytes()
+    state = config_dir / "certificates.toml"
+    state.write_text(state.read_text() + "\n[certificates.x.nginx]\nlisten = 443\n")  # a number, not text
+
+    done = run_cli("--output", "json", "renew", "--all")
+    assert done.code == 1, done.err
+    results = {r["name"]: r for r in json.loads(done.out)["results"]}
+    assert results["x"]["status"] == "failed" and "certificates.toml" in results["x"]["remedy"]
+    assert results["y"]["status"] == "renewed"
+    assert (tmp_path / "x.pem").read_bytes() == before_x
+
+
 def test_rotate_key_certifies_a_new_version(hsm_session: Any, config_dir: Path, tmp_path: Path) -> None:
     ref = make_key(hsm_session)
     cert = tmp_path / "r.pem"
