@@ -250,6 +250,10 @@ class AcmeClient:
             ) from error
         except DeserializationError as error:
             raise HsmcertError(f"{what}: the ACME server sent something unexpected: {error}.") from error
+        except (TypeError, ValueError, AttributeError, KeyError) as error:  # an answer of the wrong shape
+            raise HsmcertError(
+                f"{what}: the ACME server sent something unexpected ({type(error).__name__}: {error})."
+            ) from error
 
     # -- accounts ---------------------------------------------------------------------------------
 
@@ -422,8 +426,9 @@ class AcmeClient:
         )
         with self.translating("finalizing the order"):
             done = self.client.finalize_order(order, wall_deadline)
-        pems = _split_pem(done.fullchain_pem)
-        certs = [x509.load_pem_x509_certificate(p.encode()) for p in pems]
+        with self.translating("reading the issued certificate"):
+            pems = _split_pem(done.fullchain_pem)
+            certs = [x509.load_pem_x509_certificate(p.encode()) for p in pems]
         if not certs:
             raise HsmcertError("The ACME server returned no certificate.")
         return Issued(

@@ -85,7 +85,7 @@ def _table(items: list[dict[str, Any]]) -> str:
             ", ".join(item.get("sans", [])) or "-",
             item.get("issuer", "-")
             if not item.get("issuer_kind")
-            else f"{item['issuer_kind']}: {item['issuer']}",
+            else f"{item['issuer_kind']}: {item.get('issuer', '-')}",
             item.get("not_after", "-"),
             str(item.get("days_left", "-")),
             item["key"] or "-",

@@ -252,7 +252,7 @@ class Store:
                 document = tomllib.load(fh)
         except FileNotFoundError:
             return
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise UsageError(f"Cannot read {self.path}: {exc}.", "Fix the file, or move it away.") from exc
         tables = document.get("certificates", {})
         if not isinstance(tables, dict):
