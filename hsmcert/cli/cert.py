@@ -322,13 +322,14 @@ def timer(
     force: ForceOpt = False,
 ) -> None:
     """Write hsmcert-renew.service and hsmcert-renew.timer, which run hsmcert renew --all every day."""
-    import os
-
     from hsmcert import generated
+    from hsmcert.config import config_path
     from hsmcert.lifecycle.timer import SERVICE, TIMER, timer_files
     from hsmcert.syntax import absolute_path
 
-    env = {k: os.environ[k] for k in ("HSMCERT_CONFIG",) if os.environ.get(k)}
+    # the service reads the config file (and certificates.toml beside it) this run reads, wherever
+    # HSMCERT_CONFIG or XDG_CONFIG_HOME put it
+    env = {"HSMCERT_CONFIG": str(config_path().absolute())}
     files = timer_files(
         Path(absolute_path(out_dir, "--out-dir")),
         on_calendar=on_calendar,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hsmcert.config import config_path
 from tests.hsm.conftest import run_cli
 
 
@@ -19,6 +20,8 @@ def test_the_units_run_renew_all_daily_with_a_random_delay(tmp_path: Path) -> No
     for line in ("OnCalendar=daily", "RandomizedDelaySec=1h", "Persistent=true", "WantedBy=timers.target"):
         assert f"\n{line}\n" in timer
     assert "Type=oneshot" in service and "-m hsmcert renew --all\n" in service
+    # the service reads the certificates.toml this run reads, wherever XDG_CONFIG_HOME put it
+    assert f"Environment=HSMCERT_CONFIG={config_path().absolute()}\n" in service, service
     again = run_cli("cert", "timer", "-o", str(tmp_path))  # unchanged: nothing to refuse
     assert again.code == 0
     (tmp_path / "hsmcert-renew.timer").write_text(timer.replace("daily", "weekly"))
