@@ -63,6 +63,11 @@ def register(
     key = open_account_key(account_key, directory, session, create=True)
     client = AcmeClient(directory, key, server_ca=server_ca)
     regr, created = client.register(contact, agree_tos=agree_tos, eab_kid=eab_kid, eab_hmac_key=eab_hmac_key)
+    if not regr.uri:
+        raise HsmcertError(
+            f"The ACME server {directory} registered the account but did not say where it is (no Location).",
+            "The server does not follow RFC 8555; ask its operator.",
+        )
     account = Account(
         directory=directory, uri=str(regr.uri), key=key.source, contact=list(contact), server_ca=server_ca
     )
